@@ -1,0 +1,168 @@
+package kernels
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Matrix is a row-major weight matrix in its stored dtype. Data holds exactly
+// Rows*Cols elements; it is usually a read-only view of a memory-mapped file
+// and is never written.
+type Matrix struct {
+	DType DType
+	Rows  int
+	Cols  int
+	Data  []byte
+}
+
+// Check reports whether the matrix is well formed.
+func (m Matrix) Check() error {
+	if m.DType.Size() == 0 {
+		return fmt.Errorf("%w: %v", ErrDType, m.DType)
+	}
+	if m.Rows < 0 || m.Cols < 0 {
+		return fmt.Errorf("kernels: negative shape %dx%d", m.Rows, m.Cols)
+	}
+	if want := m.Rows * m.Cols * m.DType.Size(); len(m.Data) != want {
+		return fmt.Errorf("kernels: %dx%d %v matrix needs %d bytes, has %d", m.Rows, m.Cols, m.DType, want, len(m.Data))
+	}
+	if m.DType == F32 && uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))%4 != 0 {
+		return fmt.Errorf("kernels: F32 matrix data is not 4-byte aligned")
+	}
+	if (m.DType == F16 || m.DType == BF16) && uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))%2 != 0 {
+		return fmt.Errorf("kernels: %v matrix data is not 2-byte aligned", m.DType)
+	}
+	return nil
+}
+
+// Bytes is the size of the matrix's data.
+func (m Matrix) Bytes() int { return len(m.Data) }
+
+func (m Matrix) f32() []float32 {
+	if len(m.Data) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&m.Data[0])), len(m.Data)/4)
+}
+
+func (m Matrix) u16() []uint16 {
+	if len(m.Data) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&m.Data[0])), len(m.Data)/2)
+}
+
+// Row widens row r into dst (len Cols).
+func (m Matrix) Row(r int, dst []float32) {
+	n := m.Cols
+	dst = dst[:n]
+	switch m.DType {
+	case F32:
+		copy(dst, m.f32()[r*n:(r+1)*n])
+	case F16:
+		src := m.u16()[r*n : (r+1)*n]
+		for i, h := range src {
+			dst[i] = f16Table[h]
+		}
+	case BF16:
+		src := m.u16()[r*n : (r+1)*n]
+		for i, b := range src {
+			dst[i] = BF16ToF32(b)
+		}
+	}
+}
+
+// dot computes the dot product of row r of m with x.
+func (m Matrix) dot(r int, x []float32) float32 {
+	n := m.Cols
+	switch m.DType {
+	case F32:
+		return dotF32(m.f32()[r*n:(r+1)*n], x)
+	case F16:
+		return dotF16(m.u16()[r*n:(r+1)*n], x)
+	case BF16:
+		return dotBF16(m.u16()[r*n:(r+1)*n], x)
+	}
+	panic("kernels: unchecked matrix dtype") // Check rejects this before any product
+}
+
+// rowsPerChunk sizes the unit of parallel work: big enough to amortize the
+// hand-off, small enough that both cores finish together.
+func rowsPerChunk(rows, threads int) int {
+	c := rows / (threads * 8)
+	if c < 16 {
+		c = 16
+	}
+	return c
+}
+
+// MatVec computes y = m·x + bias for one activation vector (len(x) = Cols,
+// len(y) = Rows). bias may be nil.
+func MatVec(p *Pool, y []float32, m Matrix, x, bias []float32) {
+	MatMul(p, y, m, x, bias, 1)
+}
+
+// prefillBlock is how many weight rows are widened to float32 at a time on
+// the matrix–matrix path.
+const prefillBlock = 8
+
+// MatMul computes y[t] = m·x[t] + bias for tokens activation rows: x is
+// tokens×Cols, y is tokens×Rows, both row-major. bias may be nil. It panics
+// on shapes that do not match, which is a programming error in the caller.
+func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
+	if len(x) != tokens*m.Cols || len(y) != tokens*m.Rows || (bias != nil && len(bias) != m.Rows) {
+		panic(fmt.Sprintf("kernels: MatMul shapes: m %dx%d, x %d, y %d, bias %d, tokens %d",
+			m.Rows, m.Cols, len(x), len(y), len(bias), tokens))
+	}
+	if tokens == 0 || m.Rows == 0 {
+		return
+	}
+	chunk := rowsPerChunk(m.Rows, p.Threads())
+	chunks := (m.Rows + chunk - 1) / chunk
+	cols := m.Cols
+	if tokens == 1 || m.DType == F32 {
+		// Stream each weight row once; for F32 with several tokens the rows of
+		// one chunk stay in cache while every token passes over them.
+		p.Run(chunks, func(_, c int) {
+			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
+			for t := 0; t < tokens; t++ {
+				xt := x[t*cols : (t+1)*cols]
+				yt := y[t*m.Rows : (t+1)*m.Rows]
+				for r := lo; r < hi; r++ {
+					v := m.dot(r, xt)
+					if bias != nil {
+						v += bias[r]
+					}
+					yt[r] = v
+				}
+			}
+		})
+		return
+	}
+	// 16-bit weights, several tokens: widen a block of rows once, then reuse.
+	p.Run(chunks, func(_, c int) {
+		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
+		var buf [prefillBlock][]float32
+		scratch := make([]float32, prefillBlock*cols)
+		for i := range buf {
+			buf[i] = scratch[i*cols : (i+1)*cols]
+		}
+		for r0 := lo; r0 < hi; r0 += prefillBlock {
+			nb := min(prefillBlock, hi-r0)
+			for i := 0; i < nb; i++ {
+				m.Row(r0+i, buf[i])
+			}
+			for t := 0; t < tokens; t++ {
+				xt := x[t*cols : (t+1)*cols]
+				yt := y[t*m.Rows : (t+1)*m.Rows]
+				for i := 0; i < nb; i++ {
+					v := dotF32(buf[i], xt)
+					if bias != nil {
+						v += bias[r0+i]
+					}
+					yt[r0+i] = v
+				}
+			}
+		}
+	})
+}

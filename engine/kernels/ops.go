@@ -1,0 +1,69 @@
+package kernels
+
+import "math"
+
+// LayerNorm normalizes each row of x (rows of len(w)) into dst:
+// (x-mean)/sqrt(var+eps)*w + b, with the biased variance as torch computes
+// it. Statistics accumulate in float64. dst may alias x.
+func LayerNorm(dst, x, w, b []float32, eps float32) {
+	n := len(w)
+	for r := 0; r+n <= len(x); r += n {
+		row := x[r : r+n]
+		var sum float64
+		for _, v := range row {
+			sum += float64(v)
+		}
+		mean := sum / float64(n)
+		var ss float64
+		for _, v := range row {
+			d := float64(v) - mean
+			ss += d * d
+		}
+		inv := 1 / math.Sqrt(ss/float64(n)+float64(eps))
+		out := dst[r : r+n]
+		m32, inv32 := float32(mean), float32(inv)
+		for i, v := range row {
+			out[i] = (v-m32)*inv32*w[i] + b[i]
+		}
+	}
+}
+
+// GELUNew applies the tanh approximation of GELU ("gelu_new") in place.
+func GELUNew(x []float32) {
+	const c = 0.7978845608028654 // sqrt(2/pi)
+	for i, v := range x {
+		f := float64(v)
+		x[i] = float32(0.5 * f * (1 + math.Tanh(c*(f+0.044715*f*f*f))))
+	}
+}
+
+// Softmax replaces x by its softmax, in float32 like torch. Entries equal to
+// -Inf get probability 0.
+func Softmax(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	mx := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > mx {
+			mx = v
+		}
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += e
+	}
+	for i := range x {
+		x[i] /= sum
+	}
+}
+
+// Axpy computes y += a*x.
+func Axpy(y []float32, a float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}

@@ -1,0 +1,99 @@
+package engine_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/engine/synth"
+)
+
+// benchModel returns a full-size Phi-2 directory: $PHALANX_BENCH_MODEL, or a
+// synthesized F16 model cached in the temporary directory (5.6 GB, written
+// once).
+func benchModel(b *testing.B) string {
+	if testing.Short() {
+		b.Skip("full-size benchmark skipped under -short")
+	}
+	if dir := os.Getenv("PHALANX_BENCH_MODEL"); dir != "" {
+		return dir
+	}
+	dir := filepath.Join(os.TempDir(), "phalanx-bench-phi2-f16-seed1")
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return dir
+	}
+	b.Logf("synthesizing a full-size Phi-2 (F16) into %s", dir)
+	if err := synth.Write(dir+".tmp", synth.Options{Preset: synth.Presets["phi-2"], DType: kernels.F16, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(dir+".tmp", dir); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// BenchmarkDecode measures one decode step (all layers and the head) at a
+// short context; tok/s is 1/step.
+func BenchmarkDecode(b *testing.B) {
+	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	H, V := m.Config.HiddenSize, m.Config.VocabSize
+	cache := m.NewCache()
+	x := make([]float32, H)
+	logits := make([]float32, V)
+	step := func() {
+		if err := m.Embed([]int{42}, x); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(x, []engine.Span{{Cache: cache, Tokens: 1}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Logits(x, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	step() // page the weights in
+	for b.Loop() {
+		if cache.Len() >= 512 {
+			cache.Truncate(1)
+		}
+		step()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+	b.ReportMetric(float64(m.WeightBytes()), "weight-bytes/tok")
+}
+
+// BenchmarkPrefill128 measures a 128-token prompt in one pass.
+func BenchmarkPrefill128(b *testing.B) {
+	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	const n = 128
+	H, V := m.Config.HiddenSize, m.Config.VocabSize
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = (i * 7919) % V
+	}
+	x := make([]float32, n*H)
+	logits := make([]float32, V)
+	for b.Loop() {
+		if err := m.Embed(ids, x); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(x, []engine.Span{{Cache: m.NewCache(), Tokens: n}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Logits(x[(n-1)*H:], logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+	b.ReportMetric(float64(m.WeightBytes())/n, "weight-bytes/tok")
+}

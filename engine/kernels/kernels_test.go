@@ -1,0 +1,220 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func encode(dt DType, v []float32) []byte {
+	out := make([]byte, 0, len(v)*dt.Size())
+	for _, x := range v {
+		switch dt {
+		case F32:
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(x))
+		case F16:
+			out = binary.LittleEndian.AppendUint16(out, F32ToF16(x))
+		case BF16:
+			out = binary.LittleEndian.AppendUint16(out, F32ToBF16(x))
+		}
+	}
+	return out
+}
+
+// ref is the float64 product of the matrix as stored with x.
+func ref(m Matrix, x []float32, bias []float32, tokens int) []float64 {
+	out := make([]float64, tokens*m.Rows)
+	row := make([]float32, m.Cols)
+	for r := 0; r < m.Rows; r++ {
+		m.Row(r, row)
+		for t := 0; t < tokens; t++ {
+			var s float64
+			for i, w := range row {
+				s += float64(w) * float64(x[t*m.Cols+i])
+			}
+			if bias != nil {
+				s += float64(bias[r])
+			}
+			out[t*m.Rows+r] = s
+		}
+	}
+	return out
+}
+
+func TestMatMulAgainstFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	pool := NewPool(3)
+	defer pool.Close()
+	for _, dt := range []DType{F32, F16, BF16} {
+		for _, shape := range [][3]int{{1, 1, 1}, {7, 9, 1}, {33, 17, 3}, {64, 80, 5}, {100, 2560, 2}, {5, 10240, 1}} {
+			rows, cols, tokens := shape[0], shape[1], shape[2]
+			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
+			if err := m.Check(); err != nil {
+				t.Fatal(err)
+			}
+			x := randVec(r, tokens*cols)
+			bias := randVec(r, rows)
+			y := make([]float32, tokens*rows)
+			MatMul(pool, y, m, x, bias, tokens)
+			want := ref(m, x, bias, tokens)
+			for i := range y {
+				tol := 1e-5 * math.Sqrt(float64(cols)) * 4
+				if d := math.Abs(float64(y[i]) - want[i]); d > tol {
+					t.Fatalf("%v %dx%d×%d: y[%d] = %v, want %v", dt, rows, cols, tokens, i, y[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestDotGenericLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n <= 33; n++ {
+		a, b := randVec(r, n), randVec(r, n)
+		var want float64
+		for i := range a {
+			want += float64(a[i]) * float64(b[i])
+		}
+		if d := math.Abs(float64(dotF32(a, b)) - want); d > 1e-5 {
+			t.Errorf("n=%d: dot %v, want %v", n, dotF32(a, b), want)
+		}
+	}
+}
+
+func TestF16ConversionExhaustive(t *testing.T) {
+	for i := 0; i < 1<<16; i++ {
+		h := uint16(i)
+		f := F16ToF32(h)
+		if math.IsNaN(float64(f)) {
+			if g := F32ToF16(f); g&0x7c00 != 0x7c00 || g&0x3ff == 0 {
+				t.Fatalf("NaN %#04x came back as %#04x", h, g)
+			}
+			continue
+		}
+		if g := F32ToF16(f); g != h {
+			t.Fatalf("half %#04x → %v → %#04x", h, f, g)
+		}
+	}
+	// Round to nearest even between two halves.
+	one, next := F16ToF32(0x3c00), F16ToF32(0x3c01)
+	mid := (one + next) / 2
+	if F32ToF16(mid) != 0x3c00 {
+		t.Errorf("tie did not round to even")
+	}
+	if F32ToF16(math.Nextafter32(mid, 2)) != 0x3c01 {
+		t.Errorf("above the tie did not round up")
+	}
+	if F32ToF16(70000) != 0x7c00 || F32ToF16(-70000) != 0xfc00 {
+		t.Errorf("overflow is not infinity")
+	}
+	if F32ToF16(1e-8) != 0 {
+		t.Errorf("underflow is not zero")
+	}
+}
+
+func TestBF16Rounding(t *testing.T) {
+	for _, v := range []float32{0, 1, -2.5, 3.1415927, 1e-30, 6e37} {
+		b := F32ToBF16(v)
+		back := BF16ToF32(b)
+		if d := math.Abs(float64(back - v)); d > math.Abs(float64(v))/256 {
+			t.Errorf("%v → %v", v, back)
+		}
+	}
+	if F32ToBF16(math.Float32frombits(0x3f808000)) != 0x3f80 { // tie, even stays
+		t.Error("tie to even")
+	}
+	if F32ToBF16(math.Float32frombits(0x3f818000)) != 0x3f82 { // tie, odd rounds up
+		t.Error("tie to even (odd)")
+	}
+	if !math.IsNaN(float64(BF16ToF32(F32ToBF16(float32(math.NaN()))))) {
+		t.Error("NaN lost")
+	}
+}
+
+func TestPoolRunsEveryChunkOnce(t *testing.T) {
+	p := NewPool(4)
+	defer p.Close()
+	for _, n := range []int{0, 1, 2, 3, 4, 5, 100} {
+		seen := make([]int32, n)
+		busy := make([]int32, 4)
+		p.Run(n, func(w, c int) {
+			busy[w]++
+			seen[c]++
+		})
+		for c, s := range seen {
+			if s != 1 {
+				t.Fatalf("n=%d: chunk %d ran %d times", n, c, s)
+			}
+		}
+	}
+}
+
+func TestOps(t *testing.T) {
+	x := []float32{1, 2, 3, 4}
+	LayerNorm(x, x, []float32{1, 1, 1, 1}, []float32{0, 0, 0, 0}, 0)
+	var mean, ss float64
+	for _, v := range x {
+		mean += float64(v) / 4
+	}
+	for _, v := range x {
+		ss += (float64(v) - mean) * (float64(v) - mean) / 4
+	}
+	if math.Abs(mean) > 1e-6 || math.Abs(ss-1) > 1e-5 {
+		t.Errorf("layernorm: mean %v var %v", mean, ss)
+	}
+	s := []float32{1, 2, float32(math.Inf(-1))}
+	Softmax(s)
+	if s[2] != 0 || math.Abs(float64(s[0]+s[1])-1) > 1e-6 || s[1] <= s[0] {
+		t.Errorf("softmax %v", s)
+	}
+	g := []float32{0, 1, -1}
+	GELUNew(g)
+	if g[0] != 0 || math.Abs(float64(g[1])-0.841192) > 1e-5 || math.Abs(float64(g[2])+0.158808) > 1e-5 {
+		t.Errorf("gelu_new %v", g)
+	}
+}
+
+func BenchmarkMatVec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []DType{F32, F16, BF16} {
+		b.Run(dt.String(), func(b *testing.B) {
+			rows, cols := 2560, 2560
+			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
+			x, y := randVec(r, cols), make([]float32, rows)
+			p := NewPool(0)
+			defer p.Close()
+			p = NewPool(2)
+			b.SetBytes(int64(len(m.Data)))
+			for b.Loop() {
+				MatVec(p, y, m, x, nil)
+			}
+			b.ReportMetric(float64(2*rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkMatMulPrefill(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []DType{F32, F16} {
+		b.Run(dt.String(), func(b *testing.B) {
+			rows, cols, tokens := 2560, 2560, 64
+			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
+			x, y := randVec(r, tokens*cols), make([]float32, tokens*rows)
+			p := NewPool(2)
+			defer p.Close()
+			for b.Loop() {
+				MatMul(p, y, m, x, nil, tokens)
+			}
+			b.ReportMetric(float64(2*rows*cols*tokens)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
@@ -22,12 +25,20 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlagsArgs parses flags and leaves positional arguments.
+func parseFlagsArgs(fs *flag.FlagSet, args []string) error {
 	if err := cliflag.Parse(fs, args); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
 		return usageError{err}
+	}
+	return nil
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
@@ -42,6 +53,7 @@ func runSynth(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	dtype := fs.String("dtype", "f32", "weight dtype: f32, f16 or bf16")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed writes the same model")
 	shards := fs.Int("shards", 1, "number of safetensors shards")
+	tokFile := fs.String("tokenizer", "", "tokenizer to ship with the model (tokenizer.json or .gguf, e.g. Phi-2's); default: a small byte-level one")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,8 +71,45 @@ func runSynth(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *shards < 1 || *shards > 1000 {
 		return usagef("--shards %d outside [1, 1000]", *shards)
 	}
+	var tokJSON, tokCfg []byte
+	if *tokFile != "" {
+		tok, err := tokenizer.Load(*tokFile)
+		if err != nil {
+			return err
+		}
+		if tok.VocabSize() > p.Vocab {
+			return fmt.Errorf("the tokenizer has %d ids but the %s model's vocabulary is %d", tok.VocabSize(), *preset, p.Vocab)
+		}
+		if tok.BOS() >= 0 {
+			p.BOS = tok.BOS()
+		}
+		if tok.EOS() >= 0 {
+			p.EOS = tok.EOS()
+		}
+		if tokJSON, err = tok.MarshalHFJSON(); err != nil {
+			return err
+		}
+		if tokCfg, err = tok.MarshalHFConfig(); err != nil {
+			return err
+		}
+	} else {
+		// A byte-level vocabulary filling the model's, with <|endoftext|>
+		// as its last id: the preset's BOS/EOS.
+		if tokJSON, err = tokenizer.SynthesizeByteLevelJSON(p.Vocab); err != nil {
+			return err
+		}
+		p.BOS, p.EOS = p.Vocab-1, p.Vocab-1
+	}
 	if err := synth.Write(*out, synth.Options{Preset: p, DType: dt, Seed: *seed, Shards: *shards}); err != nil {
 		return err
+	}
+	if err := os.WriteFile(filepath.Join(*out, "tokenizer.json"), tokJSON, 0o644); err != nil {
+		return err
+	}
+	if tokCfg != nil {
+		if err := os.WriteFile(filepath.Join(*out, "tokenizer_config.json"), tokCfg, 0o644); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "wrote %s model (%v, seed %d, %d shard(s)) to %s\n", *preset, dt, *seed, *shards, *out)
 	return nil
@@ -134,50 +183,4 @@ func runLogits(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	w.WriteString("]}\n")
 	return w.Flush()
-}
-
-func runGenerate(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("generate", stderr)
-	model := fs.String("model", "", "model directory (Hugging Face layout)")
-	tokens := fs.String("tokens", "", "comma-separated prompt token ids")
-	maxTokens := fs.Int("max-tokens", 16, "number of tokens to generate")
-	temperature := fs.Float64("temperature", 0, "sampling temperature (0: greedy)")
-	asJSON := fs.Bool("json", false, "print one JSON object at the end")
-	threads := fs.Int("threads", 0, "kernel threads (0: one per CPU)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *model == "" {
-		return usagef("--model is required")
-	}
-	if *temperature != 0 {
-		return usagef("--temperature other than 0 needs the sampler (not built yet)")
-	}
-	if *maxTokens < 0 {
-		return usagef("--max-tokens must be ≥ 0")
-	}
-	ids, err := parseTokens(*tokens)
-	if err != nil {
-		return err
-	}
-	m, err := engine.Load(*model, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	out, err := engine.Greedy(m, ids, *maxTokens)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]any{"tokens": out})
-	}
-	for i, id := range out {
-		if i > 0 {
-			fmt.Fprint(stdout, ",")
-		}
-		fmt.Fprint(stdout, id)
-	}
-	fmt.Fprintln(stdout)
-	return nil
 }

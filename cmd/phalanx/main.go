@@ -21,9 +21,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"synth":    {"write a random-weight model in the Hugging Face layout", runSynth},
-	"logits":   {"print the logits of a token sequence as JSON", runLogits},
-	"generate": {"generate tokens from a prompt", runGenerate},
+	"synth":      {"write a random-weight model in the Hugging Face layout", runSynth},
+	"logits":     {"print the logits of a token sequence as JSON", runLogits},
+	"generate":   {"generate text (or tokens) from a prompt, streamed", runGenerate},
+	"tokenize":   {"print the token ids of a text as JSON", runTokenize},
+	"detokenize": {"print the text of comma-separated token ids", runDetokenize},
 }
 
 func usage(w io.Writer) {

@@ -1,0 +1,339 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/sample"
+	"github.com/phalanx-llm/phalanx/engine/textgen"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var fixtures = []string{"phi-tiny-f32", "phi-tiny-bf16-sharded"}
+
+func fixture(name string) string { return filepath.Join("..", "testdata", name) }
+
+// cluster is stage servers on loopback sockets and a scheduler over them.
+type cluster struct {
+	sched   *Scheduler
+	servers []*StageServer
+	stops   []func()
+	conns   []*grpc.ClientConn
+	ends    *engine.Model
+}
+
+func (c *cluster) close() {
+	c.sched.Close()
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+	for _, stop := range c.stops {
+		stop()
+	}
+	for _, s := range c.servers {
+		s.Close()
+	}
+	c.ends.Close()
+}
+
+func startCluster(t *testing.T, dir string, bounds []int, wireDT phalanxpb.DType, budget int64) *cluster {
+	t.Helper()
+	ends, err := engine.Load(dir, engine.Options{Embedding: true, Head: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{ends: ends}
+	route := &Route{Epoch: 7}
+	for i := 0; i+1 < len(bounds); i++ {
+		r := engine.LayerRange{Start: bounds[i], End: bounds[i+1]}
+		m, err := engine.Load(dir, engine.Options{Layers: r, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := NewStageServer(StageConfig{WorkerID: fmt.Sprint("w", i), CacheBudget: budget})
+		srv.Install(m, 7)
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer()
+		phalanxpb.RegisterStageServer(gs, srv)
+		go gs.Serve(lis)
+		c.servers = append(c.servers, srv)
+		c.stops = append(c.stops, gs.Stop)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.conns = append(c.conns, conn)
+		route.Stages = append(route.Stages, RouteStage{WorkerID: fmt.Sprint("w", i), Layers: r,
+			Client: NewStageClient(lis.Addr().String(), conn, 10*time.Second)})
+	}
+	c.sched = NewScheduler(ends, SchedulerConfig{Wire: wireDT, ReplanTimeout: 2 * time.Second})
+	c.sched.SetRoute(route)
+	return c
+}
+
+func localLogits(t *testing.T, dir string, ids []int) []float32 {
+	m, err := engine.Load(dir, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b, _ := textgen.NewLocalBackend(m)
+	l := make([]float32, m.Config.VocabSize)
+	if err := b.Forward(context.Background(), ids, l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// With the f32 wire a pipeline is bit-identical to one process, whatever
+// the split.
+func TestPipelineBitIdentical(t *testing.T) {
+	ids := []int{0, 5, 123, 77, 5, 99, 3}
+	for _, fx := range fixtures {
+		dir := fixture(fx)
+		want := localLogits(t, dir, ids)
+		cfg, _ := engine.LoadConfig(dir)
+		L := cfg.NumLayers
+		for _, bounds := range [][]int{{0, L}, {0, 1, L}, {0, 1, 2, L}, {0, L - 1, L}} {
+			c := startCluster(t, dir, bounds, phalanxpb.DType_DTYPE_F32, 0)
+			sess := c.sched.NewSession()
+			got := make([]float32, cfg.VocabSize)
+			if err := sess.Forward(context.Background(), ids, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s %v: logit %d = %v, want %v (bit-identical)", fx, bounds, i, got[i], want[i])
+				}
+			}
+			sess.Close()
+			if n, _ := c.servers[0].Stats(); n != 0 {
+				t.Errorf("release left %d sessions", n)
+			}
+			c.close()
+		}
+	}
+}
+
+func greedyLocal(t *testing.T, dir string, prompt []int, n int) []int {
+	m, err := engine.Load(dir, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out, err := engine.Greedy(m, prompt, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Concurrent sessions batched together each get their own greedy tokens.
+func TestConcurrentSessions(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	c := startCluster(t, dir, []int{0, 2, 3, 4}, phalanxpb.DType_DTYPE_F32, 0)
+	defer c.close()
+	cfg := c.ends.Config
+	g := textgen.ForConfig(cfg, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			prompt := []int{i, 2 * i, 3*i + 1, 17}
+			want := greedyLocal(t, dir, prompt, 12)
+			sess := c.sched.NewSession()
+			defer sess.Close()
+			res, err := g.Run(context.Background(), sess, textgen.Request{Tokens: prompt, MaxTokens: 12, IgnoreEOS: true, Sampling: sample.Params{}}, func(textgen.Chunk) error { return nil })
+			if err != nil {
+				errs <- err
+				return
+			}
+			for j := range want {
+				if res.Tokens[j] != want[j] {
+					errs <- fmt.Errorf("session %d: %v, want %v", i, res.Tokens, want)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if st := c.sched.Stats(); st.Steps >= 16*12 {
+		t.Errorf("%d steps for 16 sessions × 12 tokens: no batching happened", st.Steps)
+	}
+}
+
+// f16 on the wire halves the bytes and moves logits only a little.
+func TestF16Wire(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	ids := []int{1, 2, 3, 4, 5}
+	want := localLogits(t, dir, ids)
+	c := startCluster(t, dir, []int{0, 2, 4}, phalanxpb.DType_DTYPE_F16, 0)
+	defer c.close()
+	sess := c.sched.NewSession()
+	defer sess.Close()
+	got := make([]float32, len(want))
+	if err := sess.Forward(context.Background(), ids, got); err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range want {
+		worst = max(worst, float64(abs(got[i]-want[i])))
+	}
+	if worst > 0.05 || engine.Argmax(got) != engine.Argmax(want) {
+		t.Errorf("f16 wire: max logit deviation %.3g, argmax %d vs %d", worst, engine.Argmax(got), engine.Argmax(want))
+	}
+	t.Logf("f16 wire: max logit deviation %.3g; %d wire bytes for %d tokens through 2 stages", worst, c.sched.Stats().WireBytes, len(ids))
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// Steps the stage must refuse come back as errors that change nothing.
+func TestStageRejects(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	c := startCluster(t, dir, []int{0, 4}, phalanxpb.DType_DTYPE_F32, 100_000)
+	defer c.close()
+	cl := c.sched.Route().Stages[0].Client
+	H := c.ends.Config.HiddenSize
+	hidden := func(rows int) *phalanxpb.Tensor {
+		tn, _ := wire.EncodeF32(rows, H, make([]float32, rows*H), phalanxpb.DType_DTYPE_F32)
+		return tn
+	}
+	span := func(id string, pos, n int32) []*phalanxpb.SessionSpan {
+		return []*phalanxpb.SessionSpan{{SessionId: id, Position: pos, Tokens: n}}
+	}
+	ok := func(r *phalanxpb.StageRequest) *phalanxpb.StageRequest {
+		if r.Epoch == 0 {
+			r.Epoch = 7
+		}
+		if r.LayerEnd == 0 {
+			r.LayerEnd = 4
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		req  *phalanxpb.StageRequest
+		code codes.Code
+	}{
+		{"wrong epoch", &phalanxpb.StageRequest{Epoch: 6, LayerEnd: 4, Spans: span("a", 0, 1), Hidden: hidden(1)}, codes.FailedPrecondition},
+		{"wrong layers", ok(&phalanxpb.StageRequest{LayerStart: 1, Spans: span("a", 0, 1), Hidden: hidden(1)}), codes.FailedPrecondition},
+		{"no spans", ok(&phalanxpb.StageRequest{Hidden: hidden(1)}), codes.InvalidArgument},
+		{"rows mismatch", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 2), Hidden: hidden(1)}), codes.InvalidArgument},
+		{"negative tokens", ok(&phalanxpb.StageRequest{Spans: span("a", 0, -1), Hidden: hidden(1)}), codes.InvalidArgument},
+		{"gap in positions", ok(&phalanxpb.StageRequest{Spans: span("a", 3, 1), Hidden: hidden(1)}), codes.FailedPrecondition},
+		{"past the window", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 300), Hidden: hidden(300)}), codes.OutOfRange},
+		{"missing tensor", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 1)}), codes.InvalidArgument},
+		{"lying shape", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 1), Hidden: &phalanxpb.Tensor{Dtype: phalanxpb.DType_DTYPE_F32, Shape: []int64{1, int64(H)}, Data: make([]byte, 7)}}), codes.InvalidArgument},
+		{"huge shape", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 1), Hidden: &phalanxpb.Tensor{Dtype: phalanxpb.DType_DTYPE_F32, Shape: []int64{1 << 40, int64(H)}}}), codes.InvalidArgument},
+		{"bad dtype", ok(&phalanxpb.StageRequest{Spans: span("a", 0, 1), Hidden: &phalanxpb.Tensor{Dtype: 9, Shape: []int64{1, int64(H)}}}), codes.InvalidArgument},
+		{"duplicate session", ok(&phalanxpb.StageRequest{Spans: append(span("a", 0, 1), span("a", 0, 1)...), Hidden: hidden(2)}), codes.InvalidArgument},
+		{"empty session id", ok(&phalanxpb.StageRequest{Spans: span("", 0, 1), Hidden: hidden(1)}), codes.InvalidArgument},
+		{"over budget", ok(&phalanxpb.StageRequest{Spans: span("big", 0, 250), Hidden: hidden(250)}), codes.ResourceExhausted},
+	} {
+		_, err := cl.Step(context.Background(), tc.req)
+		if status.Code(err) != tc.code {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.code)
+		}
+	}
+	if n, b := c.servers[0].Stats(); n != 0 || b != 0 {
+		t.Errorf("rejected steps left %d sessions, %d bytes", n, b)
+	}
+	// The stream survived all of that.
+	if _, err := cl.Step(context.Background(), ok(&phalanxpb.StageRequest{StepId: 99, Spans: span("a", 0, 2), Hidden: hidden(2)})); err != nil {
+		t.Fatal(err)
+	}
+	// Replay from 0 truncates instead of failing.
+	if _, err := cl.Step(context.Background(), ok(&phalanxpb.StageRequest{StepId: 100, Spans: span("a", 0, 1), Hidden: hidden(1)})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A stage that goes away with nothing to replace it fails the step with
+// UNAVAILABLE once the re-plan wait is over.
+func TestStageDownNoCapacity(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	c := startCluster(t, dir, []int{0, 2, 4}, phalanxpb.DType_DTYPE_F32, 0)
+	defer c.close()
+	c.stops[1]()
+	sess := c.sched.NewSession()
+	defer sess.Close()
+	start := time.Now()
+	err := sess.Forward(context.Background(), []int{1, 2}, make([]float32, c.ends.Config.VocabSize))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("dead stage: %v", err)
+	}
+	if d := time.Since(start); d < 2*time.Second || d > 10*time.Second {
+		t.Errorf("gave up after %v, want the 2 s re-plan wait", d)
+	}
+}
+
+// A stage lost mid-answer is replaced; the session's history is replayed
+// into the new stage and the greedy answer is unchanged.
+func TestReplayAfterStageLoss(t *testing.T) {
+	for _, fx := range fixtures {
+		dir := fixture(fx)
+		cfg, _ := engine.LoadConfig(dir)
+		L := cfg.NumLayers
+		prompt := []int{3, 1, 4, 1, 5, 9, 2, 6}
+		want := greedyLocal(t, dir, prompt, 16)
+		c := startCluster(t, dir, []int{0, 1, L}, phalanxpb.DType_DTYPE_F32, 0)
+		spare := startCluster(t, dir, []int{1, L}, phalanxpb.DType_DTYPE_F32, 0)
+		g := textgen.ForConfig(cfg, nil)
+		sess := c.sched.NewSession()
+		n := 0
+		res, err := g.Run(context.Background(), sess, textgen.Request{Tokens: prompt, MaxTokens: 16, IgnoreEOS: true}, func(textgen.Chunk) error {
+			n++
+			if n == 5 {
+				c.stops[1]() // the second stage dies
+				go func() {
+					time.Sleep(200 * time.Millisecond) // the coordinator notices and re-plans
+					old := c.sched.Route()
+					c.servers[0].SetEpoch(8)
+					spare.servers[0].SetEpoch(8)
+					c.sched.SetRoute(&Route{Epoch: 8, Stages: []RouteStage{old.Stages[0], spare.sched.Route().Stages[0]}})
+				}()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if res.Tokens[i] != want[i] {
+				t.Fatalf("%s: after replay %v, want %v", fx, res.Tokens, want)
+			}
+		}
+		sess.Close()
+		spare.close()
+		c.close()
+	}
+}

@@ -1,0 +1,422 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
+)
+
+// Route is the pipeline a step travels: the plan epoch and its stages in
+// order.
+type Route struct {
+	Epoch  uint64
+	Stages []RouteStage
+}
+
+// RouteStage is one stage of a route.
+type RouteStage struct {
+	WorkerID string
+	Layers   engine.LayerRange
+	Client   *StageClient
+}
+
+// SchedulerConfig tunes batching.
+type SchedulerConfig struct {
+	// InFlight is the number of micro-batches in flight, so that every stage
+	// works at once; default: the number of stages (at least 2).
+	InFlight int
+	// MaxBatchRows bounds the tokens of one micro-batch; default 4096.
+	MaxBatchRows int
+	// MaxBatchSessions bounds the sessions of one micro-batch; default 64.
+	MaxBatchSessions int
+	// Wire is the dtype of activations between stages; default f32.
+	Wire phalanxpb.DType
+	// ReplanTimeout bounds how long a step waits for a working pipeline
+	// (a re-plan after a failure, or the first plan) before it fails with
+	// UNAVAILABLE; default 60 s.
+	ReplanTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Scheduler runs sessions' steps through the stages with continuous
+// batching: whichever sessions are waiting when a micro-batch leaves go
+// together, so each stage reads its weights once for all of them; sessions
+// join and leave between steps.
+type Scheduler struct {
+	ends  *engine.Model // embedding and head
+	cfg   SchedulerConfig
+	queue chan *stepItem
+
+	routeMu      sync.RWMutex
+	route        *Route
+	routeChanged chan struct{} // closed and replaced by every SetRoute
+
+	stepID  atomic.Uint64
+	active  atomic.Int64
+	waiting atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stats   StepStats
+	statsMu sync.Mutex
+}
+
+// StepStats are running figures of the scheduler.
+type StepStats struct {
+	Steps       uint64
+	Tokens      uint64
+	WireBytes   uint64 // activation bytes sent to stages (requests)
+	StageMillis []float64
+	LastStep    time.Time
+}
+
+type stepItem struct {
+	sess   *Session
+	hist   []int // the session's tokens before ids, for replay
+	ids    []int
+	pos    int
+	logits []float32
+	done   chan error
+}
+
+// NewScheduler starts the scheduler over ends, which must hold the
+// embedding and the head. It routes nothing until SetRoute.
+func NewScheduler(ends *engine.Model, cfg SchedulerConfig) *Scheduler {
+	if cfg.MaxBatchRows <= 0 {
+		cfg.MaxBatchRows = 4096
+	}
+	if cfg.MaxBatchSessions <= 0 {
+		cfg.MaxBatchSessions = 64
+	}
+	if cfg.Wire == phalanxpb.DType_DTYPE_UNSPECIFIED {
+		cfg.Wire = phalanxpb.DType_DTYPE_F32
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 4
+	}
+	if cfg.ReplanTimeout <= 0 {
+		cfg.ReplanTimeout = 60 * time.Second
+	}
+	s := &Scheduler{ends: ends, cfg: cfg, queue: make(chan *stepItem, 1024), stop: make(chan struct{}),
+		routeChanged: make(chan struct{})}
+	for i := 0; i < cfg.InFlight; i++ {
+		s.wg.Add(1)
+		go s.lane()
+	}
+	return s
+}
+
+// SetRoute switches the route for the steps that start from now on.
+func (s *Scheduler) SetRoute(r *Route) {
+	s.routeMu.Lock()
+	s.route = r
+	close(s.routeChanged)
+	s.routeChanged = make(chan struct{})
+	s.routeMu.Unlock()
+}
+
+func (s *Scheduler) routeAndSignal() (*Route, <-chan struct{}) {
+	s.routeMu.RLock()
+	defer s.routeMu.RUnlock()
+	return s.route, s.routeChanged
+}
+
+// Route is the current route (nil before the first plan).
+func (s *Scheduler) Route() *Route {
+	s.routeMu.RLock()
+	defer s.routeMu.RUnlock()
+	return s.route
+}
+
+// Close stops the lanes; steps still queued fail.
+func (s *Scheduler) Close() {
+	close(s.stop)
+	s.wg.Wait()
+	for {
+		select {
+		case it := <-s.queue:
+			it.done <- errors.New("pipeline: scheduler closed")
+		default:
+			return
+		}
+	}
+}
+
+// Stats returns a copy of the running figures.
+func (s *Scheduler) Stats() StepStats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	st := s.stats
+	st.StageMillis = append([]float64(nil), s.stats.StageMillis...)
+	return st
+}
+
+// ActiveSessions is the number of open sessions.
+func (s *Scheduler) ActiveSessions() int { return int(s.active.Load()) }
+
+// QueueDepth is the number of steps waiting for a micro-batch.
+func (s *Scheduler) QueueDepth() int { return int(s.waiting.Load()) }
+
+// Session is one sequence on the cluster; it implements textgen.Backend.
+// Its methods must not be called concurrently.
+type Session struct {
+	ID      string
+	s       *Scheduler
+	pos     int
+	history []int
+	closed  bool
+}
+
+// NewSession opens a session.
+func (s *Scheduler) NewSession() *Session {
+	var b [12]byte
+	rand.Read(b[:])
+	s.active.Add(1)
+	return &Session{ID: hex.EncodeToString(b[:]), s: s}
+}
+
+// Len is the number of positions the session holds.
+func (ss *Session) Len() int { return ss.pos }
+
+// Forward runs ids through the pipeline after what the session holds and
+// writes the logits of the last of them.
+func (ss *Session) Forward(ctx context.Context, ids []int, logits []float32) error {
+	if ss.closed {
+		return errors.New("pipeline: session closed")
+	}
+	if len(ids) == 0 {
+		return errors.New("pipeline: no tokens")
+	}
+	it := &stepItem{sess: ss, hist: ss.history, ids: ids, pos: ss.pos, logits: logits, done: make(chan error, 1)}
+	ss.s.waiting.Add(1)
+	select {
+	case ss.s.queue <- it:
+	case <-ctx.Done():
+		ss.s.waiting.Add(-1)
+		return ctx.Err()
+	}
+	select {
+	case err := <-it.done:
+		if err != nil {
+			return err
+		}
+		ss.pos += len(ids)
+		ss.history = append(ss.history, ids...)
+		return nil
+	case <-ctx.Done():
+		// The step may still complete; a later step of this session starts
+		// at ss.pos, which truncates whatever it left behind.
+		return ctx.Err()
+	}
+}
+
+// Close releases the session's KV caches on every stage.
+func (ss *Session) Close() {
+	if ss.closed {
+		return
+	}
+	ss.closed = true
+	ss.s.active.Add(-1)
+	r := ss.s.Route()
+	if r == nil {
+		return
+	}
+	for _, st := range r.Stages {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = st.Client.Client().Release(ctx, &phalanxpb.ReleaseRequest{SessionIds: []string{ss.ID}})
+		cancel()
+	}
+}
+
+// lane takes whatever is waiting and runs it as one micro-batch.
+func (s *Scheduler) lane() {
+	defer s.wg.Done()
+	for {
+		var first *stepItem
+		select {
+		case <-s.stop:
+			return
+		case first = <-s.queue:
+		}
+		batch := []*stepItem{first}
+		rows := len(first.ids)
+	gather:
+		for len(batch) < s.cfg.MaxBatchSessions {
+			select {
+			case it := <-s.queue:
+				if rows+len(it.ids) > s.cfg.MaxBatchRows {
+					// Too big for this batch: run it alone next.
+					s.runBatch(batch)
+					batch, rows = []*stepItem{it}, 0
+				} else {
+					batch = append(batch, it)
+				}
+				rows += len(it.ids)
+			default:
+				break gather
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+func (s *Scheduler) runBatch(batch []*stepItem) {
+	s.waiting.Add(-int64(len(batch)))
+	err := s.forward(batch, false)
+	if retryable(err) {
+		err = s.replay(batch, err)
+	}
+	var st *status.Status
+	if err != nil && len(batch) > 1 {
+		if st, _ = status.FromError(err); st.Code() == codes.ResourceExhausted {
+			// One session does not fit: run them one by one so only the
+			// ones that do not fit fail.
+			for _, it := range batch {
+				it.done <- s.forward([]*stepItem{it}, false)
+			}
+			return
+		}
+	}
+	for _, it := range batch {
+		it.done <- err
+	}
+}
+
+// retryable tells failures a new route can cure: a stage that is gone or
+// not ready, a plan that changed under the step, no plan yet.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrStageDown) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// replay reruns a failed micro-batch with every session's whole history
+// from position 0 (the stages truncate what they hold, a new stage starts
+// empty), waiting for the route to change between attempts, for at most
+// ReplanTimeout. Because prefill and decode compute the same bits, the
+// rebuilt caches and the logits are exactly those of a run without the
+// failure.
+func (s *Scheduler) replay(batch []*stepItem, cause error) error {
+	deadline := time.Now().Add(s.cfg.ReplanTimeout)
+	backoff := 20 * time.Millisecond
+	s.cfg.Logger.Warn("step failed; replaying its sessions", "sessions", len(batch), "cause", cause)
+	for attempt := 1; ; attempt++ {
+		_, changed := s.routeAndSignal()
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return status.Errorf(codes.Unavailable, "pipeline: no working pipeline within %v: %v", s.cfg.ReplanTimeout, cause)
+		}
+		t := time.NewTimer(min(backoff, wait))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-s.stop:
+			t.Stop()
+			return status.Error(codes.Unavailable, "pipeline: scheduler closed")
+		}
+		t.Stop()
+		err := s.forward(batch, true)
+		if !retryable(err) {
+			if err == nil {
+				s.cfg.Logger.Info("replay succeeded", "sessions", len(batch), "attempts", attempt)
+			}
+			return err
+		}
+		cause = err
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// forward runs one micro-batch through every stage and the head; with
+// replay, each session's whole history goes first, from position 0.
+func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
+	r := s.Route()
+	if r == nil || len(r.Stages) == 0 {
+		return status.Error(codes.Unavailable, "pipeline: no plan yet")
+	}
+	H, V := s.ends.Config.HiddenSize, s.ends.Config.VocabSize
+	rows := 0
+	var ids []int
+	spans := make([]*phalanxpb.SessionSpan, len(batch))
+	lastRow := make([]int, len(batch))
+	for i, it := range batch {
+		pos, n := it.pos, len(it.ids)
+		if replay {
+			ids = append(ids, it.hist[:it.pos]...)
+			pos, n = 0, it.pos+len(it.ids)
+		}
+		ids = append(ids, it.ids...)
+		spans[i] = &phalanxpb.SessionSpan{SessionId: it.sess.ID, Position: int32(pos), Tokens: int32(n)}
+		rows += n
+		lastRow[i] = rows - 1
+	}
+	x := make([]float32, rows*H)
+	if err := s.ends.Embed(ids, x); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	stepID := s.stepID.Add(1)
+	stageMs := make([]float64, len(r.Stages))
+	var wireBytes uint64
+	for i, st := range r.Stages {
+		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
+			StepId: stepID, Spans: spans, Hidden: new(phalanxpb.Tensor), ReplyDtype: s.cfg.Wire}
+		if err := wire.EncodeF32Into(req.Hidden, rows, H, x, s.cfg.Wire); err != nil {
+			return status.Errorf(codes.Internal, "%v", err)
+		}
+		wireBytes += uint64(len(req.Hidden.Data))
+		start := time.Now()
+		resp, err := st.Client.Step(context.Background(), req)
+		if err != nil {
+			return err
+		}
+		stageMs[i] = float64(time.Since(start).Microseconds()) / 1000
+		var n int
+		if x, n, err = wire.DecodeF32(resp.GetHidden(), H, rows, x); err != nil || n != rows {
+			st.Client.Reset(fmt.Errorf("bad answer: %v", err))
+			return fmt.Errorf("%w: %s answered %d rows: %v", ErrStageDown, st.Client.Address, n, err)
+		}
+	}
+	// The head runs on the last row of every session.
+	last := make([]float32, len(batch)*H)
+	for i, lr := range lastRow {
+		copy(last[i*H:(i+1)*H], x[lr*H:(lr+1)*H])
+	}
+	logits := make([]float32, len(batch)*V)
+	if err := s.ends.Logits(last, logits); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	for i, it := range batch {
+		copy(it.logits, logits[i*V:(i+1)*V])
+	}
+	s.statsMu.Lock()
+	s.stats.Steps++
+	s.stats.Tokens += uint64(rows)
+	s.stats.WireBytes += wireBytes
+	s.stats.StageMillis = stageMs
+	s.stats.LastStep = time.Now()
+	s.statsMu.Unlock()
+	return nil
+}

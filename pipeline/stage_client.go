@@ -1,0 +1,171 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+)
+
+// ErrStageDown reports a stage whose stream broke or did not answer in
+// time; its steps in flight are lost and must be replayed elsewhere.
+var ErrStageDown = errors.New("pipeline: stage unavailable")
+
+// StageClient is the coordinator's end of one worker's step stream. Steps
+// from many goroutines share the stream; answers are matched in order. A
+// broken stream fails every step in flight with ErrStageDown and is
+// reopened by the next step.
+type StageClient struct {
+	Address string
+	conn    *grpc.ClientConn
+	client  phalanxpb.StageClient
+	timeout time.Duration
+
+	mu      sync.Mutex // guards stream, pending and sends
+	stream  phalanxpb.Stage_ProcessClient
+	cancel  context.CancelFunc
+	pending []chan stepResult
+	gen     int // stream generation, so a dead receiver does not touch a new stream
+}
+
+type stepResult struct {
+	resp *phalanxpb.StageResponse
+	err  error
+}
+
+// NewStageClient wraps a connection. timeout bounds each step (a hung
+// worker counts as failed after it); 0 means 30 s.
+func NewStageClient(addr string, conn *grpc.ClientConn, timeout time.Duration) *StageClient {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	return &StageClient{Address: addr, conn: conn, client: phalanxpb.NewStageClient(conn), timeout: timeout}
+}
+
+// Client is the generated Stage client (for Release and Info).
+func (c *StageClient) Client() phalanxpb.StageClient { return c.client }
+
+// Step sends one step and waits for its answer. A step-level error the
+// worker reports is returned as a gRPC status error; a broken or silent
+// stream as ErrStageDown.
+func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*phalanxpb.StageResponse, error) {
+	ch := make(chan stepResult, 1)
+	c.mu.Lock()
+	if c.stream == nil {
+		if err := c.openLocked(); err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s: %v", ErrStageDown, c.Address, err)
+		}
+	}
+	gen := c.gen
+	c.pending = append(c.pending, ch)
+	if err := c.stream.Send(req); err != nil {
+		c.breakLocked(gen, fmt.Errorf("send: %w", err))
+		c.mu.Unlock()
+		r := <-ch
+		return nil, r.err
+	}
+	c.mu.Unlock()
+
+	timer := time.NewTimer(c.timeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		if code := codes.Code(r.resp.GetErrorCode()); code != codes.OK {
+			return nil, status.Error(code, r.resp.GetErrorMessage())
+		}
+		if r.resp.GetStepId() != req.GetStepId() {
+			err := fmt.Errorf("%w: %s answered step %d to step %d", ErrStageDown, c.Address, r.resp.GetStepId(), req.GetStepId())
+			c.Reset(err)
+			return nil, err
+		}
+		return r.resp, nil
+	case <-timer.C:
+		err := fmt.Errorf("%w: %s did not answer step %d within %v", ErrStageDown, c.Address, req.GetStepId(), c.timeout)
+		c.mu.Lock()
+		c.breakLocked(gen, err)
+		c.mu.Unlock()
+		return nil, err
+	case <-ctx.Done():
+		// The answer still comes and is dropped (ch is buffered); the step
+		// may have been applied, which replay by position tolerates.
+		return nil, ctx.Err()
+	}
+}
+
+// Reset breaks the current stream, failing steps in flight with err.
+func (c *StageClient) Reset(err error) {
+	c.mu.Lock()
+	c.breakLocked(c.gen, err)
+	c.mu.Unlock()
+}
+
+func (c *StageClient) openLocked() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := c.client.Process(ctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	c.stream, c.cancel = stream, cancel
+	c.gen++
+	go c.receive(stream, c.gen)
+	return nil
+}
+
+func (c *StageClient) receive(stream phalanxpb.Stage_ProcessClient, gen int) {
+	for {
+		resp, err := stream.Recv()
+		c.mu.Lock()
+		if gen != c.gen || c.stream == nil {
+			c.mu.Unlock()
+			return
+		}
+		if err != nil {
+			c.breakLocked(gen, err)
+			c.mu.Unlock()
+			return
+		}
+		if len(c.pending) == 0 {
+			c.breakLocked(gen, fmt.Errorf("unexpected answer to step %d", resp.GetStepId()))
+			c.mu.Unlock()
+			return
+		}
+		ch := c.pending[0]
+		c.pending = c.pending[1:]
+		c.mu.Unlock()
+		ch <- stepResult{resp: resp}
+	}
+}
+
+// breakLocked ends the stream of generation gen and fails its pending steps.
+func (c *StageClient) breakLocked(gen int, cause error) {
+	if gen != c.gen || c.stream == nil {
+		return
+	}
+	c.cancel()
+	c.stream, c.cancel = nil, nil
+	err := cause
+	if !errors.Is(err, ErrStageDown) {
+		err = fmt.Errorf("%w: %s: %v", ErrStageDown, c.Address, cause)
+	}
+	for _, ch := range c.pending {
+		ch <- stepResult{err: err}
+	}
+	c.pending = nil
+}
+
+// Close ends the stream (not the connection, which the caller owns).
+func (c *StageClient) Close() {
+	c.Reset(errors.New("client closed"))
+}

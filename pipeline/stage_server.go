@@ -1,0 +1,337 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
+)
+
+// StageConfig configures a worker's stage server.
+type StageConfig struct {
+	WorkerID string
+	Version  string
+	// MaxStepRows bounds the rows (tokens) of one step; default 8192.
+	MaxStepRows int
+	// MaxSpans bounds the sessions of one step; default 1024.
+	MaxSpans int
+	// CacheBudget bounds the bytes of all KV caches; 0 means no bound.
+	CacheBudget int64
+	// IdleTimeout frees a session's cache after this long unused; default 10m.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+func (c *StageConfig) defaults() {
+	if c.MaxStepRows <= 0 {
+		c.MaxStepRows = 8192
+	}
+	if c.MaxSpans <= 0 {
+		c.MaxSpans = 1024
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+const maxSessionID = 256
+
+// StageServer serves the Stage service over the layers a worker holds.
+type StageServer struct {
+	phalanxpb.UnimplementedStageServer
+	cfg StageConfig
+
+	mu       sync.Mutex // guards the fields below
+	model    *engine.Model
+	epoch    uint64
+	sessions map[string]*stageSession
+
+	compute sync.Mutex // one step at a time: a step already uses every core
+}
+
+var _ phalanxpb.StageServer = (*StageServer)(nil)
+
+type stageSession struct {
+	cache    *engine.KVCache
+	lastUsed time.Time
+}
+
+// NewStageServer returns a server that holds no layers yet.
+func NewStageServer(cfg StageConfig) *StageServer {
+	cfg.defaults()
+	return &StageServer{cfg: cfg, sessions: map[string]*stageSession{}}
+}
+
+// Install makes m the served layers, ready for epoch. Sessions whose caches
+// belong to another layer range are dropped (the coordinator replays them);
+// the previous model is closed once no step uses it.
+func (s *StageServer) Install(m *engine.Model, epoch uint64) {
+	s.compute.Lock()
+	defer s.compute.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.model
+	if old != nil && old.Layers != m.Layers {
+		clear(s.sessions)
+	}
+	s.model, s.epoch = m, epoch
+	if old != nil && old != m {
+		old.Close()
+	}
+}
+
+// SetEpoch marks the held layers ready for a new plan epoch that keeps them.
+func (s *StageServer) SetEpoch(epoch uint64) {
+	s.mu.Lock()
+	s.epoch = epoch
+	s.mu.Unlock()
+}
+
+// Held returns the layer range held and the epoch it is ready for.
+func (s *StageServer) Held() (engine.LayerRange, uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.model == nil {
+		return engine.LayerRange{}, 0, false
+	}
+	return s.model.Layers, s.epoch, true
+}
+
+// Stats reports the sessions held and the bytes their caches use.
+func (s *StageServer) Stats() (sessions int, cacheBytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions), s.cacheBytesLocked()
+}
+
+func (s *StageServer) cacheBytesLocked() int64 {
+	var n int64
+	for _, ss := range s.sessions {
+		n += ss.cache.Bytes()
+	}
+	return n
+}
+
+// Close frees the layers and every session.
+func (s *StageServer) Close() {
+	s.compute.Lock()
+	defer s.compute.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.model != nil {
+		s.model.Close()
+		s.model = nil
+	}
+	clear(s.sessions)
+}
+
+// Run evicts idle sessions until ctx ends.
+func (s *StageServer) Run(ctx context.Context) {
+	t := time.NewTicker(max(s.cfg.IdleTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.evictIdle(now)
+		}
+	}
+}
+
+func (s *StageServer) evictIdle(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, ss := range s.sessions {
+		if now.Sub(ss.lastUsed) > s.cfg.IdleTimeout {
+			delete(s.sessions, id)
+			s.cfg.Logger.Info("session evicted after idle timeout", "session", id, "idle", now.Sub(ss.lastUsed).Round(time.Second))
+		}
+	}
+}
+
+// Process implements the step stream.
+func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
+	var buf []float32
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := &phalanxpb.StageResponse{StepId: req.GetStepId()}
+		buf, err = s.step(req, resp, buf)
+		if err != nil {
+			st := status.Convert(err)
+			resp.ErrorCode = int32(st.Code())
+			resp.ErrorMessage = st.Message()
+			resp.Hidden = nil
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// step validates and runs one request; on error nothing has changed.
+func (s *StageServer) step(req *phalanxpb.StageRequest, resp *phalanxpb.StageResponse, buf []float32) ([]float32, error) {
+	s.compute.Lock()
+	defer s.compute.Unlock()
+	s.mu.Lock()
+	m, epoch := s.model, s.epoch
+	s.mu.Unlock()
+	if m == nil {
+		return buf, status.Error(codes.Unavailable, "stage: no layers loaded yet")
+	}
+	if req.GetEpoch() != epoch {
+		return buf, status.Errorf(codes.FailedPrecondition, "stage: step for plan epoch %d, worker is ready for epoch %d", req.GetEpoch(), epoch)
+	}
+	if int(req.GetLayerStart()) != m.Layers.Start || int(req.GetLayerEnd()) != m.Layers.End {
+		return buf, status.Errorf(codes.FailedPrecondition, "stage: step for layers [%d,%d), worker holds %v", req.GetLayerStart(), req.GetLayerEnd(), m.Layers)
+	}
+	spans := req.GetSpans()
+	if len(spans) == 0 || len(spans) > s.cfg.MaxSpans {
+		return buf, status.Errorf(codes.InvalidArgument, "stage: %d sessions in a step, want 1 to %d", len(spans), s.cfg.MaxSpans)
+	}
+	rows := 0
+	for i, sp := range spans {
+		if id := sp.GetSessionId(); id == "" || len(id) > maxSessionID {
+			return buf, status.Errorf(codes.InvalidArgument, "stage: span %d: session id must have 1 to %d bytes", i, maxSessionID)
+		}
+		if sp.GetTokens() <= 0 || sp.GetPosition() < 0 {
+			return buf, status.Errorf(codes.InvalidArgument, "stage: span %d: %d tokens at position %d", i, sp.GetTokens(), sp.GetPosition())
+		}
+		if int(sp.GetTokens()) > s.cfg.MaxStepRows-rows {
+			return buf, status.Errorf(codes.InvalidArgument, "stage: more than %d rows in a step", s.cfg.MaxStepRows)
+		}
+		rows += int(sp.GetTokens())
+		if int(sp.GetPosition())+int(sp.GetTokens()) > m.Config.MaxPositionEmbeddings {
+			return buf, status.Errorf(codes.OutOfRange, "stage: session %q: positions %d..%d exceed the %d-token context window",
+				sp.GetSessionId(), sp.GetPosition(), int(sp.GetPosition())+int(sp.GetTokens()), m.Config.MaxPositionEmbeddings)
+		}
+	}
+	H := m.Config.HiddenSize
+	x, got, err := wire.DecodeF32(req.GetHidden(), H, rows, buf)
+	if err != nil {
+		return buf, status.Errorf(codes.InvalidArgument, "stage: hidden: %v", err)
+	}
+	buf = x
+	if got != rows {
+		return buf, status.Errorf(codes.InvalidArgument, "stage: hidden has %d rows, spans add up to %d", got, rows)
+	}
+	replyDType := req.GetReplyDtype()
+	if replyDType == phalanxpb.DType_DTYPE_UNSPECIFIED {
+		replyDType = req.GetHidden().GetDtype()
+	}
+	if replyDType != phalanxpb.DType_DTYPE_F32 && replyDType != phalanxpb.DType_DTYPE_F16 {
+		return buf, status.Errorf(codes.InvalidArgument, "stage: reply dtype %v", replyDType)
+	}
+
+	// Resolve sessions and check positions and memory before touching any cache.
+	s.mu.Lock()
+	now := time.Now()
+	caches := make([]*engine.KVCache, len(spans))
+	fresh := map[string]*stageSession{}
+	var grow int64
+	seen := make(map[string]bool, len(spans))
+	for i, sp := range spans {
+		id := sp.GetSessionId()
+		if seen[id] {
+			s.mu.Unlock()
+			return buf, status.Errorf(codes.InvalidArgument, "stage: session %q appears twice in one step", id)
+		}
+		seen[id] = true
+		ss := s.sessions[id]
+		if ss == nil {
+			ss = &stageSession{cache: m.NewCache()}
+			fresh[id] = ss
+		}
+		held, pos := ss.cache.Len(), int(sp.GetPosition())
+		if pos > held {
+			s.mu.Unlock()
+			return buf, status.Errorf(codes.FailedPrecondition, "stage: session %q: step at position %d, worker holds %d positions (replay from %d)", id, pos, held, held)
+		}
+		grow += ss.cache.BytesFor(pos+int(sp.GetTokens())) - ss.cache.BytesFor(held)
+		caches[i] = ss.cache
+	}
+	if b := s.cfg.CacheBudget; b > 0 && s.cacheBytesLocked()+grow > b {
+		used := s.cacheBytesLocked()
+		s.mu.Unlock()
+		return buf, status.Errorf(codes.ResourceExhausted, "stage: KV caches would need %d more bytes; %d of %d in use by %d sessions",
+			grow, used, b, len(s.sessions))
+	}
+	s.mu.Unlock()
+
+	for i, sp := range spans {
+		if pos := int(sp.GetPosition()); pos < caches[i].Len() {
+			// Replay or rollback; cannot fail: pos is in [0, Len).
+			_ = caches[i].Truncate(pos)
+		}
+	}
+	es := make([]engine.Span, len(spans))
+	for i, sp := range spans {
+		es[i] = engine.Span{Cache: caches[i], Tokens: int(sp.GetTokens())}
+	}
+	start := time.Now()
+	if err := m.Forward(x, es); err != nil {
+		// Shapes were checked above; what is left is a programming error.
+		return buf, status.Errorf(codes.Internal, "stage: forward: %v", err)
+	}
+	resp.ComputeMs = float64(time.Since(start).Microseconds()) / 1000
+	resp.Hidden = new(phalanxpb.Tensor)
+	if err := wire.EncodeF32Into(resp.Hidden, rows, H, x, replyDType); err != nil {
+		return buf, status.Errorf(codes.Internal, "stage: encode: %v", err)
+	}
+	s.mu.Lock()
+	for id, ss := range fresh {
+		s.sessions[id] = ss
+	}
+	for _, sp := range spans {
+		s.sessions[sp.GetSessionId()].lastUsed = now
+	}
+	s.mu.Unlock()
+	return buf, nil
+}
+
+// Release frees sessions' caches; unknown ids are ignored.
+func (s *StageServer) Release(_ context.Context, req *phalanxpb.ReleaseRequest) (*phalanxpb.ReleaseResponse, error) {
+	if n := len(req.GetSessionIds()); n > 100000 {
+		return nil, status.Errorf(codes.InvalidArgument, "release: %d ids in one call", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int32
+	for _, id := range req.GetSessionIds() {
+		if _, ok := s.sessions[id]; ok {
+			delete(s.sessions, id)
+			n++
+		}
+	}
+	return &phalanxpb.ReleaseResponse{Released: n}, nil
+}
+
+// Info describes what the worker holds.
+func (s *StageServer) Info(context.Context, *phalanxpb.InfoRequest) (*phalanxpb.InfoResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &phalanxpb.InfoResponse{WorkerId: s.cfg.WorkerID, Version: s.cfg.Version, ReadyEpoch: s.epoch,
+		KvCacheBytes: uint64(s.cacheBytesLocked()), Sessions: int32(len(s.sessions))}
+	if s.model != nil {
+		r.LayerStart, r.LayerEnd = int32(s.model.Layers.Start), int32(s.model.Layers.End)
+	}
+	return r, nil
+}

@@ -48,7 +48,10 @@ type SchedulerConfig struct {
 	// (a re-plan after a failure, or the first plan) before it fails with
 	// UNAVAILABLE; default 60 s.
 	ReplanTimeout time.Duration
-	Logger        *slog.Logger
+	// CapacityGone, if set, says the cluster cannot be re-planned (not
+	// enough memory or workers): waiting steps then fail at once.
+	CapacityGone func() error
+	Logger       *slog.Logger
 }
 
 // Scheduler runs sessions' steps through the stages with continuous
@@ -338,6 +341,11 @@ func (s *Scheduler) replay(batch []*stepItem, cause error) error {
 			return status.Error(codes.Unavailable, "pipeline: scheduler closed")
 		}
 		t.Stop()
+		if s.cfg.CapacityGone != nil {
+			if gone := s.cfg.CapacityGone(); gone != nil {
+				return status.Errorf(codes.Unavailable, "pipeline: capacity lost: %v (after: %v)", gone, cause)
+			}
+		}
 		err := s.forward(batch, true)
 		if !retryable(err) {
 			if err == nil {

@@ -92,6 +92,19 @@ func (s *StageServer) Install(m *engine.Model, epoch uint64) {
 	}
 }
 
+// Unload frees the layers and every session: the worker is a spare.
+func (s *StageServer) Unload() {
+	s.compute.Lock()
+	defer s.compute.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.model != nil {
+		s.model.Close()
+		s.model = nil
+	}
+	clear(s.sessions)
+}
+
 // SetEpoch marks the held layers ready for a new plan epoch that keeps them.
 func (s *StageServer) SetEpoch(epoch uint64) {
 	s.mu.Lock()
@@ -125,17 +138,7 @@ func (s *StageServer) cacheBytesLocked() int64 {
 }
 
 // Close frees the layers and every session.
-func (s *StageServer) Close() {
-	s.compute.Lock()
-	defer s.compute.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.model != nil {
-		s.model.Close()
-		s.model = nil
-	}
-	clear(s.sessions)
-}
+func (s *StageServer) Close() { s.Unload() }
 
 // Run evicts idle sessions until ctx ends.
 func (s *StageServer) Run(ctx context.Context) {

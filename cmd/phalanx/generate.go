@@ -103,7 +103,8 @@ func loadTokenizer(model, file string) (*tokenizer.Tokenizer, error) {
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
-	model := fs.String("model", "", "model directory (Hugging Face layout)")
+	model := fs.String("model", "", "model directory (Hugging Face layout) to run in this process")
+	coordinator := fs.String("coordinator", "", "host:port of a running cluster's coordinator (instead of --model)")
 	tokFile := fs.String("tokenizer", "", "tokenizer file (tokenizer.json or .gguf); default: the model's")
 	promptText := fs.String("prompt", "", "text prompt")
 	tokens := fs.String("tokens", "", "comma-separated prompt token ids (instead of --prompt)")
@@ -120,8 +121,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *model == "" {
-		return usagef("--model is required")
+	if (*model == "") == (*coordinator == "") {
+		return usagef("give exactly one of --model and --coordinator")
 	}
 	if (*promptText == "") == (*tokens == "") {
 		return usagef("give exactly one of --prompt and --tokens")
@@ -143,6 +144,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		// Token mode is the raw model interface: like reference greedy
 		// decoding it runs to --max-tokens unless asked to stop at EOS.
 		req.IgnoreEOS = !*stopAtEOS
+	}
+	if *coordinator != "" {
+		return generateRemote(ctx, *coordinator, req, *tmpl, *asJSON, stdout, stderr)
 	}
 	tok, err := loadTokenizer(*model, *tokFile)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"syscall"
 )
@@ -21,11 +22,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"synth":      {"write a random-weight model in the Hugging Face layout", runSynth},
-	"logits":     {"print the logits of a token sequence as JSON", runLogits},
-	"generate":   {"generate text (or tokens) from a prompt, streamed", runGenerate},
-	"tokenize":   {"print the token ids of a text as JSON", runTokenize},
-	"detokenize": {"print the text of comma-separated token ids", runDetokenize},
+	"synth":       {"write a random-weight model in the Hugging Face layout", runSynth},
+	"logits":      {"print the logits of a token sequence as JSON", runLogits},
+	"generate":    {"generate text (or tokens) from a prompt, streamed", runGenerate},
+	"up":          {"start a local cluster: embedded-etcd coordinator and N worker processes", runUp},
+	"coordinator": {"run the coordinator daemon (as cmd/coordinator)", runCoordinatorCmd},
+	"worker":      {"run the worker daemon (as cmd/worker)", runWorkerCmd},
+	"status":      {"show a running cluster's pipeline: workers, layer ranges, memory, health", runStatus},
+	"tokenize":    {"print the token ids of a text as JSON", runTokenize},
+	"detokenize":  {"print the text of comma-separated token ids", runDetokenize},
 }
 
 func usage(w io.Writer) {
@@ -77,3 +82,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func numCPU() int { return runtime.NumCPU() }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/phalanx-llm/phalanx/engine/sample"
+	"github.com/phalanx-llm/phalanx/engine/textgen"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+)
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// generateRemote runs a generation on a coordinator, streaming its text.
+func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl string, asJSON bool, stdout, stderr io.Writer) error {
+	conn, err := dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	seed := req.Sampling.Seed
+	sp := &phalanxpb.SamplingParams{
+		Temperature: req.Sampling.Temperature, TopK: int32(req.Sampling.TopK), TopP: req.Sampling.TopP, MinP: req.Sampling.MinP,
+		RepetitionPenalty: req.Sampling.RepetitionPenalty, RepeatLastN: int32(req.Sampling.RepeatLastN),
+		PresencePenalty: req.Sampling.PresencePenalty, FrequencyPenalty: req.Sampling.FrequencyPenalty, Seed: &seed,
+	}
+	if len(req.Sampling.LogitBias) > 0 {
+		sp.LogitBias = map[int32]float32{}
+		for k, v := range req.Sampling.LogitBias {
+			sp.LogitBias[int32(k)] = v
+		}
+	}
+	preq := &phalanxpb.GenerateRequest{Template: tmpl, MaxTokens: int32(req.MaxTokens), Sampling: sp, Stop: req.Stop,
+		IgnoreEos: req.IgnoreEOS, NoDefaultStops: req.NoDefaultStops}
+	if req.Tokens != nil {
+		ids := make([]int32, len(req.Tokens))
+		for i, t := range req.Tokens {
+			ids[i] = int32(t)
+		}
+		preq.Input = &phalanxpb.GenerateRequest_Tokens{Tokens: &phalanxpb.TokenIds{Ids: ids}}
+	} else {
+		preq.Input = &phalanxpb.GenerateRequest_Prompt{Prompt: req.Prompt}
+	}
+	stream, err := phalanxpb.NewInferenceClient(conn).Generate(ctx, preq)
+	if err != nil {
+		return err
+	}
+	var tokens []int
+	var text strings.Builder
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return fmt.Errorf("the coordinator ended the stream without a final message")
+		}
+		if err != nil {
+			return err
+		}
+		for _, t := range msg.GetTokens() {
+			tokens = append(tokens, int(t))
+		}
+		text.WriteString(msg.GetText())
+		if !asJSON && msg.GetText() != "" {
+			io.WriteString(stdout, msg.GetText())
+		}
+		if msg.GetDone() {
+			tm := msg.GetTimings()
+			if asJSON {
+				return json.NewEncoder(stdout).Encode(map[string]any{
+					"tokens": nonNil(tokens), "text": text.String(), "finish_reason": sample.FinishReason(msg.GetFinishReason()),
+					"usage": map[string]int32{"prompt_tokens": msg.GetUsage().GetPromptTokens(), "completion_tokens": msg.GetUsage().GetCompletionTokens()},
+					"timings": map[string]float64{"time_to_first_token_ms": tm.GetTimeToFirstTokenMs(),
+						"prefill_tokens_per_second": tm.GetPrefillTokensPerSecond(), "decode_tokens_per_second": tm.GetDecodeTokensPerSecond()},
+				})
+			}
+			fmt.Fprintln(stdout)
+			fmt.Fprintf(stderr, "\n%d prompt tokens, %d generated (%s); first token %.0f ms, prefill %.1f tok/s, decode %.2f tok/s\n",
+				msg.GetUsage().GetPromptTokens(), msg.GetUsage().GetCompletionTokens(), msg.GetFinishReason(),
+				tm.GetTimeToFirstTokenMs(), tm.GetPrefillTokensPerSecond(), tm.GetDecodeTokensPerSecond())
+			return nil
+		}
+	}
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator host:port")
+	asJSON := fs.Bool("json", false, "print the raw status as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	conn, err := dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := phalanxpb.NewInferenceClient(conn).ClusterStatus(ctx, &phalanxpb.ClusterStatusRequest{})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(st)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
+	fmt.Fprintf(w, "model %s, %d layers, plan epoch %d, leader %s\n", st.GetModel(), st.GetNumLayers(), st.GetEpoch(), st.GetLeader())
+	fmt.Fprintf(w, "%d active sessions, %d queued, %.1f tok/s\n\n", st.GetActiveSessions(), st.GetQueueDepth(), st.GetTokensPerSecond())
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tWORKER\tADDRESS\tLAYERS\tREADY\tLAST STEP")
+	for i, s := range st.GetStages() {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t[%d,%d)\t%v\t%.1f ms\n", i+1, s.GetWorkerId(), s.GetAddress(), s.GetLayerStart(), s.GetLayerEnd(), s.GetReady(), s.GetLastStepLatencyMs())
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tADDRESS\tHEALTH\tLAYERS\tMEMORY FREE/TOTAL\tSPEED\tKV CACHE\tSESSIONS\tVERSION")
+	for _, wk := range st.GetWorkers() {
+		health := "healthy"
+		if !wk.GetHealthy() {
+			health = "UNREACHABLE"
+		}
+		layers := "spare"
+		if wk.GetLayerEnd() > wk.GetLayerStart() {
+			layers = fmt.Sprintf("[%d,%d)", wk.GetLayerStart(), wk.GetLayerEnd())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s / %s\t%.0f layer-steps/s\t%s\t%d\t%s\n", wk.GetId(), wk.GetAddress(), health, layers,
+			gib(wk.GetMemoryFreeBytes()), gib(wk.GetMemoryTotalBytes()), wk.GetSpeed(), gib(wk.GetKvCacheBytes()), wk.GetSessions(), wk.GetVersion())
+	}
+	tw.Flush()
+	if e := st.GetPlanExplanation(); e != "" {
+		fmt.Fprintf(w, "\nplan:\n%s\n", e)
+	}
+}

@@ -1,0 +1,321 @@
+// Package daemon wires the coordinator and worker daemons: flags (with
+// PHALANX_* fallbacks), logging, etcd (embedded or external), the gRPC
+// servers with health and reflection. cmd/coordinator, cmd/worker and
+// `phalanx up` are thin callers of Coordinator and Worker.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/phalanx-llm/phalanx/internal/cliflag"
+	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// Version is stamped at build time (-ldflags "-X …/internal/daemon.Version=…").
+var Version = "dev"
+
+// ErrUsage marks a command-line mistake.
+var ErrUsage = errors.New("usage")
+
+func newLogger(w io.Writer, level, component, id string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q", ErrUsage, level)
+	}
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("component", component, "id", id)
+	slog.SetDefault(log) // libraries (the registry) log through the default logger
+	return log, nil
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := cliflag.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+func endpoints(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if !strings.Contains(e, "://") {
+			e = "http://" + e
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func etcdClient(eps []string) (*clientv3.Client, error) {
+	cfg := registry.ClientConfig(eps)
+	cfg.Logger = zap.NewNop()
+	return clientv3.New(cfg)
+}
+
+// startEmbeddedEtcd runs a single-member etcd in this process, serving
+// clients at clientAddr (host:port) with its data in dir.
+func startEmbeddedEtcd(dir, clientAddr string, log *slog.Logger) (*embed.Etcd, error) {
+	cu, err := url.Parse("http://" + clientAddr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(clientAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --etcd %q: %v", ErrUsage, clientAddr, err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, err
+	}
+	peer := l.Addr().String()
+	l.Close()
+	pu, _ := url.Parse("http://" + peer)
+	cfg := embed.NewConfig()
+	cfg.Name = "phalanx"
+	cfg.Dir = dir
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, errors.New("embedded etcd: not ready after 60 s")
+	}
+	log.Info("embedded etcd serving", "client", cu.String(), "data", dir)
+	return e, nil
+}
+
+func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(pipeline.MaxMessageBytes), grpc.MaxSendMsgSize(pipeline.MaxMessageBytes),
+	}, opts...)...)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return s, hs
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "node"
+	}
+	return h
+}
+
+// Coordinator runs the coordinator daemon until ctx ends.
+func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	model := fs.String("model", "", "model directory (Hugging Face layout): the coordinator holds the embedding, final norm and lm_head")
+	listen := fs.String("listen", "127.0.0.1:7070", "host:port of the Inference gRPC API")
+	etcdEps := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated (with --embedded-etcd: the address to serve etcd clients on)")
+	embedded := fs.String("embedded-etcd", "", "run etcd inside the coordinator with its data in this directory")
+	cluster := fs.String("cluster", "default", "cluster name: the etcd key prefix /phalanx/NAME/")
+	minWorkers := fs.Int("min-workers", 1, "do not plan until this many workers have joined")
+	id := fs.String("id", "", "coordinator id for leader election (default: hostname-listen)")
+	threads := fs.Int("threads", 0, "kernel threads for the embedding and head (0: one per CPU)")
+	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 (exact) or f16 (half the bytes)")
+	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage silent this long on one step counts as failed")
+	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return fmt.Errorf("%w: --model is required", ErrUsage)
+	}
+	if *id == "" {
+		*id = hostname() + "-" + *listen
+	}
+	log, err := newLogger(stderr, *logLevel, "coordinator", *id)
+	if err != nil {
+		return err
+	}
+	var wdt phalanxpb.DType
+	switch *wireDT {
+	case "f32":
+		wdt = phalanxpb.DType_DTYPE_F32
+	case "f16":
+		wdt = phalanxpb.DType_DTYPE_F16
+	default:
+		return fmt.Errorf("%w: --wire %q (f32 or f16)", ErrUsage, *wireDT)
+	}
+	eps := endpoints(*etcdEps)
+	if *embedded != "" {
+		if len(eps) != 1 {
+			return fmt.Errorf("%w: --embedded-etcd serves one address; --etcd has %d", ErrUsage, len(eps))
+		}
+		u, _ := url.Parse(eps[0])
+		e, err := startEmbeddedEtcd(*embedded, u.Host, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			e.Close()
+			<-e.Server.StopNotify()
+		}()
+	}
+	cli, err := etcdClient(eps)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
+		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
+		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer coord.Close()
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv, hs := grpcServer()
+	phalanxpb.RegisterInferenceServer(srv, pipeline.NewInferenceServer(coord))
+	go srv.Serve(lis)
+	defer srv.Stop()
+	log.Info("coordinator serving", "listen", lis.Addr().String(), "model", coord.ModelID(), "etcd", eps, "version", Version)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // health follows readiness
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if coord.Ready() {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			hs.SetServingStatus("phalanx.v1.Inference", st)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err = coord.Run(ctx)
+	hs.Shutdown()
+	return err
+}
+
+// Worker runs the worker daemon until ctx ends.
+func Worker(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	model := fs.String("model", "", "model directory (the worker's own copy, Hugging Face layout)")
+	listen := fs.String("listen", "127.0.0.1:7071", "host:port of the Stage gRPC service")
+	advertise := fs.String("advertise", "", "host:port the coordinator dials (default: --listen's)")
+	etcdEps := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
+	cluster := fs.String("cluster", "default", "cluster name")
+	name := fs.String("name", "", "worker id (default: hostname-port)")
+	threads := fs.Int("threads", 0, "kernel threads (0: one per CPU)")
+	memory := fs.Uint64("memory", 0, "bytes offered for layers and KV caches (0: the machine's available memory)")
+	speed := fs.Float64("speed", 0, "layer-steps per second to report (0: measure at start)")
+	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease: a worker silent this long leaves the cluster")
+	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return fmt.Errorf("%w: --model is required", ErrUsage)
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	addr := *advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	if *name == "" {
+		_, port, _ := net.SplitHostPort(lis.Addr().String())
+		*name = hostname() + "-" + port
+	}
+	log, err := newLogger(stderr, *logLevel, "worker", *name)
+	if err != nil {
+		return err
+	}
+	cli, err := etcdClient(endpoints(*etcdEps))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	mem := *memory
+	budget := int64(0)
+	if mem > 0 {
+		budget = int64(mem) / 2 // refined when layers load; a hard cap against runaway caches
+	}
+	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, CacheBudget: budget, IdleTimeout: *idle, Logger: log})
+	defer stage.Close()
+	srv, hs := grpcServer()
+	phalanxpb.RegisterStageServer(srv, stage)
+	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go stage.Run(ctx)
+	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
+	return pipeline.RunWorker(ctx, pipeline.WorkerConfig{
+		ID: *name, Address: addr, Version: Version, ModelDir: *model, Cluster: *cluster, Threads: *threads,
+		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stage, Logger: log,
+	})
+}
+
+// Exit turns a daemon's error into an exit status, printing it.
+func Exit(err error, name string) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	return 1
+}

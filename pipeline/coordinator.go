@@ -1,0 +1,424 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/textgen"
+	"github.com/phalanx-llm/phalanx/engine/tokenizer"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/shard"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// CoordinatorConfig configures a coordinator.
+type CoordinatorConfig struct {
+	ID         string
+	ModelDir   string
+	Cluster    string
+	Etcd       *clientv3.Client
+	MinWorkers int
+	Threads    int
+	Wire       phalanxpb.DType
+	// StageTimeout bounds one step on one stage; a worker silent for longer
+	// counts as failed. Default 30 s.
+	StageTimeout time.Duration
+	// ReplanTimeout bounds how long a request waits for a working pipeline.
+	ReplanTimeout time.Duration
+	// KVReservePerLayer is the memory the planner reserves, per layer a
+	// worker holds, for KV caches. Default: one full-context session.
+	KVReservePerLayer uint64
+	// FixedBytes is each worker's overhead the planner assumes. Default 256 MiB.
+	FixedBytes uint64
+	// DialOptions for stage connections (TLS); default plaintext.
+	DialOptions []grpc.DialOption
+	Logger      *slog.Logger
+}
+
+// Coordinator leads the cluster (when elected): it plans the layers over the
+// workers, publishes the plan, routes steps to ready stages, and serves the
+// Inference API.
+type Coordinator struct {
+	cfg     CoordinatorConfig
+	log     *slog.Logger
+	ends    *engine.Model
+	tok     *tokenizer.Tokenizer
+	gen     *textgen.Generator
+	sched   *Scheduler
+	modelID string
+	size    shard.ModelSize
+
+	mu       sync.Mutex
+	leading  bool
+	plan     shard.Plan
+	planErr  error
+	workers  []registry.WorkerRecord
+	conns    map[string]*grpc.ClientConn // by address
+	clients  map[string]*StageClient     // by worker id + address
+	started  time.Time
+	tokStats struct {
+		at     time.Time
+		tokens uint64
+		rate   float64
+	}
+}
+
+// NewCoordinator loads the embedding, head and tokenizer of the model.
+func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.FixedBytes == 0 {
+		cfg.FixedBytes = 256 << 20
+	}
+	mcfg, err := engine.LoadConfig(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.KVReservePerLayer == 0 {
+		cfg.KVReservePerLayer = uint64(mcfg.MaxPositionEmbeddings) * uint64(mcfg.KVDim()) * 2 * 4
+	}
+	modelID, err := engine.ModelID(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	layerBytes, err := engine.LayerBytes(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := engine.Load(cfg.ModelDir, engine.Options{Embedding: true, Head: true, Threads: cfg.Threads})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromHFDir(cfg.ModelDir)
+	if err != nil {
+		cfg.Logger.Warn("no usable tokenizer in the model directory: only token-id requests will work", "err", err)
+		tok = nil
+	}
+	c := &Coordinator{
+		cfg: cfg, log: cfg.Logger, ends: ends, tok: tok, modelID: modelID,
+		gen:     textgen.ForConfig(mcfg, tok),
+		size:    shard.ModelSize{NumLayers: mcfg.NumLayers, LayerBytes: layerBytes, KVBytesPerLayer: cfg.KVReservePerLayer, FixedBytes: cfg.FixedBytes},
+		conns:   map[string]*grpc.ClientConn{},
+		clients: map[string]*StageClient{},
+		started: time.Now(),
+	}
+	c.sched = NewScheduler(ends, SchedulerConfig{Wire: cfg.Wire, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
+		CapacityGone: c.capacityGone})
+	return c, nil
+}
+
+// ModelID is the identity of the served model.
+func (c *Coordinator) ModelID() string { return c.modelID }
+
+// Close stops the scheduler and closes connections.
+func (c *Coordinator) Close() {
+	c.sched.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.clients {
+		cl.Close()
+	}
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.ends.Close()
+}
+
+// Leading reports whether this coordinator leads the cluster.
+func (c *Coordinator) Leading() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leading
+}
+
+// Ready reports whether requests can be routed now.
+func (c *Coordinator) Ready() bool { return c.Leading() && c.sched.Route() != nil }
+
+// Run campaigns for leadership and leads while elected, until ctx ends.
+func (c *Coordinator) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		c.log.Info("campaigning for leadership", "id", c.cfg.ID, "cluster", c.cfg.Cluster)
+		lead, err := registry.Campaign(ctx, c.cfg.Etcd, c.cfg.Cluster, c.cfg.ID, registry.WithSessionTTL(5*time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.log.Warn("campaign failed; retrying", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		c.log.Info("leading the cluster", "id", c.cfg.ID)
+		c.lead(ctx, lead)
+		c.mu.Lock()
+		c.leading = false
+		c.mu.Unlock()
+		c.sched.SetRoute(nil)
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		lead.Resign(rctx)
+		cancel()
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	plan, err := registry.LoadPlan(ctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil && !errors.Is(err, registry.ErrNoPlan) {
+		c.log.Warn("cannot read the stored plan", "err", err)
+	}
+	c.mu.Lock()
+	c.leading = true
+	c.plan = plan
+	c.mu.Unlock()
+	if plan.Epoch > 0 {
+		c.log.Info("recovered the plan from etcd", "epoch", plan.Epoch, "stages", len(plan.Stages))
+	}
+	workers, err := registry.WatchWorkers(ctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil {
+		c.log.Error("cannot watch workers", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lead.Done():
+			c.log.Warn("lost leadership")
+			return
+		case ws := <-workers:
+			c.mu.Lock()
+			c.workers = ws
+			c.mu.Unlock()
+			c.replan(ctx, lead)
+			c.updateRoute()
+		}
+	}
+}
+
+// replan computes the plan for the current workers and publishes it when
+// the assignment changes.
+func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
+	c.mu.Lock()
+	cur := c.plan
+	var infos []shard.WorkerInfo
+	for _, w := range c.workers {
+		if w.Labels["model"] != c.modelID {
+			continue
+		}
+		infos = append(infos, w.WorkerInfo)
+	}
+	c.mu.Unlock()
+	// --min-workers holds back the first plan until enough workers joined;
+	// once serving, losing workers re-plans onto whoever remains.
+	opts := shard.PlanOptions{MinWorkers: max(c.cfg.MinWorkers, 1), Model: c.modelID, Now: time.Now()}
+	if cur.Epoch > 0 {
+		opts.PreferStable = &cur
+		opts.MinWorkers = 1
+	}
+	next, err := shard.MakePlan(c.size, infos, opts)
+	if err != nil {
+		c.mu.Lock()
+		changed := c.planErr == nil || c.planErr.Error() != err.Error()
+		c.planErr = err
+		c.mu.Unlock()
+		if changed {
+			c.log.Error("cannot plan the model over the workers", "workers", len(infos), "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	c.planErr = nil
+	c.mu.Unlock()
+	if cur.Epoch > 0 && next.SameAssignment(cur) && sameAddresses(next, cur) {
+		return
+	}
+	next.Epoch = cur.Epoch + 1
+	if err := lead.PublishPlan(ctx, next, cur.Epoch); err != nil {
+		c.log.Error("cannot publish the plan", "epoch", next.Epoch, "err", err)
+		if stored, lerr := registry.LoadPlan(ctx, c.cfg.Etcd, c.cfg.Cluster); lerr == nil {
+			c.mu.Lock()
+			c.plan = stored
+			c.mu.Unlock()
+		}
+		return
+	}
+	c.mu.Lock()
+	c.plan = next
+	c.mu.Unlock()
+	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+}
+
+func sameAddresses(a, b shard.Plan) bool {
+	for i := range a.Stages {
+		if a.Stages[i].Address != b.Stages[i].Address {
+			return false
+		}
+	}
+	return true
+}
+
+// updateRoute switches the scheduler to the current plan once every stage
+// reports ready for its epoch.
+func (c *Coordinator) updateRoute() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plan := c.plan
+	if plan.Epoch == 0 {
+		return
+	}
+	if r := c.sched.Route(); r != nil && r.Epoch == plan.Epoch {
+		return
+	}
+	byID := map[string]registry.WorkerRecord{}
+	for _, w := range c.workers {
+		byID[w.ID] = w
+	}
+	for _, st := range plan.Stages {
+		w, ok := byID[st.WorkerID]
+		if !ok || w.ReadyEpoch != plan.Epoch || w.Layers != [2]int{st.Start, st.End} {
+			return // not ready yet; the next worker update retries
+		}
+	}
+	route := &Route{Epoch: plan.Epoch}
+	for _, st := range plan.Stages {
+		cl, err := c.clientLocked(st.WorkerID, st.Address)
+		if err != nil {
+			c.log.Error("cannot connect to a stage", "worker", st.WorkerID, "address", st.Address, "err", err)
+			return
+		}
+		route.Stages = append(route.Stages, RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
+	}
+	c.sched.SetRoute(route)
+	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages))
+}
+
+// MaxMessageBytes bounds gRPC messages between coordinator and workers: a
+// prefill step of a full context in f32 (2048 × 2560 × 4 = 21 MB) fits.
+const MaxMessageBytes = 64 << 20
+
+func (c *Coordinator) clientLocked(id, addr string) (*StageClient, error) {
+	key := id + "@" + addr
+	if cl := c.clients[key]; cl != nil {
+		return cl, nil
+	}
+	conn := c.conns[addr]
+	if conn == nil {
+		opts := append([]grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		}, c.cfg.DialOptions...)
+		if len(c.cfg.DialOptions) == 0 {
+			opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+		var err error
+		if conn, err = grpc.NewClient(addr, opts...); err != nil {
+			return nil, err
+		}
+		c.conns[addr] = conn
+	}
+	cl := NewStageClient(addr, conn, c.cfg.StageTimeout)
+	c.clients[key] = cl
+	return cl, nil
+}
+
+// Status describes the cluster for ClusterStatus and the console.
+func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusResponse {
+	c.mu.Lock()
+	plan, workers, planErr := c.plan, append([]registry.WorkerRecord(nil), c.workers...), c.planErr
+	c.mu.Unlock()
+	leader, _ := registry.Leader(ctx, c.cfg.Etcd, c.cfg.Cluster)
+	st := c.sched.Stats()
+	resp := &phalanxpb.ClusterStatusResponse{
+		Epoch: plan.Epoch, Leader: leader, Model: c.modelID, NumLayers: int32(c.ends.Config.NumLayers),
+		PlanExplanation: plan.Explanation, ActiveSessions: int32(c.sched.ActiveSessions()),
+		QueueDepth: int32(c.sched.QueueDepth()), TokensPerSecond: c.tokenRate(st),
+	}
+	if planErr != nil {
+		resp.PlanExplanation = "cannot plan: " + planErr.Error() + "\n" + plan.Explanation
+	}
+	route := c.sched.Route()
+	for i, s := range plan.Stages {
+		ss := &phalanxpb.StageStatus{WorkerId: s.WorkerID, Address: s.Address, LayerStart: int32(s.Start), LayerEnd: int32(s.End),
+			Ready: route != nil && route.Epoch == plan.Epoch}
+		if ss.Ready && i < len(st.StageMillis) {
+			ss.LastStepLatencyMs = st.StageMillis[i]
+		}
+		resp.Stages = append(resp.Stages, ss)
+	}
+	sort.Slice(workers, func(i, j int) bool { return workers[i].ID < workers[j].ID })
+	for _, w := range workers {
+		ws := &phalanxpb.WorkerStatus{Id: w.ID, Address: w.Address, Version: w.Version, MemoryTotalBytes: w.MemoryTotal,
+			MemoryFreeBytes: w.MemoryFree, Speed: w.Speed, ReadyEpoch: w.ReadyEpoch, Healthy: true,
+			LayerStart: int32(w.Layers[0]), LayerEnd: int32(w.Layers[1])}
+		c.mu.Lock()
+		cl := c.clients[w.ID+"@"+w.Address]
+		c.mu.Unlock()
+		if cl != nil {
+			ictx, cancel := context.WithTimeout(ctx, time.Second)
+			info, err := cl.Client().Info(ictx, &phalanxpb.InfoRequest{})
+			cancel()
+			if err != nil {
+				ws.Healthy = false
+			} else {
+				ws.KvCacheBytes, ws.Sessions = info.GetKvCacheBytes(), info.GetSessions()
+			}
+		}
+		resp.Workers = append(resp.Workers, ws)
+	}
+	return resp
+}
+
+// tokenRate is tokens per second over the last few seconds.
+func (c *Coordinator) tokenRate(st StepStats) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	ts := &c.tokStats
+	if d := now.Sub(ts.at); d >= 2*time.Second || ts.at.IsZero() {
+		if !ts.at.IsZero() {
+			ts.rate = float64(st.Tokens-ts.tokens) / d.Seconds()
+		}
+		ts.at, ts.tokens = now, st.Tokens
+	}
+	return ts.rate
+}
+
+// capacityGone tells the scheduler to stop waiting for a re-plan: the
+// workers left cannot hold the model.
+func (c *Coordinator) capacityGone() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.planErr != nil && (errors.Is(c.planErr, shard.ErrInsufficientMemory) || errors.Is(c.planErr, shard.ErrNotEnoughWorkers)) {
+		return c.planErr
+	}
+	return nil
+}
+
+// PlanError is why the cluster cannot be planned now, if it cannot.
+func (c *Coordinator) PlanError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.planErr
+}
+
+func (c *Coordinator) String() string { return fmt.Sprintf("coordinator %s", c.cfg.ID) }

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package pipeline
+
+// systemMemory is unknown off Linux; workers then need --memory.
+func systemMemory() (total, avail uint64) { return 0, 0 }

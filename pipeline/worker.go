@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/shard"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// WorkerConfig configures a worker's agent.
+type WorkerConfig struct {
+	ID       string
+	Address  string // advertised host:port of the Stage service
+	Version  string
+	ModelDir string
+	Cluster  string
+	Threads  int
+	// MemoryFree is what the worker offers for layers and KV caches; 0
+	// means the machine's available memory.
+	MemoryFree uint64
+	// Speed in layer-steps per second; 0 means measure it at start.
+	Speed    float64
+	LeaseTTL time.Duration
+	Etcd     *clientv3.Client
+	Stage    *StageServer
+	Logger   *slog.Logger
+}
+
+// RunWorker registers the worker, follows the plan and loads the layers it
+// is given into cfg.Stage, until ctx ends.
+func RunWorker(ctx context.Context, cfg WorkerConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	modelID, err := engine.ModelID(cfg.ModelDir)
+	if err != nil {
+		return err
+	}
+	mcfg, err := engine.LoadConfig(cfg.ModelDir)
+	if err != nil {
+		return err
+	}
+	total, avail := systemMemory()
+	if cfg.MemoryFree == 0 {
+		cfg.MemoryFree = avail
+	}
+	if cfg.Speed <= 0 {
+		if cfg.Speed, err = Calibrate(cfg.ModelDir, cfg.Threads); err != nil {
+			return fmt.Errorf("calibration: %w", err)
+		}
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
+		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID}}
+	log.Info("worker registering", "address", cfg.Address, "model", modelID,
+		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
+	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	plans, err := registry.WatchPlan(ctx, cfg.Etcd, cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	for {
+		var plan shard.Plan
+		select {
+		case <-ctx.Done():
+			return nil
+		case plan = <-plans:
+		}
+		if plan.Model != modelID {
+			log.Warn("ignoring a plan for another model", "plan_model", plan.Model, "model", modelID, "epoch", plan.Epoch)
+			continue
+		}
+		if plan.NumLayers != mcfg.NumLayers {
+			log.Warn("ignoring a plan with another layer count", "plan_layers", plan.NumLayers, "epoch", plan.Epoch)
+			continue
+		}
+		st, _, ok := plan.StageOf(cfg.ID)
+		held, _, holding := cfg.Stage.Held()
+		want := engine.LayerRange{Start: st.Start, End: st.End}
+		switch {
+		case !ok:
+			if holding {
+				log.Info("not in the plan: releasing layers", "epoch", plan.Epoch, "layers", held)
+				cfg.Stage.Unload()
+			}
+			want = engine.LayerRange{}
+		case holding && held == want:
+			cfg.Stage.SetEpoch(plan.Epoch)
+			log.Info("plan keeps this worker's layers", "epoch", plan.Epoch, "layers", want)
+		default:
+			start := time.Now()
+			m, err := engine.Load(cfg.ModelDir, engine.Options{Layers: want, Threads: cfg.Threads})
+			if err != nil {
+				log.Error("cannot load the planned layers", "epoch", plan.Epoch, "layers", want, "err", err)
+				continue
+			}
+			cfg.Stage.Install(m, plan.Epoch)
+			log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
+		}
+		if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
+			r.ReadyEpoch = plan.Epoch
+			r.Layers = [2]int{want.Start, want.End}
+		}); err != nil {
+			log.Warn("could not publish readiness yet", "epoch", plan.Epoch, "err", err)
+		}
+	}
+}
+
+// Calibrate measures decode speed in layer-steps per second on the first
+// layer of the model: the planner's measure of a worker.
+func Calibrate(dir string, threads int) (float64, error) {
+	m, err := engine.Load(dir, engine.Options{Layers: engine.LayerRange{Start: 0, End: 1}, Threads: threads})
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	H := m.Config.HiddenSize
+	x := make([]float32, H)
+	r := rand.New(rand.NewPCG(1, 2))
+	cache := m.NewCache()
+	steps := 0
+	start := time.Now()
+	for steps < 3 || time.Since(start) < 100*time.Millisecond {
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		if cache.Len() >= m.Config.MaxPositionEmbeddings-1 || cache.Len() >= 64 {
+			cache = m.NewCache()
+		}
+		if err := m.Forward(x, []engine.Span{{Cache: cache, Tokens: 1}}); err != nil {
+			return 0, err
+		}
+		steps++
+	}
+	return float64(steps) / time.Since(start).Seconds(), nil
+}

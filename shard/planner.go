@@ -146,7 +146,15 @@ func MakePlan(m ModelSize, workers []WorkerInfo, opts PlanOptions) (Plan, error)
 		holdable += c.capacity
 	}
 	if holdable < m.NumLayers {
-		return Plan{}, insufficientMemory(m, measured, holdable)
+		// If no worker can take even one layer, the cheapest fix is one
+		// worker with room for its fixed overhead plus the missing layers.
+		var bestFree uint64
+		for _, c := range cands {
+			if measuredSpeed(c.Speed) {
+				bestFree = max(bestFree, c.MemoryFree)
+			}
+		}
+		return Plan{}, insufficientMemory(m, measured, holdable, bestFree)
 	}
 
 	best := optimalBottleneck(usable, m.NumLayers)
@@ -233,7 +241,7 @@ func candidates(m ModelSize, workers []WorkerInfo) ([]*candidate, error) {
 	return cands, nil
 }
 
-func insufficientMemory(m ModelSize, workers, holdable int) error {
+func insufficientMemory(m ModelSize, workers, holdable int, bestFree uint64) error {
 	per := formatBytes(m.perLayer())
 	if m.KVBytesPerLayer > 0 {
 		per += fmt.Sprintf(" (%s weights + %s KV cache)", formatBytes(m.LayerBytes), formatBytes(m.KVBytesPerLayer))
@@ -243,9 +251,15 @@ func insufficientMemory(m ModelSize, workers, holdable int) error {
 		fixed = fmt.Sprintf(" plus %s fixed per worker", formatBytes(m.FixedBytes))
 	}
 	missing := m.NumLayers - holdable
-	return fmt.Errorf("%w: model needs %d layers × %s%s; the %s can hold %d layers; %s more memory is needed (%s × %s)",
-		ErrInsufficientMemory, m.NumLayers, per, fixed, plural(workers, "worker"), holdable,
-		formatBytes(uint64(missing)*m.perLayer()), plural(missing, "layer"), formatBytes(m.perLayer()))
+	short := uint64(missing) * m.perLayer()
+	how := fmt.Sprintf("%s × %s", plural(missing, "layer"), formatBytes(m.perLayer()))
+	if holdable == 0 && bestFree < m.FixedBytes {
+		// Not even the fixed overhead fits anywhere: count it once.
+		short += m.FixedBytes - bestFree
+		how += fmt.Sprintf(", plus %s of fixed overhead the best worker lacks", formatBytes(m.FixedBytes-bestFree))
+	}
+	return fmt.Errorf("%w: model needs %d layers × %s%s; the %s can hold %d layers; %s more memory is needed (%s)",
+		ErrInsufficientMemory, m.NumLayers, per, fixed, plural(workers, "worker"), holdable, formatBytes(short), how)
 }
 
 // optimalBottleneck is the smallest T such that the workers can hold all

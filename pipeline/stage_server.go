@@ -56,6 +56,7 @@ type StageServer struct {
 	mu       sync.Mutex // guards the fields below
 	model    *engine.Model
 	epoch    uint64
+	budget   int64 // KV cache bytes allowed; 0: no bound
 	sessions map[string]*stageSession
 
 	compute sync.Mutex // one step at a time: a step already uses every core
@@ -71,7 +72,7 @@ type stageSession struct {
 // NewStageServer returns a server that holds no layers yet.
 func NewStageServer(cfg StageConfig) *StageServer {
 	cfg.defaults()
-	return &StageServer{cfg: cfg, sessions: map[string]*stageSession{}}
+	return &StageServer{cfg: cfg, budget: cfg.CacheBudget, sessions: map[string]*stageSession{}}
 }
 
 // Install makes m the served layers, ready for epoch. Sessions whose caches
@@ -103,6 +104,13 @@ func (s *StageServer) Unload() {
 		s.model = nil
 	}
 	clear(s.sessions)
+}
+
+// SetCacheBudget changes the bytes all KV caches may use (0: no bound).
+func (s *StageServer) SetCacheBudget(b int64) {
+	s.mu.Lock()
+	s.budget = b
+	s.mu.Unlock()
 }
 
 // SetEpoch marks the held layers ready for a new plan epoch that keeps them.
@@ -271,7 +279,7 @@ func (s *StageServer) step(req *phalanxpb.StageRequest, resp *phalanxpb.StageRes
 		grow += ss.cache.BytesFor(pos+int(sp.GetTokens())) - ss.cache.BytesFor(held)
 		caches[i] = ss.cache
 	}
-	if b := s.cfg.CacheBudget; b > 0 && s.cacheBytesLocked()+grow > b {
+	if b := s.budget; b > 0 && s.cacheBytesLocked()+grow > b {
 		used := s.cacheBytesLocked()
 		s.mu.Unlock()
 		return buf, status.Errorf(codes.ResourceExhausted, "stage: KV caches would need %d more bytes; %d of %d in use by %d sessions",

@@ -109,6 +109,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 				continue
 			}
 			cfg.Stage.Install(m, plan.Epoch)
+			// KV caches get what the layers leave of the memory offered,
+			// less a fixed reserve for the runtime and buffers.
+			cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-workerReserve, 64<<20))
 			log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
 		}
 		if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
@@ -119,6 +122,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		}
 	}
 }
+
+// workerReserve is memory a worker keeps outside layers and KV caches.
+const workerReserve = 256 << 20
 
 // Calibrate measures decode speed in layer-steps per second on the first
 // layer of the model: the planner's measure of a worker.

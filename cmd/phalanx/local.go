@@ -53,6 +53,7 @@ func runSynth(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	dtype := fs.String("dtype", "f32", "weight dtype: f32, f16 or bf16")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed writes the same model")
 	shards := fs.Int("shards", 1, "number of safetensors shards")
+	layers := fs.Int("layers", 0, "override the preset's number of layers (0: the preset's)")
 	tokFile := fs.String("tokenizer", "", "tokenizer to ship with the model (tokenizer.json or .gguf, e.g. Phi-2's); default: a small byte-level one")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,6 +64,12 @@ func runSynth(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	p, ok := synth.Presets[*preset]
 	if !ok {
 		return usagef("unknown --preset %q (tiny or phi-2)", *preset)
+	}
+	if *layers < 0 || *layers > 1024 {
+		return usagef("--layers %d outside [0, 1024]", *layers)
+	}
+	if *layers > 0 {
+		p.Layers = *layers
 	}
 	dt, err := kernels.ParseDType(*dtype)
 	if err != nil {

@@ -120,37 +120,39 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
-	if tokens == 1 || m.DType == F32 {
-		// Stream each weight row once; for F32 with several tokens the rows of
-		// one chunk stay in cache while every token passes over them.
+	if tokens == 1 {
+		// Decode: stream each weight row once.
 		p.Run(chunks, func(_, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-			for t := 0; t < tokens; t++ {
-				xt := x[t*cols : (t+1)*cols]
-				yt := y[t*m.Rows : (t+1)*m.Rows]
-				for r := lo; r < hi; r++ {
-					v := m.dot(r, xt)
-					if bias != nil {
-						v += bias[r]
-					}
-					yt[r] = v
+			for r := lo; r < hi; r++ {
+				v := m.dot(r, x)
+				if bias != nil {
+					v += bias[r]
 				}
+				y[r] = v
 			}
 		})
 		return
 	}
-	// 16-bit weights, several tokens: widen a block of rows once, then reuse.
+	// Several tokens (prefill, or a batch of sessions): take a block of rows
+	// small enough to stay in cache (16-bit rows widened once), and pass
+	// every token over it, so each weight is read from memory once per call.
 	p.Run(chunks, func(_, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 		var buf [prefillBlock][]float32
-		scratch := make([]float32, prefillBlock*cols)
-		for i := range buf {
-			buf[i] = scratch[i*cols : (i+1)*cols]
+		var scratch []float32
+		if m.DType != F32 {
+			scratch = make([]float32, prefillBlock*cols)
 		}
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
 			for i := 0; i < nb; i++ {
-				m.Row(r0+i, buf[i])
+				if m.DType == F32 {
+					buf[i] = m.f32()[(r0+i)*cols : (r0+i+1)*cols]
+				} else {
+					buf[i] = scratch[i*cols : (i+1)*cols]
+					m.Row(r0+i, buf[i])
+				}
 			}
 			for t := 0; t < tokens; t++ {
 				xt := x[t*cols : (t+1)*cols]

@@ -286,11 +286,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer cli.Close()
 	mem := *memory
-	budget := int64(0)
-	if mem > 0 {
-		budget = int64(mem) / 2 // refined when layers load; a hard cap against runaway caches
-	}
-	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, CacheBudget: budget, IdleTimeout: *idle, Logger: log})
+	// The KV cache budget is set when layers load: what they leave of --memory.
+	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, Logger: log})
 	defer stage.Close()
 	srv, hs := grpcServer()
 	phalanxpb.RegisterStageServer(srv, stage)

@@ -35,8 +35,9 @@ type RouteStage struct {
 
 // SchedulerConfig tunes batching.
 type SchedulerConfig struct {
-	// InFlight is the number of micro-batches in flight, so that every stage
-	// works at once; default: the number of stages (at least 2).
+	// InFlight caps the micro-batches in flight; default 16. Below the cap,
+	// as many are in flight as the route has stages, so that every stage
+	// works at once while each batch is as large as it can be.
 	InFlight int
 	// MaxBatchRows bounds the tokens of one micro-batch; default 4096.
 	MaxBatchRows int
@@ -110,17 +111,15 @@ func NewScheduler(ends *engine.Model, cfg SchedulerConfig) *Scheduler {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.InFlight <= 0 {
-		cfg.InFlight = 4
+		cfg.InFlight = 16
 	}
 	if cfg.ReplanTimeout <= 0 {
 		cfg.ReplanTimeout = 60 * time.Second
 	}
 	s := &Scheduler{ends: ends, cfg: cfg, queue: make(chan *stepItem, 1024), stop: make(chan struct{}),
 		routeChanged: make(chan struct{})}
-	for i := 0; i < cfg.InFlight; i++ {
-		s.wg.Add(1)
-		go s.lane()
-	}
+	s.wg.Add(1)
+	go s.dispatch()
 	return s
 }
 
@@ -246,15 +245,46 @@ func (ss *Session) Close() {
 	}
 }
 
-// lane takes whatever is waiting and runs it as one micro-batch.
-func (s *Scheduler) lane() {
+// dispatch forms micro-batches: it keeps one in flight per stage (so every
+// stage works at once) and puts every step waiting at that moment into the
+// next one (continuous batching: sessions join and leave between steps).
+func (s *Scheduler) dispatch() {
 	defer s.wg.Done()
+	var running sync.WaitGroup
+	defer running.Wait()
+	done := make(chan struct{}, s.cfg.InFlight)
+	inFlight := 0
+	var held *stepItem // taken from the queue but did not fit the last batch
+	defer func() {
+		if held != nil {
+			held.done <- errors.New("pipeline: scheduler closed")
+		}
+	}()
 	for {
-		var first *stepItem
-		select {
-		case <-s.stop:
-			return
-		case first = <-s.queue:
+		limit := 1
+		if r := s.Route(); r != nil {
+			limit = max(1, len(r.Stages))
+		}
+		limit = min(limit, s.cfg.InFlight)
+		for inFlight >= limit {
+			select {
+			case <-s.stop:
+				return
+			case <-done:
+				inFlight--
+			}
+		}
+		first := held
+		held = nil
+		if first == nil {
+			select {
+			case <-s.stop:
+				return
+			case <-done:
+				inFlight--
+				continue
+			case first = <-s.queue:
+			}
 		}
 		batch := []*stepItem{first}
 		rows := len(first.ids)
@@ -263,18 +293,22 @@ func (s *Scheduler) lane() {
 			select {
 			case it := <-s.queue:
 				if rows+len(it.ids) > s.cfg.MaxBatchRows {
-					// Too big for this batch: run it alone next.
-					s.runBatch(batch)
-					batch, rows = []*stepItem{it}, 0
-				} else {
-					batch = append(batch, it)
+					held = it // starts the next batch
+					break gather
 				}
+				batch = append(batch, it)
 				rows += len(it.ids)
 			default:
 				break gather
 			}
 		}
-		s.runBatch(batch)
+		inFlight++
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			s.runBatch(batch)
+			done <- struct{}{}
+		}()
 	}
 }
 
@@ -387,6 +421,8 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 	}
 	stepID := s.stepID.Add(1)
 	stageMs := make([]float64, len(r.Stages))
+	computeMs := make([]float64, len(r.Stages))
+	stepStart := time.Now()
 	var wireBytes uint64
 	for i, st := range r.Stages {
 		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
@@ -401,6 +437,7 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 			return err
 		}
 		stageMs[i] = float64(time.Since(start).Microseconds()) / 1000
+		computeMs[i] = resp.GetComputeMs()
 		var n int
 		if x, n, err = wire.DecodeF32(resp.GetHidden(), H, rows, x); err != nil || n != rows {
 			st.Client.Reset(fmt.Errorf("bad answer: %v", err))
@@ -413,8 +450,14 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 		copy(last[i*H:(i+1)*H], x[lr*H:(lr+1)*H])
 	}
 	logits := make([]float32, len(batch)*V)
+	headStart := time.Now()
 	if err := s.ends.Logits(last, logits); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
+	}
+	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		s.cfg.Logger.Debug("step", "step", stepID, "sessions", len(batch), "rows", rows, "stage_rtt_ms", stageMs,
+			"stage_compute_ms", computeMs, "head_ms", float64(time.Since(headStart).Microseconds())/1000,
+			"total_ms", float64(time.Since(stepStart).Microseconds())/1000)
 	}
 	for i, it := range batch {
 		copy(it.logits, logits[i*V:(i+1)*V])

@@ -7,6 +7,8 @@ var (
 	dotF32  = dotF32Generic
 	dotF16  = dotF16Generic
 	dotBF16 = dotBF16Generic
+	dotQ8_0 = dotQ8_0Generic
+	dotQ4_0 = dotQ4_0Generic
 )
 
 // DotF32 is the dot product of two float32 vectors of equal length.

@@ -28,6 +28,9 @@ func (d DType) String() string {
 	case BF16:
 		return "BF16"
 	}
+	if n := d.quantName(); n != "" {
+		return n
+	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
 
@@ -52,6 +55,16 @@ func ParseDType(s string) (DType, error) {
 		return F16, nil
 	case "BF16", "bf16", "bfloat16":
 		return BF16, nil
+	case "Q8_0", "q8_0":
+		return Q8_0, nil
+	case "Q4_0", "q4_0":
+		return Q4_0, nil
+	case "Q4_K", "q4_k":
+		return Q4_K, nil
+	case "Q5_K", "q5_k":
+		return Q5_K, nil
+	case "Q6_K", "q6_k":
+		return Q6_K, nil
 	}
 	return 0, fmt.Errorf("%w: %q", ErrDType, s)
 }

@@ -17,13 +17,17 @@ type Matrix struct {
 
 // Check reports whether the matrix is well formed.
 func (m Matrix) Check() error {
-	if m.DType.Size() == 0 {
+	if m.DType.BlockBytes() == 0 {
 		return fmt.Errorf("%w: %v", ErrDType, m.DType)
 	}
 	if m.Rows < 0 || m.Cols < 0 {
 		return fmt.Errorf("kernels: negative shape %dx%d", m.Rows, m.Cols)
 	}
-	if want := m.Rows * m.Cols * m.DType.Size(); len(m.Data) != want {
+	rb := m.DType.RowBytes(m.Cols)
+	if rb < 0 {
+		return fmt.Errorf("kernels: %v rows of %d values are not whole %d-value blocks", m.DType, m.Cols, m.DType.BlockSize())
+	}
+	if want := m.Rows * rb; len(m.Data) != want {
 		return fmt.Errorf("kernels: %dx%d %v matrix needs %d bytes, has %d", m.Rows, m.Cols, m.DType, want, len(m.Data))
 	}
 	if m.DType == F32 && uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))%4 != 0 {
@@ -52,10 +56,20 @@ func (m Matrix) u16() []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&m.Data[0])), len(m.Data)/2)
 }
 
+// rowData is the bytes of row r.
+func (m Matrix) rowData(r int) []byte {
+	rb := m.DType.RowBytes(m.Cols)
+	return m.Data[r*rb : (r+1)*rb]
+}
+
 // Row widens row r into dst (len Cols).
 func (m Matrix) Row(r int, dst []float32) {
 	n := m.Cols
 	dst = dst[:n]
+	if m.DType.Quantized() {
+		DequantizeRow(m.DType, m.rowData(r), dst)
+		return
+	}
 	switch m.DType {
 	case F32:
 		copy(dst, m.f32()[r*n:(r+1)*n])
@@ -120,7 +134,11 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
-	if tokens == 1 {
+	if m.DType == Q8_0 || m.DType == Q4_0 {
+		matMulQ(p, y, m, x, bias, tokens, chunk, chunks)
+		return
+	}
+	if tokens == 1 && !m.DType.Quantized() {
 		// Decode: stream each weight row once.
 		p.Run(chunks, func(_, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
@@ -141,7 +159,7 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 		var buf [prefillBlock][]float32
 		var scratch []float32
-		if m.DType != F32 {
+		if m.DType != F32 { // 16-bit and K-quant rows are widened into scratch
 			scratch = make([]float32, prefillBlock*cols)
 		}
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
@@ -159,6 +177,40 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 				yt := y[t*m.Rows : (t+1)*m.Rows]
 				for i := 0; i < nb; i++ {
 					v := dotF32(buf[i], xt)
+					if bias != nil {
+						v += bias[r0+i]
+					}
+					yt[r0+i] = v
+				}
+			}
+		}
+	})
+}
+
+// matMulQ is the product with Q8_0 or Q4_0 weights: the activations are
+// quantized to Q8_0 once, then every (row, token) is an integer block dot.
+// Decode and batched calls use the same dot on the same quantized rows, so
+// they give the same bits.
+func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, chunks int) {
+	cols := m.Cols
+	xrb := Q8_0.RowBytes(cols)
+	xq := make([]byte, tokens*xrb)
+	for t := 0; t < tokens; t++ {
+		QuantizeQ8_0(xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
+	}
+	dot := dotQ8_0
+	if m.DType == Q4_0 {
+		dot = dotQ4_0
+	}
+	p.Run(chunks, func(_, c int) {
+		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
+		for r0 := lo; r0 < hi; r0 += prefillBlock {
+			nb := min(prefillBlock, hi-r0)
+			for t := 0; t < tokens; t++ {
+				xt := xq[t*xrb : (t+1)*xrb]
+				yt := y[t*m.Rows : (t+1)*m.Rows]
+				for i := 0; i < nb; i++ {
+					v := dot(m.rowData(r0+i), xt)
 					if bias != nil {
 						v += bias[r0+i]
 					}

@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"synth":       {"write a random-weight model in the Hugging Face layout", runSynth},
 	"logits":      {"print the logits of a token sequence as JSON", runLogits},
 	"generate":    {"generate text (or tokens) from a prompt, streamed", runGenerate},
+	"bench":       {"measure prefill and decode speed of a model in this process", runBench},
 	"up":          {"start a local cluster: embedded-etcd coordinator and N worker processes", runUp},
 	"coordinator": {"run the coordinator daemon (as cmd/coordinator)", runCoordinatorCmd},
 	"worker":      {"run the worker daemon (as cmd/worker)", runWorkerCmd},

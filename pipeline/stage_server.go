@@ -28,7 +28,10 @@ type StageConfig struct {
 	CacheBudget int64
 	// IdleTimeout frees a session's cache after this long unused; default 10m.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// StepDelay is added before every step: a testing aid that makes a fast
+	// model slow enough to interrupt at a chosen moment.
+	StepDelay time.Duration
+	Logger    *slog.Logger
 }
 
 func (c *StageConfig) defaults() {
@@ -185,6 +188,9 @@ func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
 			return err
 		}
 		resp := &phalanxpb.StageResponse{StepId: req.GetStepId()}
+		if s.cfg.StepDelay > 0 {
+			time.Sleep(s.cfg.StepDelay)
+		}
 		buf, err = s.step(req, resp, buf)
 		if err != nil {
 			st := status.Convert(err)

@@ -62,9 +62,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr(t testing.TB) string { t.Helper(); return freeAddrOn(t, "127.0.0.1") }
+
+func freeAddrOn(t testing.TB, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +158,7 @@ type clusterOpts struct {
 	coordArgs    []string
 	workerArgs   []string
 	externalEtcd string // endpoints of an etcd to use instead of the embedded one
+	etcdHost     string // host the embedded etcd listens on; default 127.0.0.1
 }
 
 func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
@@ -168,6 +171,9 @@ func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
 	if o.externalEtcd != "" {
 		c.etcd = o.externalEtcd
 		args = append(args, "--etcd", c.etcd)
+	} else if o.etcdHost != "" {
+		c.etcd = freeAddrOn(t, o.etcdHost)
+		args = append(args, "--etcd", c.etcd, "--embedded-etcd", filepath.Join(c.dir, "etcd"))
 	} else {
 		c.etcd = freeAddr(t)
 		args = append(args, "--etcd", c.etcd, "--embedded-etcd", filepath.Join(c.dir, "etcd"))

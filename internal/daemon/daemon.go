@@ -258,6 +258,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease: a worker silent this long leaves the cluster")
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -287,7 +288,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cli.Close()
 	mem := *memory
 	// The KV cache budget is set when layers load: what they leave of --memory.
-	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, Logger: log})
+	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay, Logger: log})
 	defer stage.Close()
 	srv, hs := grpcServer()
 	phalanxpb.RegisterStageServer(srv, stage)

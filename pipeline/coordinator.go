@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -351,7 +352,7 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 	resp := &phalanxpb.ClusterStatusResponse{
 		Epoch: plan.Epoch, Leader: leader, Model: c.modelID, NumLayers: int32(c.ends.Config.NumLayers),
 		PlanExplanation: plan.Explanation, ActiveSessions: int32(c.sched.ActiveSessions()),
-		QueueDepth: int32(c.sched.QueueDepth()), TokensPerSecond: c.tokenRate(st),
+		QueueDepth: int32(c.sched.QueueDepth()), TokensPerSecond: c.tokenRate(st), Goroutines: int32(runtime.NumGoroutine()),
 	}
 	if planErr != nil {
 		resp.PlanExplanation = "cannot plan: " + planErr.Error() + "\n" + plan.Explanation
@@ -380,7 +381,7 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 			if err != nil {
 				ws.Healthy = false
 			} else {
-				ws.KvCacheBytes, ws.Sessions = info.GetKvCacheBytes(), info.GetSessions()
+				ws.KvCacheBytes, ws.Sessions, ws.Goroutines = info.GetKvCacheBytes(), info.GetSessions(), info.GetGoroutines()
 			}
 		}
 		resp.Workers = append(resp.Workers, ws)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -346,7 +347,7 @@ func (s *StageServer) Info(context.Context, *phalanxpb.InfoRequest) (*phalanxpb.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &phalanxpb.InfoResponse{WorkerId: s.cfg.WorkerID, Version: s.cfg.Version, ReadyEpoch: s.epoch,
-		KvCacheBytes: uint64(s.cacheBytesLocked()), Sessions: int32(len(s.sessions))}
+		KvCacheBytes: uint64(s.cacheBytesLocked()), Sessions: int32(len(s.sessions)), Goroutines: int32(runtime.NumGoroutine())}
 	if s.model != nil {
 		r.LayerStart, r.LayerEnd = int32(s.model.Layers.Start), int32(s.model.Layers.End)
 	}

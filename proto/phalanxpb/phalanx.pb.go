@@ -805,8 +805,10 @@ type ClusterStatusResponse struct {
 	// Generated tokens per second over all sessions, averaged over a recent
 	// window.
 	TokensPerSecond float64 `protobuf:"fixed64,10,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Goroutines running in the coordinator process.
+	Goroutines    int32 `protobuf:"varint,11,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -909,6 +911,13 @@ func (x *ClusterStatusResponse) GetTokensPerSecond() float64 {
 	return 0
 }
 
+func (x *ClusterStatusResponse) GetGoroutines() int32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
 // WorkerStatus describes one registered worker.
 type WorkerStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -939,7 +948,9 @@ type WorkerStatus struct {
 	// Bytes of KV cache in use.
 	KvCacheBytes uint64 `protobuf:"varint,11,opt,name=kv_cache_bytes,json=kvCacheBytes,proto3" json:"kv_cache_bytes,omitempty"`
 	// Sessions with a KV cache on the worker.
-	Sessions      int32 `protobuf:"varint,12,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions int32 `protobuf:"varint,12,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Goroutines running in the worker process.
+	Goroutines    int32 `protobuf:"varint,13,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1054,6 +1065,13 @@ func (x *WorkerStatus) GetKvCacheBytes() uint64 {
 func (x *WorkerStatus) GetSessions() int32 {
 	if x != nil {
 		return x.Sessions
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetGoroutines() int32 {
+	if x != nil {
+		return x.Goroutines
 	}
 	return 0
 }
@@ -1627,7 +1645,9 @@ type InfoResponse struct {
 	// Bytes of KV cache in use.
 	KvCacheBytes uint64 `protobuf:"varint,6,opt,name=kv_cache_bytes,json=kvCacheBytes,proto3" json:"kv_cache_bytes,omitempty"`
 	// Sessions with a KV cache on the worker.
-	Sessions      int32 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions int32 `protobuf:"varint,7,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Goroutines running in the worker process (a leak shows here first).
+	Goroutines    int32 `protobuf:"varint,8,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1711,6 +1731,13 @@ func (x *InfoResponse) GetSessions() int32 {
 	return 0
 }
 
+func (x *InfoResponse) GetGoroutines() int32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
 var File_phalanx_v1_phalanx_proto protoreflect.FileDescriptor
 
 const file_phalanx_v1_phalanx_proto_rawDesc = "" +
@@ -1770,7 +1797,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"$\n" +
 	"\x10TokenizeResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x80\x03\n" +
+	"\x14ClusterStatusRequest\"\xa0\x03\n" +
 	"\x15ClusterStatusResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x14\n" +
@@ -1784,7 +1811,10 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\vqueue_depth\x18\t \x01(\x05R\n" +
 	"queueDepth\x12*\n" +
 	"\x11tokens_per_second\x18\n" +
-	" \x01(\x01R\x0ftokensPerSecond\"\xfd\x02\n" +
+	" \x01(\x01R\x0ftokensPerSecond\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\v \x01(\x05R\n" +
+	"goroutines\"\x9d\x03\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1800,7 +1830,10 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\tlayer_end\x18\n" +
 	" \x01(\x05R\blayerEnd\x12$\n" +
 	"\x0ekv_cache_bytes\x18\v \x01(\x04R\fkvCacheBytes\x12\x1a\n" +
-	"\bsessions\x18\f \x01(\x05R\bsessions\"\xc9\x01\n" +
+	"\bsessions\x18\f \x01(\x05R\bsessions\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\r \x01(\x05R\n" +
+	"goroutines\"\xc9\x01\n" +
 	"\vStageStatus\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -1841,7 +1874,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"sessionIds\"-\n" +
 	"\x0fReleaseResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\x05R\breleased\"\r\n" +
-	"\vInfoRequest\"\xe6\x01\n" +
+	"\vInfoRequest\"\x86\x02\n" +
 	"\fInfoResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -1851,7 +1884,10 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\vready_epoch\x18\x05 \x01(\x04R\n" +
 	"readyEpoch\x12$\n" +
 	"\x0ekv_cache_bytes\x18\x06 \x01(\x04R\fkvCacheBytes\x12\x1a\n" +
-	"\bsessions\x18\a \x01(\x05R\bsessions*<\n" +
+	"\bsessions\x18\a \x01(\x05R\bsessions\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\b \x01(\x05R\n" +
+	"goroutines*<\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tDTYPE_F32\x10\x01\x12\r\n" +

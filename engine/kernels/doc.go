@@ -23,7 +23,12 @@
 // The dot products are reached through package-level function variables
 // chosen once at start-up (dot_generic.go holds the pure-Go reference).
 // Assembly implementations drop in by assigning those variables in a
-// per-architecture file; the generic code is always built and tested.
+// per-architecture file (AVX2+FMA+F16C on amd64, NEON on arm64; -tags
+// purego forces the generic code); the generic code is always built and
+// tested, and `go test -kernels.generic` runs the package on it alone.
+// Within one implementation the 16-bit dots and the prefill tile kernel
+// accumulate exactly as the float32 dot does, so decode and prefill give
+// the same bits.
 //
 // This package never touches the network or the file system.
 package kernels

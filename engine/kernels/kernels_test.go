@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -51,6 +52,10 @@ func ref(m Matrix, x []float32, bias []float32, tokens int) []float64 {
 }
 
 func TestMatMulAgainstFloat64(t *testing.T) {
+	withEachKernelSet(t, testMatMulAgainstFloat64)
+}
+
+func testMatMulAgainstFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	pool := NewPool(3)
 	defer pool.Close()
@@ -183,22 +188,34 @@ func TestOps(t *testing.T) {
 	}
 }
 
+// BenchmarkMatVec is the decode product: memory-bound, so it reports the
+// weight bytes streamed per second (MB/s from SetBytes) besides GFLOP/s.
 func BenchmarkMatVec(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, dt := range []DType{F32, F16, BF16} {
-		b.Run(dt.String(), func(b *testing.B) {
-			rows, cols := 2560, 2560
-			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
-			x, y := randVec(r, cols), make([]float32, rows)
-			p := NewPool(0)
-			defer p.Close()
-			p = NewPool(2)
-			b.SetBytes(int64(len(m.Data)))
-			for b.Loop() {
-				MatVec(p, y, m, x, nil)
-			}
-			b.ReportMetric(float64(2*rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+	for _, shape := range [][2]int{{2560, 2560}, {10240, 2560}} {
+		rows, cols := shape[0], shape[1]
+		w := randVec(r, rows*cols)
+		for _, dt := range []DType{F32, F16, BF16, Q8_0, Q4_0} {
+			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
+				var data []byte
+				if dt.Quantized() {
+					data = quantize(dt, rows, cols, w)
+				} else {
+					data = encode(dt, w)
+				}
+				m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
+				x, y := randVec(r, cols), make([]float32, rows)
+				p := NewPool(2)
+				defer p.Close()
+				b.SetBytes(int64(len(m.Data)))
+				for b.Loop() {
+					MatVec(p, y, m, x, nil)
+				}
+				sec := b.Elapsed().Seconds()
+				b.ReportMetric(float64(len(m.Data))*float64(b.N)/sec/1e9, "GB/s")
+				b.ReportMetric(float64(2*rows*cols)*float64(b.N)/sec/1e9, "GFLOP/s")
+			})
+		}
 	}
 }
 
@@ -222,21 +239,43 @@ func BenchmarkMatMulPrefill(b *testing.B) {
 // Decode (one row at a time) and prefill (rows widened in blocks) must give
 // the same bits: replaying a prompt rebuilds a KV cache exactly.
 func TestMatMulRowByRowBitIdentical(t *testing.T) {
+	withEachKernelSet(t, testMatMulRowByRowBitIdentical)
+}
+
+func testMatMulRowByRowBitIdentical(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	pool := NewPool(2)
 	defer pool.Close()
-	for _, dt := range []DType{F32, F16, BF16} {
-		rows, cols, tokens := 37, 203, 5
-		m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
-		x := randVec(r, tokens*cols)
-		all := make([]float32, tokens*rows)
-		MatMul(pool, all, m, x, nil, tokens)
-		one := make([]float32, rows)
-		for tk := 0; tk < tokens; tk++ {
-			MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
-			for i := range one {
-				if one[i] != all[tk*rows+i] {
-					t.Fatalf("%v: token %d row %d: %v one by one, %v batched", dt, tk, i, one[i], all[tk*rows+i])
+	for _, dt := range []DType{F32, F16, BF16, Q4_K} {
+		for _, shape := range [][3]int{{37, 203, 5}, {37, 256, 4}, {9, 0, 3}} {
+			rows, cols, tokens := shape[0], shape[1], shape[2]
+			if dt.RowBytes(cols) < 0 {
+				continue
+			}
+			var data []byte
+			if dt == Q4_K {
+				data = make([]byte, rows*dt.RowBytes(cols))
+				for i := range data {
+					data[i] = byte(r.Uint32())
+				}
+				for i := 0; i < len(data); i += dt.BlockBytes() {
+					binary.LittleEndian.PutUint16(data[i:], randHalf(r))
+					binary.LittleEndian.PutUint16(data[i+2:], randHalf(r))
+				}
+			} else {
+				data = encode(dt, randVec(r, rows*cols))
+			}
+			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
+			x := randVec(r, tokens*cols)
+			all := make([]float32, tokens*rows)
+			MatMul(pool, all, m, x, nil, tokens)
+			one := make([]float32, rows)
+			for tk := 0; tk < tokens; tk++ {
+				MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
+				for i := range one {
+					if one[i] != all[tk*rows+i] {
+						t.Fatalf("%v %dx%d: token %d row %d: %v one by one, %v batched", dt, rows, cols, tk, i, one[i], all[tk*rows+i])
+					}
 				}
 			}
 		}

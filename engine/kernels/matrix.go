@@ -157,34 +157,63 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 	// every token over it, so each weight is read from memory once per call.
 	p.Run(chunks, func(_, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-		var buf [prefillBlock][]float32
 		var scratch []float32
 		if m.DType != F32 { // 16-bit and K-quant rows are widened into scratch
 			scratch = make([]float32, prefillBlock*cols)
 		}
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
-			for i := 0; i < nb; i++ {
-				if m.DType == F32 {
-					buf[i] = m.f32()[(r0+i)*cols : (r0+i+1)*cols]
-				} else {
-					buf[i] = scratch[i*cols : (i+1)*cols]
-					m.Row(r0+i, buf[i])
+			var block []float32 // rows r0 … r0+nb-1, back to back
+			if m.DType == F32 {
+				block = m.f32()[r0*cols : (r0+nb)*cols]
+			} else {
+				block = scratch[:nb*cols]
+				for i := 0; i < nb; i++ {
+					m.Row(r0+i, block[i*cols:(i+1)*cols])
 				}
 			}
-			for t := 0; t < tokens; t++ {
-				xt := x[t*cols : (t+1)*cols]
-				yt := y[t*m.Rows : (t+1)*m.Rows]
-				for i := 0; i < nb; i++ {
-					v := dotF32(buf[i], xt)
-					if bias != nil {
-						v += bias[r0+i]
-					}
-					yt[r0+i] = v
+			dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens)
+		}
+	})
+}
+
+// dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
+// nb rows of block (each of cols values) and every token t; y has rows
+// values per token. Where a tile kernel exists it takes tileRows rows and
+// tileTokens tokens at a time, sharing their loads; its results are
+// dotF32's bits, so the split does not show in the output.
+func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
+	store := func(t, i int, v float32) {
+		if bias != nil {
+			v += bias[r0+i]
+		}
+		y[t*rows+r0+i] = v
+	}
+	t := 0
+	if tile := dotF32Tile; tile != nil {
+		var out [tileRows * tileTokens]float32
+		for ; t+tileTokens <= tokens; t += tileTokens {
+			xt := x[t*cols : (t+tileTokens)*cols]
+			i := 0
+			for ; i+tileRows <= nb; i += tileRows {
+				tile(&out, block[i*cols:(i+tileRows)*cols], xt, cols)
+				for k, v := range out {
+					store(t+k/tileRows, i+k%tileRows, v)
+				}
+			}
+			for ; i < nb; i++ {
+				for k := 0; k < tileTokens; k++ {
+					store(t+k, i, dotF32(block[i*cols:(i+1)*cols], xt[k*cols:(k+1)*cols]))
 				}
 			}
 		}
-	})
+	}
+	for ; t < tokens; t++ {
+		xt := x[t*cols : (t+1)*cols]
+		for i := 0; i < nb; i++ {
+			store(t, i, dotF32(block[i*cols:(i+1)*cols], xt))
+		}
+	}
 }
 
 // matMulQ is the product with Q8_0 or Q4_0 weights: the activations are

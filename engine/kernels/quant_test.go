@@ -74,6 +74,10 @@ func TestQ4_0Layout(t *testing.T) {
 }
 
 func TestQuantMatMul(t *testing.T) {
+	withEachKernelSet(t, testQuantMatMul)
+}
+
+func testQuantMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	pool := NewPool(2)
 	defer pool.Close()

@@ -1,0 +1,75 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// The AVX2 kernels need FMA for the float dots and F16C for the fp16
+// weights and block scales; x/sys/cpu reports AVX2 only when the OS saves
+// the YMM registers.
+var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+var avx2Kernels = kernelSet{
+	name:    "avx2",
+	f32:     dotF32AVX2,
+	f16:     dotF16AVX2,
+	bf16:    dotBF16AVX2,
+	q8_0:    dotQ8_0AVX2,
+	q4_0:    dotQ4_0AVX2,
+	tileF32: dotF32Tile4x2AVX2,
+}
+
+func archKernels() []kernelSet {
+	if hasAVX2FMA {
+		return []kernelSet{avx2Kernels}
+	}
+	return nil
+}
+
+// The float dots accumulate in four 8-lane accumulators: whole 8-element
+// chunk c goes to accumulator c mod 4, in order, and a final partial chunk
+// (zero-padded) to accumulator 3. They are summed (acc0+acc1)+(acc2+acc3)
+// and the 8 lanes reduced by a fixed tree. dotF16 and dotBF16 widen first
+// and then follow the same sequence exactly, as does the tile kernel for
+// each of its pairs, so all of them agree bit for bit on equal inputs.
+
+// The Go wrappers bound the second operand by the first, as the generic
+// code does, so the assembly never reads past either slice.
+
+func dotF32AVX2(a, b []float32) float32           { return dotF32AVX2Asm(a, b[:len(a)]) }
+func dotF16AVX2(a []uint16, b []float32) float32  { return dotF16AVX2Asm(a, b[:len(a)]) }
+func dotBF16AVX2(a []uint16, b []float32) float32 { return dotBF16AVX2Asm(a, b[:len(a)]) }
+func dotQ8_0AVX2(w, x []byte) float32             { return dotQ8_0AVX2Asm(w, x[:len(w)/34*34]) }
+func dotQ4_0AVX2(w, x []byte) float32             { return dotQ4_0AVX2Asm(w, x[:len(w)/18*34]) }
+
+//go:noescape
+func dotF32AVX2Asm(a, b []float32) float32
+
+//go:noescape
+func dotF16AVX2Asm(a []uint16, b []float32) float32
+
+//go:noescape
+func dotBF16AVX2Asm(a []uint16, b []float32) float32
+
+// dotQ8_0AVX2Asm computes |w|·(x·sign w) with VPMADDUBSW, which is exact
+// for every weight byte and every activation byte but −128; QuantizeQ8_0
+// never produces −128 (|x|/d ≤ 127).
+//
+//go:noescape
+func dotQ8_0AVX2Asm(w, x []byte) float32
+
+// dotQ4_0AVX2Asm computes Σq·x − 8·Σx with the nibbles q unsigned, which
+// is exact for every input.
+//
+//go:noescape
+func dotQ4_0AVX2Asm(w, x []byte) float32
+
+//go:noescape
+func dotTile4x2AVX2(out *[tileRows * tileTokens]float32, w, x []float32, n int)
+
+func dotF32Tile4x2AVX2(out *[tileRows * tileTokens]float32, w, x []float32, n int) {
+	if n < 0 || len(w) < tileRows*n || len(x) < tileTokens*n {
+		panic("kernels: dotF32Tile4x2AVX2: short operands")
+	}
+	dotTile4x2AVX2(out, w, x, n)
+}

@@ -1,0 +1,307 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"flag"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+var generic = flag.Bool("kernels.generic", false, "run the package's tests on the generic (pure-Go) kernels only")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if *generic {
+		genericKernels.install()
+	}
+	os.Exit(m.Run())
+}
+
+// kernelSets is every kernel set this machine can run, generic first;
+// with -kernels.generic, only the generic one.
+func kernelSets() []kernelSet {
+	if *generic {
+		return []kernelSet{genericKernels}
+	}
+	return append([]kernelSet{genericKernels}, archKernels()...)
+}
+
+// withEachKernelSet runs f once per kernel set, with that set installed.
+func withEachKernelSet(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	defer current().install()
+	for _, k := range kernelSets() {
+		k.install()
+		t.Run(k.name, f)
+	}
+}
+
+// current is the installed kernel set.
+func current() kernelSet {
+	return kernelSet{name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0, tileF32: dotF32Tile}
+}
+
+// asmKernels is the best assembly set, or skips the test when there is none.
+func asmKernels(t testing.TB) kernelSet {
+	sets := kernelSets()
+	if len(sets) < 2 {
+		t.Skip("no assembly kernels on this machine (or -kernels.generic)")
+	}
+	return sets[1]
+}
+
+// dotLengths are 0 … twice the widest unroll (32 floats) + 1, and the real
+// sizes.
+func dotLengths() []int {
+	var ns []int
+	for n := 0; n <= 65; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, 100, 203, 2560, 10240)
+}
+
+// randHalf is a random finite fp16 bit pattern, subnormals included.
+func randHalf(r *rand.Rand) uint16 {
+	for {
+		h := uint16(r.Uint32())
+		if h&0x7c00 != 0x7c00 && h&0x7fff < 0x5000 { // finite, |h| < 32
+			return h
+		}
+	}
+}
+
+// absDot is Σ|a·b| in float64, the scale of a float dot's rounding error.
+func absDot(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += math.Abs(float64(a[i]) * float64(b[i]))
+	}
+	return s
+}
+
+func near(got, want float32, scale float64) bool {
+	return math.Abs(float64(got)-float64(want)) <= 1e-6*scale
+}
+
+func TestDotKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, k := range kernelSets()[1:] {
+		t.Run(k.name, func(t *testing.T) {
+			for _, n := range dotLengths() {
+				a, b := randVec(r, n), randVec(r, n)
+				h, bf := make([]uint16, n), make([]uint16, n)
+				ah, abf := make([]float32, n), make([]float32, n)
+				for i := range h {
+					h[i], bf[i] = randHalf(r), F32ToBF16(a[i])
+					ah[i], abf[i] = F16ToF32(h[i]), BF16ToF32(bf[i])
+				}
+				if got, want := k.f32(a, b), dotF32Generic(a, b); !near(got, want, absDot(a, b)) {
+					t.Errorf("dotF32 n=%d: %v, generic %v", n, got, want)
+				}
+				if got, want := k.f16(h, b), dotF16Generic(h, b); !near(got, want, absDot(ah, b)) {
+					t.Errorf("dotF16 n=%d: %v, generic %v", n, got, want)
+				}
+				if got, want := k.bf16(bf, b), dotBF16Generic(bf, b); !near(got, want, absDot(abf, b)) {
+					t.Errorf("dotBF16 n=%d: %v, generic %v", n, got, want)
+				}
+			}
+			for _, blocks := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 80, 320} {
+				w8, w4, x := randQ8_0(r, blocks, true), randQ4_0(r, blocks), randQ8_0(r, blocks, false)
+				if got, want := k.q8_0(w8, x), dotQ8_0Generic(w8, x); !near(got, want, absDotQ(Q8_0, w8, x)) {
+					t.Errorf("dotQ8_0 %d blocks: %v, generic %v", blocks, got, want)
+				}
+				if got, want := k.q4_0(w4, x), dotQ4_0Generic(w4, x); !near(got, want, absDotQ(Q4_0, w4, x)) {
+					t.Errorf("dotQ4_0 %d blocks: %v, generic %v", blocks, got, want)
+				}
+				// With unit scales a product is its exact integer sum (below
+				// 2^24 for up to 16 blocks), so both must agree exactly.
+				if blocks > 16 {
+					continue
+				}
+				setScales(w8, 34, 0x3c00)
+				setScales(w4, 18, 0x3c00)
+				setScales(x, 34, 0x3c00)
+				if got, want := k.q8_0(w8, x), dotQ8_0Generic(w8, x); got != want {
+					t.Errorf("dotQ8_0 %d blocks, unit scales: %v, generic %v", blocks, got, want)
+				}
+				if got, want := k.q4_0(w4, x), dotQ4_0Generic(w4, x); got != want {
+					t.Errorf("dotQ4_0 %d blocks, unit scales: %v, generic %v", blocks, got, want)
+				}
+			}
+		})
+	}
+}
+
+// randQ8_0 is blocks random Q8_0 blocks with random scales. Weights use
+// every byte; activations, like QuantizeQ8_0's, stay within ±127.
+func randQ8_0(r *rand.Rand, blocks int, weights bool) []byte {
+	q := make([]byte, blocks*34)
+	for b := 0; b < blocks; b++ {
+		binary.LittleEndian.PutUint16(q[b*34:], randHalf(r))
+		for j := 2; j < 34; j++ {
+			v := byte(r.Uint32())
+			if !weights && v == 0x80 {
+				v = 0x81
+			}
+			q[b*34+j] = v
+		}
+	}
+	return q
+}
+
+func randQ4_0(r *rand.Rand, blocks int) []byte {
+	q := make([]byte, blocks*18)
+	for b := 0; b < blocks; b++ {
+		binary.LittleEndian.PutUint16(q[b*18:], randHalf(r))
+		for j := 2; j < 18; j++ {
+			q[b*18+j] = byte(r.Uint32())
+		}
+	}
+	return q
+}
+
+func setScales(q []byte, blockBytes int, h uint16) {
+	for b := 0; b+blockBytes <= len(q); b += blockBytes {
+		binary.LittleEndian.PutUint16(q[b:], h)
+	}
+}
+
+// absDotQ is Σ|a·b| over the dequantized weights and activations.
+func absDotQ(dt DType, w, x []byte) float64 {
+	n := len(x) / 34 * QK
+	a, b := make([]float32, n), make([]float32, n)
+	DequantizeRow(dt, w, a)
+	DequantizeRow(Q8_0, x, b)
+	return absDot(a, b)
+}
+
+// The 16-bit dots and the tile kernel must give dotF32's bits on the same
+// (widened) values: decode and prefill then agree exactly.
+func TestDotBitIdentity(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, k := range kernelSets() {
+		t.Run(k.name, func(t *testing.T) {
+			for _, n := range dotLengths() {
+				h, bf := make([]uint16, n), make([]uint16, n)
+				wh, wbf := make([]float32, n), make([]float32, n)
+				for i := range h {
+					h[i], bf[i] = randHalf(r), uint16(r.Uint32())&0xbfff // finite bf16
+					wh[i], wbf[i] = F16ToF32(h[i]), BF16ToF32(bf[i])
+				}
+				b := randVec(r, n)
+				if got, want := k.f16(h, b), k.f32(wh, b); math.Float32bits(got) != math.Float32bits(want) {
+					t.Errorf("n=%d: dotF16 %v, dotF32 of the widened row %v", n, got, want)
+				}
+				if got, want := k.bf16(bf, b), k.f32(wbf, b); math.Float32bits(got) != math.Float32bits(want) {
+					t.Errorf("n=%d: dotBF16 %v, dotF32 of the widened row %v", n, got, want)
+				}
+				if k.tileF32 == nil {
+					continue
+				}
+				w, x := randVec(r, tileRows*n), randVec(r, tileTokens*n)
+				var out [tileRows * tileTokens]float32
+				k.tileF32(&out, w, x, n)
+				for tk := 0; tk < tileTokens; tk++ {
+					for i := 0; i < tileRows; i++ {
+						want := k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n])
+						if got := out[tk*tileRows+i]; math.Float32bits(got) != math.Float32bits(want) {
+							t.Errorf("n=%d: tile row %d token %d: %v, dotF32 %v", n, i, tk, got, want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// floats reads little-endian float32s.
+func floats(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+// comparable reports whether a float dot over these values can be checked
+// against a tolerance: finite, and far from overflow and from underflow.
+func comparable(a, b []float32) (scale float64, ok bool) {
+	for i := range a {
+		p := math.Abs(float64(a[i]) * float64(b[i]))
+		if math.IsNaN(p) || math.IsInf(p, 0) || p > 1e30 || (p != 0 && p < 1e-30) {
+			return 0, false
+		}
+		scale += p
+	}
+	return scale, scale < 1e30
+}
+
+func FuzzDotF32(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64})
+	f.Add(make([]byte, 4*2*37))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k := asmKernels(t)
+		v := floats(data)
+		a, b := v[:len(v)/2], v[len(v)/2:len(v)/2*2]
+		scale, ok := comparable(a, b)
+		if !ok {
+			return
+		}
+		if got, want := k.f32(a, b), dotF32Generic(a, b); !near(got, want, scale) {
+			t.Errorf("n=%d: %v, generic %v", len(a), got, want)
+		}
+	})
+}
+
+func FuzzDotF16(f *testing.F) {
+	f.Add([]byte{0, 60, 0, 0, 128, 63})
+	f.Add(make([]byte, 6*41))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k := asmKernels(t)
+		n := len(data) / 6
+		a := make([]uint16, n)
+		wa := make([]float32, n)
+		for i := range a {
+			a[i] = binary.LittleEndian.Uint16(data[2*i:])
+			wa[i] = F16ToF32(a[i])
+		}
+		b := floats(data[2*n : 6*n])
+		got := k.f16(a, b)
+		if want := k.f32(wa, b); math.Float32bits(got) != math.Float32bits(want) && !(isNaN(got) && isNaN(want)) {
+			t.Errorf("n=%d: %v, dotF32 of the widened row %v", n, got, want)
+		}
+		if scale, ok := comparable(wa, b); ok {
+			if want := dotF16Generic(a, b); !near(got, want, scale) {
+				t.Errorf("n=%d: %v, generic %v", n, got, want)
+			}
+		}
+	})
+}
+
+func isNaN(f float32) bool { return f != f }
+
+// FuzzDotQ4_0 takes blocks of 18 weight bytes and 34 activation bytes;
+// scales are made finite.
+func FuzzDotQ4_0(f *testing.F) {
+	f.Add(make([]byte, 52))
+	f.Add(make([]byte, 52*9))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k := asmKernels(t)
+		blocks := len(data) / 52
+		w := append([]byte(nil), data[:18*blocks]...)
+		x := append([]byte(nil), data[18*blocks:52*blocks]...)
+		finiteScales(w, 18)
+		finiteScales(x, 34)
+		if got, want := k.q4_0(w, x), dotQ4_0Generic(w, x); !near(got, want, absDotQ(Q4_0, w, x)) {
+			t.Errorf("%d blocks: %v, generic %v", blocks, got, want)
+		}
+	})
+}
+
+func finiteScales(q []byte, blockBytes int) {
+	for b := 0; b+blockBytes <= len(q); b += blockBytes {
+		q[b+1] &^= 0x40 // exponent below 31
+	}
+}

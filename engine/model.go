@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/phalanx-llm/phalanx/engine/kernels"
@@ -82,9 +84,13 @@ type TensorSource interface {
 	io.Closer
 }
 
-// Load opens a Hugging Face model directory (config.json and safetensors)
-// and loads the parts opts asks for.
+// Load opens a Hugging Face model directory (config.json and safetensors),
+// or a llama.cpp GGUF file (a path ending in .gguf, see LoadGGUF), and
+// loads the parts opts asks for.
 func Load(dir string, opts Options) (*Model, error) {
+	if strings.EqualFold(filepath.Ext(dir), ".gguf") {
+		return LoadGGUF(dir, opts)
+	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/gguf"
 	"github.com/phalanx-llm/phalanx/engine/prompt"
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
@@ -86,14 +87,26 @@ func samplingFlags(fs *flag.FlagSet) func() (sample.Params, error) {
 	}
 }
 
-// loadTokenizer reads --tokenizer FILE, or the model directory's
-// tokenizer.json; a missing one is not an error for token-only use.
+// loadTokenizer reads --tokenizer FILE, or the model's own: a GGUF file's
+// tokenizer.ggml.* metadata or a model directory's tokenizer.json. A
+// missing one is not an error for token-only use.
 func loadTokenizer(model, file string) (*tokenizer.Tokenizer, error) {
 	if file != "" {
 		return tokenizer.Load(file)
 	}
 	if model == "" {
 		return nil, usagef("--model or --tokenizer is required")
+	}
+	if strings.EqualFold(filepath.Ext(model), ".gguf") {
+		f, err := gguf.Open(model)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, ok := f.Value("tokenizer.ggml.model"); !ok {
+			return nil, nil
+		}
+		return tokenizer.FromGGUFFile(f)
 	}
 	if _, err := os.Stat(filepath.Join(model, "tokenizer.json")); err != nil {
 		return nil, nil
@@ -103,7 +116,7 @@ func loadTokenizer(model, file string) (*tokenizer.Tokenizer, error) {
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
-	model := fs.String("model", "", "model directory (Hugging Face layout) to run in this process")
+	model := fs.String("model", "", "model directory (Hugging Face layout) or .gguf file to run in this process")
 	coordinator := fs.String("coordinator", "", "host:port of a running cluster's coordinator (instead of --model)")
 	tokFile := fs.String("tokenizer", "", "tokenizer file (tokenizer.json or .gguf); default: the model's")
 	promptText := fs.String("prompt", "", "text prompt")
@@ -153,7 +166,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if tok == nil && req.Tokens == nil {
-		return fmt.Errorf("%s has no tokenizer.json; pass --tokenizer FILE or use --tokens", *model)
+		return fmt.Errorf("%s has no tokenizer; pass --tokenizer FILE or use --tokens", *model)
 	}
 	m, err := engine.Load(*model, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
 	if err != nil {

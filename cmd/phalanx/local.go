@@ -139,7 +139,7 @@ func parseTokens(s string) ([]int, error) {
 
 func runLogits(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("logits", stderr)
-	model := fs.String("model", "", "model directory (Hugging Face layout)")
+	model := fs.String("model", "", "model directory (Hugging Face layout) or .gguf file")
 	tokens := fs.String("tokens", "", "comma-separated token ids")
 	all := fs.Bool("all-positions", false, "print a row for every position, not only the last")
 	threads := fs.Int("threads", 0, "kernel threads (0: one per CPU)")

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"status":      {"show a running cluster's pipeline: workers, layer ranges, memory, health", runStatus},
 	"tokenize":    {"print the token ids of a text as JSON", runTokenize},
 	"detokenize":  {"print the text of comma-separated token ids", runDetokenize},
+	"quantize":    {"convert a Hugging Face model to a llama.cpp GGUF file (q8_0, q4_0, f16, f32)", runQuantize},
 }
 
 func usage(w io.Writer) {

@@ -19,6 +19,14 @@
 //		// read them with f.TensorReader(t) or map the file yourself.
 //	}
 //
+// Map opens a file the same way but memory-maps it read-only, so that
+// TensorData returns views of the map instead of copies: weights are then
+// paged in only as they are used.
+//
+//	f, err := gguf.Map("model.gguf")
+//	t, err := f.Tensor("blk.0.ffn_up.weight")
+//	data, err := f.TensorData(t) // valid until f.Close
+//
 // Writing:
 //
 //	w := gguf.NewWriter()

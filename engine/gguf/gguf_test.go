@@ -474,3 +474,50 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestMap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, writeBytes(t, allTypesWriter(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Map(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(m.Tensors) == 0 || len(m.Tensors) != len(f.Tensors) {
+		t.Fatalf("%d mapped tensors, %d read", len(m.Tensors), len(f.Tensors))
+	}
+	for i := range m.Tensors {
+		a, err := m.TensorData(&m.Tensors[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := f.TensorData(&f.Tensors[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) || cap(a) != len(a) {
+			t.Errorf("tensor %q: mapped bytes differ from read ones", m.Tensors[i].Name)
+		}
+		m.Prefetch(&m.Tensors[i])
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.TensorData(&m.Tensors[0]); err == nil {
+		t.Error("TensorData after Close succeeded")
+	}
+	if _, err := Map(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
+		t.Error("mapped a missing file")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.gguf")
+	os.WriteFile(bad, []byte("GGUF\x03\x00\x00\x00"), 0o644)
+	if _, err := Map(bad); !errors.Is(err, ErrTruncated) {
+		t.Errorf("truncated file: %v", err)
+	}
+}

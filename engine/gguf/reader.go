@@ -94,6 +94,8 @@ type File struct {
 	r        io.ReaderAt
 	size     int64
 	closer   io.Closer
+	mapped   []byte // the whole file, for a File from Map
+	unmapped bool   // Close has released mapped
 }
 
 // Open opens and parses the GGUF file at path. Close releases it.
@@ -141,6 +143,9 @@ func (f *File) Close() error {
 	}
 	err := f.closer.Close()
 	f.closer = nil
+	if f.mapped != nil {
+		f.mapped, f.unmapped = nil, true
+	}
 	return err
 }
 

@@ -234,3 +234,15 @@ func (e *encoder) value(v Value) {
 		e.w.Write(appendUint(e.buf[:0], v.bits, size))
 	}
 }
+
+// Get returns the metadata value set for key.
+func (w *Writer) Get(key string) (Value, bool) {
+	i, ok := w.kvIndex[key]
+	if !ok {
+		return Value{}, false
+	}
+	return w.kvs[i].val, true
+}
+
+// Tensors is the number of tensors added.
+func (w *Writer) Tensors() int { return len(w.tensors) }

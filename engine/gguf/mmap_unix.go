@@ -1,0 +1,57 @@
+//go:build unix
+
+package gguf
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+type mapping struct{ data []byte }
+
+func mapFile(path string) (*mapping, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size == 0 {
+		return &mapping{}, nil
+	}
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("%s: %d bytes cannot be mapped on this platform", path, size)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return &mapping{data: data}, nil
+}
+
+func (m *mapping) Close() error {
+	if m.data == nil {
+		return nil
+	}
+	err := unix.Munmap(m.data)
+	m.data = nil
+	return err
+}
+
+func adviseWillNeed(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	// madvise wants a page-aligned start; widen the range down to the page.
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := int(uintptr(p) % uintptr(os.Getpagesize()))
+	full := unsafe.Slice((*byte)(unsafe.Add(p, -off)), len(b)+off)
+	_ = unix.Madvise(full, unix.MADV_WILLNEED)
+}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
@@ -19,6 +21,14 @@ import (
 
 func dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// withKey adds the API key ($PHALANX_API_KEY) to an outgoing call.
+func withKey(ctx context.Context) context.Context {
+	if key := os.Getenv("PHALANX_API_KEY"); key != "" {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
+	}
+	return ctx
 }
 
 // generateRemote runs a generation on a coordinator, streaming its text.
@@ -51,7 +61,7 @@ func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl 
 	} else {
 		preq.Input = &phalanxpb.GenerateRequest_Prompt{Prompt: req.Prompt}
 	}
-	stream, err := phalanxpb.NewInferenceClient(conn).Generate(ctx, preq)
+	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), preq)
 	if err != nil {
 		return err
 	}
@@ -105,7 +115,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := phalanxpb.NewInferenceClient(conn).ClusterStatus(ctx, &phalanxpb.ClusterStatusRequest{})
+	st, err := phalanxpb.NewInferenceClient(conn).ClusterStatus(withKey(ctx), &phalanxpb.ClusterStatusRequest{})
 	if err != nil {
 		return err
 	}

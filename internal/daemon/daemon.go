@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -21,11 +22,15 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/internal/cliflag"
+	"github.com/phalanx-llm/phalanx/internal/openai"
 	"github.com/phalanx-llm/phalanx/pipeline"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard/registry"
@@ -159,11 +164,20 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage silent this long on one step counts as failed")
 	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
+	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" {
 		return fmt.Errorf("%w: --model is required", ErrUsage)
+	}
+	var keys *openai.Keys
+	if *keyFile != "" {
+		var err error
+		if keys, err = openai.LoadKeys(*keyFile, os.ReadFile); err != nil {
+			return err
+		}
 	}
 	if *id == "" {
 		*id = hostname() + "-" + *listen
@@ -213,10 +227,25 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, hs := grpcServer()
+	var opts []grpc.ServerOption
+	if keys != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
+	}
+	srv, hs := grpcServer(opts...)
 	phalanxpb.RegisterInferenceServer(srv, pipeline.NewInferenceServer(coord))
 	go srv.Serve(lis)
 	defer srv.Stop()
+	if *httpAddr != "" {
+		hl, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return err
+		}
+		api := openai.New(coord, keys, log)
+		hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+		go hsrv.Serve(hl)
+		defer hsrv.Close()
+		log.Info("OpenAI-compatible HTTP API serving", "http", hl.Addr().String(), "api_keys", keys != nil)
+	}
 	log.Info("coordinator serving", "listen", lis.Addr().String(), "model", coord.ModelID(), "etcd", eps, "version", Version)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -316,4 +345,37 @@ func Exit(err error, name string) int {
 	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	return 1
+}
+
+// apiKeyUnary and apiKeyStream require a valid bearer token on the public
+// Inference service; health checks and reflection stay open for probes.
+func apiKeyUnary(keys *openai.Keys) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if err := checkKey(ctx, keys, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+func apiKeyStream(keys *openai.Keys) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if err := checkKey(ss.Context(), keys, info.FullMethod); err != nil {
+			return err
+		}
+		return h(srv, ss)
+	}
+}
+
+func checkKey(ctx context.Context, keys *openai.Keys, method string) error {
+	if !strings.HasPrefix(method, "/phalanx.v1.Inference/") {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if key, ok := strings.CutPrefix(v, "Bearer "); ok && keys.Valid(strings.TrimSpace(key)) {
+			return nil
+		}
+	}
+	return status.Error(codes.Unauthenticated, "a valid API key is required: send 'authorization: Bearer KEY' metadata")
 }

@@ -41,7 +41,8 @@ type CoordinatorConfig struct {
 	KVReservePerLayer uint64
 	// FixedBytes is each worker's overhead the planner assumes. Default 256 MiB.
 	FixedBytes uint64
-	// DialOptions for stage connections (TLS); default plaintext.
+	// DialOptions for stage connections (TLS credentials, stats handlers);
+	// plaintext unless they set transport credentials.
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
 }
@@ -58,6 +59,8 @@ type Coordinator struct {
 	sched   *Scheduler
 	modelID string
 	size    shard.ModelSize
+
+	metrics *CoordinatorMetrics // nil without NewCoordinatorMetrics
 
 	mu       sync.Mutex
 	leading  bool
@@ -327,10 +330,8 @@ func (c *Coordinator) clientLocked(id, addr string) (*StageClient, error) {
 	if conn == nil {
 		opts := append([]grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
-		}, c.cfg.DialOptions...)
-		if len(c.cfg.DialOptions) == 0 {
-			opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		}
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+		}, c.cfg.DialOptions...) // later options (TLS credentials) override
 		var err error
 		if conn, err = grpc.NewClient(addr, opts...); err != nil {
 			return nil, err

@@ -7,10 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -75,6 +81,7 @@ type Scheduler struct {
 	wg      sync.WaitGroup
 	stats   StepStats
 	statsMu sync.Mutex
+	metrics *CoordinatorMetrics // nil without metrics
 }
 
 // StepStats are running figures of the scheduler.
@@ -87,6 +94,7 @@ type StepStats struct {
 }
 
 type stepItem struct {
+	ctx    context.Context // the request's, for its trace
 	sess   *Session
 	hist   []int // the session's tokens before ids, for replay
 	ids    []int
@@ -178,6 +186,7 @@ func (s *Scheduler) QueueDepth() int { return int(s.waiting.Load()) }
 // Its methods must not be called concurrently.
 type Session struct {
 	ID      string
+	span    trace.SpanContext // of the request, so releases join its trace
 	s       *Scheduler
 	pos     int
 	history []int
@@ -204,7 +213,10 @@ func (ss *Session) Forward(ctx context.Context, ids []int, logits []float32) err
 	if len(ids) == 0 {
 		return errors.New("pipeline: no tokens")
 	}
-	it := &stepItem{sess: ss, hist: ss.history, ids: ids, pos: ss.pos, logits: logits, done: make(chan error, 1)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ss.span = sc
+	}
+	it := &stepItem{ctx: ctx, sess: ss, hist: ss.history, ids: ids, pos: ss.pos, logits: logits, done: make(chan error, 1)}
 	ss.s.waiting.Add(1)
 	select {
 	case ss.s.queue <- it:
@@ -239,7 +251,7 @@ func (ss *Session) Close() {
 		return
 	}
 	for _, st := range r.Stages {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), ss.span), 5*time.Second)
 		_, _ = st.Client.Client().Release(ctx, &phalanxpb.ReleaseRequest{SessionIds: []string{ss.ID}})
 		cancel()
 	}
@@ -424,6 +436,21 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 	computeMs := make([]float64, len(r.Stages))
 	stepStart := time.Now()
 	var wireBytes uint64
+	// A step's spans hang under the first session's request; the others
+	// are linked, so each request's trace shows every stage it crossed.
+	var links []trace.Link
+	for _, it := range batch[1:] {
+		if sc := trace.SpanContextFromContext(it.ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	parent := batch[0].ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	if s.metrics != nil {
+		s.metrics.BatchSessions.Observe(float64(len(batch)))
+	}
 	for i, st := range r.Stages {
 		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
 			StepId: stepID, Spans: spans, Hidden: new(phalanxpb.Tensor), ReplyDtype: s.cfg.Wire}
@@ -431,12 +458,27 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 			return status.Errorf(codes.Internal, "%v", err)
 		}
 		wireBytes += uint64(len(req.Hidden.Data))
+		sctx, span := tracer.Start(parent, "phalanx.stage_step", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
+			trace.WithAttributes(attribute.String("phalanx.worker", st.WorkerID), attribute.Int("phalanx.stage", i),
+				attribute.Int64("phalanx.step", int64(stepID)), attribute.Int("phalanx.rows", rows),
+				attribute.Int("phalanx.sessions", len(batch)), attribute.Bool("phalanx.replay", replay)))
+		if span.SpanContext().IsValid() {
+			req.TraceContext = map[string]string{}
+			otel.GetTextMapPropagator().Inject(sctx, propagation.MapCarrier(req.TraceContext))
+		}
 		start := time.Now()
 		resp, err := st.Client.Step(context.Background(), req)
 		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+			span.End()
 			return err
 		}
+		span.End()
 		stageMs[i] = float64(time.Since(start).Microseconds()) / 1000
+		if s.metrics != nil {
+			s.metrics.StageStep.WithLabelValues(strconv.Itoa(i), st.WorkerID).Observe(stageMs[i] / 1000)
+			s.metrics.WireBytes.WithLabelValues(st.WorkerID).Add(float64(len(req.Hidden.Data)))
+		}
 		computeMs[i] = resp.GetComputeMs()
 		var n int
 		if x, n, err = wire.DecodeF32(resp.GetHidden(), H, rows, x); err != nil || n != rows {

@@ -9,6 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -55,7 +60,8 @@ const maxSessionID = 256
 // StageServer serves the Stage service over the layers a worker holds.
 type StageServer struct {
 	phalanxpb.UnimplementedStageServer
-	cfg StageConfig
+	cfg     StageConfig
+	metrics *WorkerMetrics // nil without NewWorkerMetrics
 
 	mu       sync.Mutex // guards the fields below
 	model    *engine.Model
@@ -192,12 +198,31 @@ func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
 		if s.cfg.StepDelay > 0 {
 			time.Sleep(s.cfg.StepDelay)
 		}
+		ctx := otel.GetTextMapPropagator().Extract(stream.Context(), propagation.MapCarrier(req.GetTraceContext()))
+		_, span := tracer.Start(ctx, "phalanx.worker_step", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("phalanx.worker", s.cfg.WorkerID), attribute.Int64("phalanx.step", int64(req.GetStepId())),
+				attribute.Int("phalanx.sessions", len(req.GetSpans())), attribute.Int("phalanx.layer_start", int(req.GetLayerStart())),
+				attribute.Int("phalanx.layer_end", int(req.GetLayerEnd()))))
 		buf, err = s.step(req, resp, buf)
+		code := codes.OK
 		if err != nil {
 			st := status.Convert(err)
+			code = st.Code()
 			resp.ErrorCode = int32(st.Code())
 			resp.ErrorMessage = st.Message()
 			resp.Hidden = nil
+			span.SetStatus(otelcodes.Error, st.Message())
+		}
+		span.SetAttributes(attribute.Float64("phalanx.compute_ms", resp.GetComputeMs()))
+		span.End()
+		if m := s.metrics; m != nil {
+			m.Steps.WithLabelValues(code.String()).Inc()
+			if err == nil {
+				m.StepTime.Observe(resp.GetComputeMs() / 1000)
+				if sh := resp.GetHidden().GetShape(); len(sh) > 0 {
+					m.Rows.Add(float64(sh[0]))
+				}
+			}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

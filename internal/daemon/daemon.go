@@ -18,8 +18,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,9 +31,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/internal/cliflag"
+	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/phalanx-llm/phalanx/internal/openai"
 	"github.com/phalanx-llm/phalanx/pipeline"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
@@ -130,9 +136,16 @@ func startEmbeddedEtcd(dir, clientAddr string, log *slog.Logger) (*embed.Etcd, e
 	return e, nil
 }
 
+// notStepStream keeps the long-lived step stream out of otelgrpc's
+// per-RPC spans: steps carry their own trace context and spans.
+func notStepStream(info *stats.RPCTagInfo) bool {
+	return !strings.HasSuffix(info.FullMethodName, "/Process")
+}
+
 func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(pipeline.MaxMessageBytes), grpc.MaxSendMsgSize(pipeline.MaxMessageBytes),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(notStepStream))),
 	}, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
@@ -165,6 +178,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
+	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -215,14 +229,33 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
+	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-coordinator", *id, Version, log)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutdownTracing(sctx)
+	}()
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
 		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
+		DialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(notStepStream)))},
 	})
 	if err != nil {
 		return err
 	}
 	defer coord.Close()
+	reg := newRegistry()
+	pipeline.NewCoordinatorMetrics(reg, coord)
+	if *metricsAddr != "" {
+		ms, err := serveMetrics(*metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -241,6 +274,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		api := openai.New(coord, keys, log)
+		api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 		go hsrv.Serve(hl)
 		defer hsrv.Close()
@@ -288,6 +322,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
+	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -317,8 +352,26 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cli.Close()
 	mem := *memory
 	// The KV cache budget is set when layers load: what they leave of --memory.
+	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-worker", *name, Version, log)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutdownTracing(sctx)
+	}()
 	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay, Logger: log})
 	defer stage.Close()
+	if *metricsAddr != "" {
+		reg := newRegistry()
+		pipeline.NewWorkerMetrics(reg, stage)
+		ms, err := serveMetrics(*metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+	}
 	srv, hs := grpcServer()
 	phalanxpb.RegisterStageServer(srv, stage)
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
@@ -378,4 +431,28 @@ func checkKey(ctx context.Context, keys *openai.Keys, method string) error {
 		}
 	}
 	return status.Error(codes.Unauthenticated, "a valid API key is required: send 'authorization: Bearer KEY' metadata")
+}
+
+// newRegistry is a Prometheus registry with the Go runtime and process
+// collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveMetrics serves /metrics and /healthz on addr until the returned
+// server is closed.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	log.Info("metrics serving", "address", l.Addr().String())
+	return srv, nil
 }

@@ -1330,7 +1330,12 @@ type StageRequest struct {
 	Hidden *Tensor `protobuf:"bytes,6,opt,name=hidden,proto3" json:"hidden,omitempty"`
 	// DType of the reply's hidden states. DTYPE_UNSPECIFIED means the dtype of
 	// the request's hidden states.
-	ReplyDtype    DType `protobuf:"varint,7,opt,name=reply_dtype,json=replyDtype,proto3,enum=phalanx.v1.DType" json:"reply_dtype,omitempty"`
+	ReplyDtype DType `protobuf:"varint,7,opt,name=reply_dtype,json=replyDtype,proto3,enum=phalanx.v1.DType" json:"reply_dtype,omitempty"`
+	// W3C trace context (traceparent, tracestate) of the step, so the worker's
+	// span joins the trace of the request that sent it. A step stream lives
+	// longer than any request, so the context travels per step rather than
+	// in the stream's gRPC metadata.
+	TraceContext  map[string]string `protobuf:"bytes,8,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1417,13 @@ func (x *StageRequest) GetReplyDtype() DType {
 		return x.ReplyDtype
 	}
 	return DType_DTYPE_UNSPECIFIED
+}
+
+func (x *StageRequest) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 // StageResponse answers one StageRequest.
@@ -1850,7 +1862,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12\x16\n" +
-	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\x8a\x02\n" +
+	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\x9c\x03\n" +
 	"\fStageRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1f\n" +
 	"\vlayer_start\x18\x02 \x01(\x05R\n" +
@@ -1860,7 +1872,11 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x05spans\x18\x05 \x03(\v2\x17.phalanx.v1.SessionSpanR\x05spans\x12*\n" +
 	"\x06hidden\x18\x06 \x01(\v2\x12.phalanx.v1.TensorR\x06hidden\x122\n" +
 	"\vreply_dtype\x18\a \x01(\x0e2\x11.phalanx.v1.DTypeR\n" +
-	"replyDtype\"\xb7\x01\n" +
+	"replyDtype\x12O\n" +
+	"\rtrace_context\x18\b \x03(\v2*.phalanx.v1.StageRequest.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
 	"\rStageResponse\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\x04R\x06stepId\x12*\n" +
 	"\x06hidden\x18\x02 \x01(\v2\x12.phalanx.v1.TensorR\x06hidden\x12\x1d\n" +
@@ -1914,7 +1930,7 @@ func file_phalanx_v1_phalanx_proto_rawDescGZIP() []byte {
 }
 
 var file_phalanx_v1_phalanx_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_phalanx_v1_phalanx_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_phalanx_v1_phalanx_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_phalanx_v1_phalanx_proto_goTypes = []any{
 	(DType)(0),                    // 0: phalanx.v1.DType
 	(*TokenIds)(nil),              // 1: phalanx.v1.TokenIds
@@ -1938,6 +1954,7 @@ var file_phalanx_v1_phalanx_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 19: phalanx.v1.InfoRequest
 	(*InfoResponse)(nil),          // 20: phalanx.v1.InfoResponse
 	nil,                           // 21: phalanx.v1.SamplingParams.LogitBiasEntry
+	nil,                           // 22: phalanx.v1.StageRequest.TraceContextEntry
 }
 var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	1,  // 0: phalanx.v1.GenerateRequest.tokens:type_name -> phalanx.v1.TokenIds
@@ -1951,24 +1968,25 @@ var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	14, // 8: phalanx.v1.StageRequest.spans:type_name -> phalanx.v1.SessionSpan
 	13, // 9: phalanx.v1.StageRequest.hidden:type_name -> phalanx.v1.Tensor
 	0,  // 10: phalanx.v1.StageRequest.reply_dtype:type_name -> phalanx.v1.DType
-	13, // 11: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
-	2,  // 12: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
-	7,  // 13: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
-	9,  // 14: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
-	15, // 15: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
-	17, // 16: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
-	19, // 17: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
-	4,  // 18: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
-	8,  // 19: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
-	10, // 20: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
-	16, // 21: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
-	18, // 22: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
-	20, // 23: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 11: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
+	13, // 12: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
+	2,  // 13: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
+	7,  // 14: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
+	9,  // 15: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
+	15, // 16: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
+	17, // 17: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
+	19, // 18: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
+	4,  // 19: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
+	8,  // 20: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
+	10, // 21: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
+	16, // 22: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
+	18, // 23: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
+	20, // 24: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_phalanx_v1_phalanx_proto_init() }
@@ -1987,7 +2005,7 @@ func file_phalanx_v1_phalanx_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_phalanx_v1_phalanx_proto_rawDesc), len(file_phalanx_v1_phalanx_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

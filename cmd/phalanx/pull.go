@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/phalanx-llm/phalanx/internal/hub"
+)
+
+// runPull downloads a Hugging Face model repository (or one file by URL)
+// into the cache and prints the local path as the last line of stdout, so
+// that `phalanx generate --model "$(phalanx pull microsoft/phi-2)"` works.
+func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("pull", stderr)
+	revision := fs.String("revision", "main", "branch, tag or commit to download")
+	cache := fs.String("cache", "", "cache directory (default $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)")
+	include := fs.String("include", "", "comma-separated globs of repository files to download instead of those needed to run the model (e.g. '*.gguf')")
+	token := fs.String("token", "", "Hugging Face access token (default $HF_TOKEN; the flag is visible to other users in ps)")
+	quiet := fs.Bool("quiet", false, "print no progress")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: phalanx pull [flags] ORG/NAME | URL\n\nflags:")
+		fs.PrintDefaults()
+	}
+	// Flags may come after the repository: `pull microsoft/phi-2 --revision main`.
+	var positional []string
+	for rest := args; ; {
+		if err := parseFlagsArgs(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(positional) != 1 {
+		return usagef("want exactly one ORG/NAME or URL argument, got %d", len(positional))
+	}
+	target := positional[0]
+
+	c, err := hub.FromEnv(os.Getenv)
+	if err != nil && *cache == "" {
+		return err
+	}
+	if c == nil {
+		c = &hub.Client{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN")}
+	}
+	if *cache != "" {
+		c.CacheDir = *cache
+	}
+	if *token != "" {
+		c.Token = *token
+	}
+	if !*quiet {
+		c.Progress = hub.NewTextProgress(stderr, isTerminal(stderr))
+	}
+
+	if strings.Contains(target, "://") {
+		if *include != "" {
+			return usagef("--include applies to a repository, not a URL")
+		}
+		p, err := c.PullURL(ctx, target)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, p)
+		return nil
+	}
+	if err := hub.ValidateRepo(target); err != nil {
+		return usageError{err}
+	}
+	var globs []string
+	for _, g := range strings.Split(*include, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			globs = append(globs, g)
+		}
+	}
+	snap, err := c.Pull(ctx, target, hub.PullOptions{Revision: *revision, Include: globs})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, snap.Dir)
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -31,13 +31,36 @@ func withKey(ctx context.Context) context.Context {
 	return ctx
 }
 
-// generateRemote runs a generation on a coordinator, streaming its text.
-func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl string, asJSON bool, stdout, stderr io.Writer) error {
+// generateRemoteText streams one generation's text to onText.
+func generateRemoteText(ctx context.Context, addr string, req textgen.Request, onText func(string)) error {
 	conn, err := dial(addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), toProto(req, "raw"))
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return errNoFinal
+		}
+		if err != nil {
+			return err
+		}
+		if t := msg.GetText(); t != "" {
+			onText(t)
+		}
+		if msg.GetDone() {
+			return nil
+		}
+	}
+}
+
+// toProto converts a generation request for the Inference API.
+func toProto(req textgen.Request, tmpl string) *phalanxpb.GenerateRequest {
 	seed := req.Sampling.Seed
 	sp := &phalanxpb.SamplingParams{
 		Temperature: req.Sampling.Temperature, TopK: int32(req.Sampling.TopK), TopP: req.Sampling.TopP, MinP: req.Sampling.MinP,
@@ -61,6 +84,17 @@ func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl 
 	} else {
 		preq.Input = &phalanxpb.GenerateRequest_Prompt{Prompt: req.Prompt}
 	}
+	return preq
+}
+
+// generateRemote runs a generation on a coordinator, streaming its text.
+func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl string, asJSON bool, stdout, stderr io.Writer) error {
+	conn, err := dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	preq := toProto(req, tmpl)
 	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), preq)
 	if err != nil {
 		return err
@@ -70,7 +104,7 @@ func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl 
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {
-			return fmt.Errorf("the coordinator ended the stream without a final message")
+			return errNoFinal
 		}
 		if err != nil {
 			return err

@@ -61,16 +61,22 @@ type Coordinator struct {
 	size    shard.ModelSize
 
 	metrics *CoordinatorMetrics // nil without NewCoordinatorMetrics
+	probed  chan struct{}       // a worker passed its first probe
 
-	mu       sync.Mutex
-	leading  bool
-	plan     shard.Plan
-	planErr  error
-	workers  []registry.WorkerRecord
-	conns    map[string]*grpc.ClientConn // by address
-	clients  map[string]*StageClient     // by worker id + address
-	started  time.Time
-	tokStats struct {
+	mu      sync.Mutex
+	leading bool
+	plan    shard.Plan
+	planErr error
+	workers []registry.WorkerRecord
+	conns   map[string]*grpc.ClientConn // by address
+	clients map[string]*StageClient     // by worker id + address
+	// reachable marks workers (id@address) that answered Info over the
+	// configured transport (with mTLS: that presented a certificate the CA
+	// signed); only they are planned.
+	reachable map[string]bool
+	probing   map[string]bool
+	started   time.Time
+	tokStats  struct {
 		at     time.Time
 		tokens uint64
 		rate   float64
@@ -111,11 +117,14 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	c := &Coordinator{
 		cfg: cfg, log: cfg.Logger, ends: ends, tok: tok, modelID: modelID,
-		gen:     textgen.ForConfig(mcfg, tok),
-		size:    shard.ModelSize{NumLayers: mcfg.NumLayers, LayerBytes: layerBytes, KVBytesPerLayer: cfg.KVReservePerLayer, FixedBytes: cfg.FixedBytes},
-		conns:   map[string]*grpc.ClientConn{},
-		clients: map[string]*StageClient{},
-		started: time.Now(),
+		gen:       textgen.ForConfig(mcfg, tok),
+		size:      shard.ModelSize{NumLayers: mcfg.NumLayers, LayerBytes: layerBytes, KVBytesPerLayer: cfg.KVReservePerLayer, FixedBytes: cfg.FixedBytes},
+		conns:     map[string]*grpc.ClientConn{},
+		clients:   map[string]*StageClient{},
+		reachable: map[string]bool{},
+		probing:   map[string]bool{},
+		probed:    make(chan struct{}, 1),
+		started:   time.Now(),
 	}
 	c.sched = NewScheduler(ends, SchedulerConfig{Wire: cfg.Wire, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
 		CapacityGone: c.capacityGone})
@@ -214,6 +223,10 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 			c.mu.Lock()
 			c.workers = ws
 			c.mu.Unlock()
+			c.probeNew(ctx, ws)
+			c.replan(ctx, lead)
+			c.updateRoute()
+		case <-c.probed:
 			c.replan(ctx, lead)
 			c.updateRoute()
 		}
@@ -227,8 +240,8 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	cur := c.plan
 	var infos []shard.WorkerInfo
 	for _, w := range c.workers {
-		if w.Labels["model"] != c.modelID {
-			continue
+		if w.Labels["model"] != c.modelID || !c.reachable[w.ID+"@"+w.Address] {
+			continue // another model, or not (yet) verified over the wire
 		}
 		infos = append(infos, w.WorkerInfo)
 	}
@@ -271,6 +284,78 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	c.plan = next
 	c.mu.Unlock()
 	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+}
+
+// probeNew starts probing every worker not yet verified: an Info call over
+// the stage transport, retried every few seconds while the worker stays
+// registered. A worker that cannot be reached — or, with mTLS, whose
+// certificate the CA did not sign — is never given layers.
+func (c *Coordinator) probeNew(ctx context.Context, ws []registry.WorkerRecord) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	present := map[string]bool{}
+	for _, w := range ws {
+		key := w.ID + "@" + w.Address
+		present[key] = true
+		if c.reachable[key] || c.probing[key] {
+			continue
+		}
+		cl, err := c.clientLocked(w.ID, w.Address)
+		if err != nil {
+			c.log.Warn("cannot dial a worker", "worker", w.ID, "address", w.Address, "err", err)
+			continue
+		}
+		c.probing[key] = true
+		go c.probe(ctx, key, w.ID, cl)
+	}
+	for key := range c.reachable {
+		if !present[key] {
+			delete(c.reachable, key) // re-verified if it comes back
+		}
+	}
+}
+
+func (c *Coordinator) probe(ctx context.Context, key, id string, cl *StageClient) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.probing, key)
+		c.mu.Unlock()
+	}()
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		info, err := cl.Client().Info(pctx, &phalanxpb.InfoRequest{})
+		cancel()
+		if err == nil && info.GetWorkerId() == id {
+			c.mu.Lock()
+			c.reachable[key] = true
+			c.mu.Unlock()
+			select {
+			case c.probed <- struct{}{}:
+			default:
+			}
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("it says it is %q", info.GetWorkerId())
+		}
+		if attempt == 0 || attempt%12 == 0 {
+			c.log.Warn("worker not usable: not planned until it answers", "worker", id, "address", cl.Address, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		c.mu.Lock()
+		still := false
+		for _, w := range c.workers {
+			still = still || w.ID+"@"+w.Address == key
+		}
+		c.mu.Unlock()
+		if !still {
+			return
+		}
+	}
 }
 
 func sameAddresses(a, b shard.Plan) bool {

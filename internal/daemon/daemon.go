@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,12 +22,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -37,6 +40,7 @@ import (
 	"github.com/phalanx-llm/phalanx/internal/cliflag"
 	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/phalanx-llm/phalanx/internal/openai"
+	"github.com/phalanx-llm/phalanx/internal/tlsutil"
 	"github.com/phalanx-llm/phalanx/pipeline"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard/registry"
@@ -86,16 +90,26 @@ func endpoints(s string) []string {
 	return out
 }
 
-func etcdClient(eps []string) (*clientv3.Client, error) {
+func etcdClient(eps []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
+	if tlsCfg != nil {
+		for i, e := range eps {
+			eps[i] = strings.Replace(e, "http://", "https://", 1)
+		}
+	}
 	cfg := registry.ClientConfig(eps)
 	cfg.Logger = zap.NewNop()
+	cfg.TLS = tlsCfg
 	return clientv3.New(cfg)
 }
 
 // startEmbeddedEtcd runs a single-member etcd in this process, serving
 // clients at clientAddr (host:port) with its data in dir.
-func startEmbeddedEtcd(dir, clientAddr string, log *slog.Logger) (*embed.Etcd, error) {
-	cu, err := url.Parse("http://" + clientAddr)
+func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog.Logger) (*embed.Etcd, error) {
+	scheme := "http://"
+	if tlsFiles.Enabled() {
+		scheme = "https://"
+	}
+	cu, err := url.Parse(scheme + clientAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +133,9 @@ func startEmbeddedEtcd(dir, clientAddr string, log *slog.Logger) (*embed.Etcd, e
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if tlsFiles.Enabled() {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tlsFiles.Cert, KeyFile: tlsFiles.Key, TrustedCAFile: tlsFiles.CA, ClientCertAuth: true}
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
@@ -179,6 +196,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
+	tf := addTLSFlags(fs)
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -215,7 +233,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("%w: --embedded-etcd serves one address; --etcd has %d", ErrUsage, len(eps))
 		}
 		u, _ := url.Parse(eps[0])
-		e, err := startEmbeddedEtcd(*embedded, u.Host, log)
+		e, err := startEmbeddedEtcd(*embedded, u.Host, tf.etcd, log)
 		if err != nil {
 			return err
 		}
@@ -224,11 +242,19 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			<-e.Server.StopNotify()
 		}()
 	}
-	cli, err := etcdClient(eps)
+	etcdTLS, err := tf.etcdTLS(ctx, log)
+	if err != nil {
+		return err
+	}
+	cli, err := etcdClient(eps, etcdTLS)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
+	nodeTLS, err := tf.nodeTLS(ctx, log)
+	if err != nil {
+		return err
+	}
 	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-coordinator", *id, Version, log)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
@@ -241,7 +267,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
 		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
-		DialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(notStepStream)))},
+		DialOptions: stageDialOptions(nodeTLS),
 	})
 	if err != nil {
 		return err
@@ -261,6 +287,11 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	var opts []grpc.ServerOption
+	if nodeTLS != nil {
+		// Clients of the public API authenticate with API keys; a client
+		// certificate is checked against the CA when one is presented.
+		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(false))))
+	}
 	if keys != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
 	}
@@ -323,6 +354,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
+	tf := addTLSFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -345,11 +377,21 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cli, err := etcdClient(endpoints(*etcdEps))
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	etcdTLS, err := tf.etcdTLS(ctx, log)
+	if err != nil {
+		return err
+	}
+	cli, err := etcdClient(endpoints(*etcdEps), etcdTLS)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
+	nodeTLS, err := tf.nodeTLS(ctx, log)
+	if err != nil {
+		return err
+	}
 	mem := *memory
 	// The KV cache budget is set when layers load: what they leave of --memory.
 	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-worker", *name, Version, log)
@@ -372,7 +414,12 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer ms.Close()
 	}
-	srv, hs := grpcServer()
+	var sopts []grpc.ServerOption
+	if nodeTLS != nil {
+		// Only a coordinator whose certificate the CA signed may send steps.
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(true))))
+	}
+	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stage)
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
 	go srv.Serve(lis)
@@ -455,4 +502,56 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*htt
 	go srv.Serve(l)
 	log.Info("metrics serving", "address", l.Addr().String())
 	return srv, nil
+}
+
+// tlsFlags registers the mTLS and etcd TLS flags shared by both daemons.
+type tlsFlags struct {
+	node, etcd tlsutil.Files
+}
+
+func addTLSFlags(fs *flag.FlagSet) *tlsFlags {
+	f := &tlsFlags{}
+	fs.StringVar(&f.node.Cert, "tls-cert", "", "this node's certificate (PEM) for mutual TLS between coordinator and workers")
+	fs.StringVar(&f.node.Key, "tls-key", "", "its private key (PEM)")
+	fs.StringVar(&f.node.CA, "tls-ca", "", "the CA that signs every node's certificate (PEM); peers it did not sign are refused")
+	fs.StringVar(&f.etcd.Cert, "etcd-cert", "", "client certificate for etcd (PEM); with --embedded-etcd also its server certificate")
+	fs.StringVar(&f.etcd.Key, "etcd-key", "", "its private key (PEM)")
+	fs.StringVar(&f.etcd.CA, "etcd-ca", "", "CA of etcd's certificates (PEM)")
+	return f
+}
+
+// nodeTLS loads the node's certificates and keeps them fresh until ctx ends;
+// nil when TLS is not configured.
+func (f *tlsFlags) nodeTLS(ctx context.Context, log *slog.Logger) (*tlsutil.Reloader, error) {
+	if !f.node.Enabled() {
+		return nil, nil
+	}
+	r, err := tlsutil.Load(f.node, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	go r.Watch(2*time.Second, ctx.Done())
+	return r, nil
+}
+
+// etcdTLS is the client TLS configuration for etcd, nil without flags.
+func (f *tlsFlags) etcdTLS(ctx context.Context, log *slog.Logger) (*tls.Config, error) {
+	if !f.etcd.Enabled() {
+		return nil, nil
+	}
+	r, err := tlsutil.Load(f.etcd, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: etcd: %v", ErrUsage, err)
+	}
+	go r.Watch(5*time.Second, ctx.Done())
+	return r.ClientConfig(), nil
+}
+
+// stageDialOptions are the coordinator's options for dialing workers.
+func stageDialOptions(nodeTLS *tlsutil.Reloader) []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(notStepStream)))}
+	if nodeTLS != nil {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(nodeTLS.ClientConfig())))
+	}
+	return opts
 }

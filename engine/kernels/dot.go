@@ -16,25 +16,40 @@ var (
 	//	out[t*tileRows+i] = dotF32(w[i*n:(i+1)*n], x[t*n:(t+1)*n])
 	//
 	// bit for bit, so the prefill path gives the decode path's results.
-	dotF32Tile func(out *[tileRows * tileTokens]float32, w, x []float32, n int)
-)
+	dotF32Tile           func(out []float32, w, x []float32, n int)
+	tileRows, tileTokens int
 
-// The shape of a dotF32Tile block: weight rows × activation rows (tokens).
-const (
-	tileRows   = 4
-	tileTokens = 2
+	// dotQ8_0Tile and dotQ4_0Tile, when not nil, do the same for
+	// qTileRows rows of Q8_0 or Q4_0 weights (blocks blocks each, back to
+	// back) against qTileTokens Q8_0 activation rows (back to back):
+	//
+	//	out[t*qTileRows+i] = dotQ8_0(w row i, x row t)
+	//
+	// bit for bit (likewise dotQ4_0).
+	dotQ8_0Tile, dotQ4_0Tile func(out []float32, w, x []byte, blocks int)
+	qTileRows, qTileTokens   int
+
+	// widenF16, when not nil, converts fp16 values to float32 exactly as
+	// f16Table does (but for NaN payloads: signalling NaNs come back quiet,
+	// as in the set's dotF16); the prefill path widens weight rows with it.
+	widenF16 func(dst []float32, src []uint16)
 )
 
 // kernelSet is one implementation of every dot kernel; an architecture
 // offers the sets its CPU can run (archKernels), best first.
 type kernelSet struct {
-	name    string
-	f32     func(a, b []float32) float32
-	f16     func(a []uint16, b []float32) float32
-	bf16    func(a []uint16, b []float32) float32
-	q8_0    func(w, x []byte) float32
-	q4_0    func(w, x []byte) float32
-	tileF32 func(out *[tileRows * tileTokens]float32, w, x []float32, n int) // may be nil
+	name string
+	f32  func(a, b []float32) float32
+	f16  func(a []uint16, b []float32) float32
+	bf16 func(a []uint16, b []float32) float32
+	q8_0 func(w, x []byte) float32
+	q4_0 func(w, x []byte) float32
+	// The tiles may be nil; see dotF32Tile and dotQ8_0Tile.
+	tileF32              func(out []float32, w, x []float32, n int)
+	tileRows, tileTokens int
+	tileQ8_0, tileQ4_0   func(out []float32, w, x []byte, blocks int)
+	qTileRows, qTileToks int
+	widenF16             func(dst []float32, src []uint16) // may be nil
 }
 
 var genericKernels = kernelSet{
@@ -50,7 +65,10 @@ var genericKernels = kernelSet{
 func (k kernelSet) install() {
 	dotF32, dotF16, dotBF16 = k.f32, k.f16, k.bf16
 	dotQ8_0, dotQ4_0 = k.q8_0, k.q4_0
-	dotF32Tile = k.tileF32
+	dotF32Tile, tileRows, tileTokens = k.tileF32, k.tileRows, k.tileTokens
+	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
+	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
+	widenF16 = k.widenF16
 }
 
 func init() {

@@ -17,13 +17,22 @@ var avx2Kernels = kernelSet{
 	q8_0:    dotQ8_0AVX2,
 	q4_0:    dotQ4_0AVX2,
 	tileF32: dotF32Tile4x2AVX2,
+
+	tileRows:   4,
+	tileTokens: 2,
 }
 
+// archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU
+// runs them; init installs the first.
 func archKernels() []kernelSet {
-	if hasAVX2FMA {
-		return []kernelSet{avx2Kernels}
+	var sets []kernelSet
+	if hasAVX2FMA && hasAVX512 {
+		sets = append(sets, avx512Set())
 	}
-	return nil
+	if hasAVX2FMA {
+		sets = append(sets, avx2Kernels)
+	}
+	return sets
 }
 
 // The float dots accumulate in four 8-lane accumulators: whole 8-element
@@ -65,11 +74,11 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
 //go:noescape
-func dotTile4x2AVX2(out *[tileRows * tileTokens]float32, w, x []float32, n int)
+func dotTile4x2AVX2(out *[8]float32, w, x []float32, n int)
 
-func dotF32Tile4x2AVX2(out *[tileRows * tileTokens]float32, w, x []float32, n int) {
-	if n < 0 || len(w) < tileRows*n || len(x) < tileTokens*n {
+func dotF32Tile4x2AVX2(out []float32, w, x []float32, n int) {
+	if n < 0 || len(w) < 4*n || len(x) < 2*n {
 		panic("kernels: dotF32Tile4x2AVX2: short operands")
 	}
-	dotTile4x2AVX2(out, w, x, n)
+	dotTile4x2AVX2((*[8]float32)(out), w, x, n)
 }

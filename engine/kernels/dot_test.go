@@ -40,7 +40,12 @@ func withEachKernelSet(t *testing.T, f func(t *testing.T)) {
 
 // current is the installed kernel set.
 func current() kernelSet {
-	return kernelSet{name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0, tileF32: dotF32Tile}
+	return kernelSet{
+		name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0,
+		tileF32: dotF32Tile, tileRows: tileRows, tileTokens: tileTokens,
+		tileQ8_0: dotQ8_0Tile, tileQ4_0: dotQ4_0Tile, qTileRows: qTileRows, qTileToks: qTileTokens,
+		widenF16: widenF16,
+	}
 }
 
 // asmKernels is the best assembly set, or skips the test when there is none.
@@ -200,16 +205,87 @@ func TestDotBitIdentity(t *testing.T) {
 				if k.tileF32 == nil {
 					continue
 				}
-				w, x := randVec(r, tileRows*n), randVec(r, tileTokens*n)
-				var out [tileRows * tileTokens]float32
-				k.tileF32(&out, w, x, n)
-				for tk := 0; tk < tileTokens; tk++ {
-					for i := 0; i < tileRows; i++ {
+				tr, tt := k.tileRows, k.tileTokens
+				w, x := randVec(r, tr*n), randVec(r, tt*n)
+				out := make([]float32, tr*tt)
+				k.tileF32(out, w, x, n)
+				for tk := 0; tk < tt; tk++ {
+					for i := 0; i < tr; i++ {
 						want := k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n])
-						if got := out[tk*tileRows+i]; math.Float32bits(got) != math.Float32bits(want) {
+						if got := out[tk*tr+i]; math.Float32bits(got) != math.Float32bits(want) {
 							t.Errorf("n=%d: tile row %d token %d: %v, dotF32 %v", n, i, tk, got, want)
 						}
 					}
+				}
+			}
+		})
+	}
+}
+
+// The quantized tiles must give the set's dotQ8_0 / dotQ4_0 bits for every
+// pair: decode and prefill then agree exactly.
+func TestQuantTileBitIdentity(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, k := range kernelSets() {
+		if k.tileQ8_0 == nil {
+			continue
+		}
+		t.Run(k.name, func(t *testing.T) {
+			tr, tt := k.qTileRows, k.qTileToks
+			for _, blocks := range []int{0, 1, 2, 3, 4, 5, 7, 8, 80, 81} {
+				x := randQ8_0(r, tt*blocks, false)
+				for _, c := range []struct {
+					name string
+					bb   int
+					w    []byte
+					tile func(out []float32, w, x []byte, blocks int)
+					dot  func(w, x []byte) float32
+				}{
+					{"Q8_0", 34, randQ8_0(r, tr*blocks, true), k.tileQ8_0, k.q8_0},
+					{"Q4_0", 18, randQ4_0(r, tr*blocks), k.tileQ4_0, k.q4_0},
+				} {
+					out := make([]float32, tr*tt)
+					c.tile(out, c.w, x, blocks)
+					for tk := 0; tk < tt; tk++ {
+						for i := 0; i < tr; i++ {
+							want := c.dot(c.w[i*blocks*c.bb:(i+1)*blocks*c.bb], x[tk*blocks*34:(tk+1)*blocks*34])
+							if got := out[tk*tr+i]; math.Float32bits(got) != math.Float32bits(want) {
+								t.Errorf("%s %d blocks: tile row %d token %d: %v, dot %v", c.name, blocks, i, tk, got, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// widenF16 must give f16Table's bits for every half but NaNs (signalling
+// NaNs come back quiet), at every tail length.
+func TestWidenF16(t *testing.T) {
+	for _, k := range kernelSets() {
+		if k.widenF16 == nil {
+			continue
+		}
+		t.Run(k.name, func(t *testing.T) {
+			src := make([]uint16, 1<<16)
+			for i := range src {
+				src[i] = uint16(i)
+			}
+			for _, n := range []int{0, 1, 7, 15, 16, 17, 31, 33, 1 << 16} {
+				dst := make([]float32, n+1)
+				dst[n] = 42
+				k.widenF16(dst, src[len(src)-n:])
+				for i, h := range src[len(src)-n:] {
+					if isNaN(f16Table[h]) && isNaN(dst[i]) {
+						continue
+					}
+					if math.Float32bits(dst[i]) != math.Float32bits(f16Table[h]) {
+						t.Fatalf("n=%d: half %#04x widened to %#08x, want %#08x", n, h, math.Float32bits(dst[i]), math.Float32bits(f16Table[h]))
+					}
+				}
+				if dst[n] != 42 {
+					t.Fatalf("n=%d: wrote past the end", n)
 				}
 			}
 		})
@@ -304,4 +380,30 @@ func finiteScales(q []byte, blockBytes int) {
 	for b := 0; b+blockBytes <= len(q); b += blockBytes {
 		q[b+1] &^= 0x40 // exponent below 31
 	}
+}
+
+// FuzzDotQ8_0 takes blocks of 34 weight bytes and 34 activation bytes;
+// scales are made finite and activations kept within ±127, as
+// QuantizeQ8_0 produces them.
+func FuzzDotQ8_0(f *testing.F) {
+	f.Add(make([]byte, 68))
+	f.Add(make([]byte, 68*9))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k := asmKernels(t)
+		blocks := len(data) / 68
+		w := append([]byte(nil), data[:34*blocks]...)
+		x := append([]byte(nil), data[34*blocks:68*blocks]...)
+		finiteScales(w, 34)
+		finiteScales(x, 34)
+		for b := 0; b < blocks; b++ {
+			for j := 2; j < 34; j++ {
+				if x[b*34+j] == 0x80 {
+					x[b*34+j] = 0x81
+				}
+			}
+		}
+		if got, want := k.q8_0(w, x), dotQ8_0Generic(w, x); !near(got, want, absDotQ(Q8_0, w, x)) {
+			t.Errorf("%d blocks: %v, generic %v", blocks, got, want)
+		}
+	})
 }

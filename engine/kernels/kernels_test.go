@@ -221,10 +221,16 @@ func BenchmarkMatVec(b *testing.B) {
 
 func BenchmarkMatMulPrefill(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, dt := range []DType{F32, F16} {
+	for _, dt := range []DType{F32, F16, Q8_0, Q4_0} {
 		b.Run(dt.String(), func(b *testing.B) {
 			rows, cols, tokens := 2560, 2560, 64
-			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}
+			var data []byte
+			if dt.Quantized() {
+				data = quantize(dt, rows, cols, randVec(r, rows*cols))
+			} else {
+				data = encode(dt, randVec(r, rows*cols))
+			}
+			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
 			x, y := randVec(r, tokens*cols), make([]float32, tokens*rows)
 			p := NewPool(2)
 			defer p.Close()

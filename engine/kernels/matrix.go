@@ -75,6 +75,10 @@ func (m Matrix) Row(r int, dst []float32) {
 		copy(dst, m.f32()[r*n:(r+1)*n])
 	case F16:
 		src := m.u16()[r*n : (r+1)*n]
+		if widenF16 != nil {
+			widenF16(dst, src)
+			return
+		}
 		for i, h := range src {
 			dst[i] = f16Table[h]
 		}
@@ -177,11 +181,16 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 	})
 }
 
+// maxTile bounds the pairs of any tile kernel (tileRows×tileTokens,
+// qTileRows×qTileTokens).
+const maxTile = 16
+
 // dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
 // nb rows of block (each of cols values) and every token t; y has rows
 // values per token. Where a tile kernel exists it takes tileRows rows and
-// tileTokens tokens at a time, sharing their loads; its results are
-// dotF32's bits, so the split does not show in the output.
+// tileTokens tokens at a time, sharing their loads (rows outer, so a tile's
+// rows stay in L1 while the tokens pass); its results are dotF32's bits, so
+// the split does not show in the output.
 func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
 	store := func(t, i int, v float32) {
 		if bias != nil {
@@ -189,37 +198,37 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
 		}
 		y[t*rows+r0+i] = v
 	}
-	t := 0
-	if tile := dotF32Tile; tile != nil {
-		var out [tileRows * tileTokens]float32
-		for ; t+tileTokens <= tokens; t += tileTokens {
-			xt := x[t*cols : (t+tileTokens)*cols]
-			i := 0
-			for ; i+tileRows <= nb; i += tileRows {
-				tile(&out, block[i*cols:(i+tileRows)*cols], xt, cols)
+	i := 0
+	if tile, tr, tt := dotF32Tile, tileRows, tileTokens; tile != nil && tokens >= tt {
+		var buf [maxTile]float32
+		out := buf[:tr*tt]
+		for ; i+tr <= nb; i += tr {
+			w := block[i*cols : (i+tr)*cols]
+			t := 0
+			for ; t+tt <= tokens; t += tt {
+				tile(out, w, x[t*cols:(t+tt)*cols], cols)
 				for k, v := range out {
-					store(t+k/tileRows, i+k%tileRows, v)
+					store(t+k/tr, i+k%tr, v)
 				}
 			}
-			for ; i < nb; i++ {
-				for k := 0; k < tileTokens; k++ {
-					store(t+k, i, dotF32(block[i*cols:(i+1)*cols], xt[k*cols:(k+1)*cols]))
+			for ; t < tokens; t++ {
+				for k := 0; k < tr; k++ {
+					store(t, i+k, dotF32(w[k*cols:(k+1)*cols], x[t*cols:(t+1)*cols]))
 				}
 			}
 		}
 	}
-	for ; t < tokens; t++ {
-		xt := x[t*cols : (t+1)*cols]
-		for i := 0; i < nb; i++ {
-			store(t, i, dotF32(block[i*cols:(i+1)*cols], xt))
+	for ; i < nb; i++ {
+		for t := 0; t < tokens; t++ {
+			store(t, i, dotF32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols]))
 		}
 	}
 }
 
 // matMulQ is the product with Q8_0 or Q4_0 weights: the activations are
 // quantized to Q8_0 once, then every (row, token) is an integer block dot.
-// Decode and batched calls use the same dot on the same quantized rows, so
-// they give the same bits.
+// Decode and batched calls use the same dot on the same quantized rows (or
+// a tile kernel that gives its bits), so they give the same bits.
 func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, chunks int) {
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
@@ -227,9 +236,49 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 	for t := 0; t < tokens; t++ {
 		QuantizeQ8_0(xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
 	}
-	dot := dotQ8_0
+	dot, tile := dotQ8_0, dotQ8_0Tile
 	if m.DType == Q4_0 {
-		dot = dotQ4_0
+		dot, tile = dotQ4_0, dotQ4_0Tile
+	}
+	tr, tt := qTileRows, qTileTokens
+	if tile != nil && tokens >= tt {
+		// Rows outer, tiles of tr rows × tt tokens inner: the tile's rows
+		// stay in L1 while every token passes over them.
+		rb := m.DType.RowBytes(cols)
+		blocks := cols / QK
+		p.Run(chunks, func(_, c int) {
+			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
+			store := func(t, r int, v float32) {
+				if bias != nil {
+					v += bias[r]
+				}
+				y[t*m.Rows+r] = v
+			}
+			var buf [maxTile]float32
+			out := buf[:tr*tt]
+			r := lo
+			for ; r+tr <= hi; r += tr {
+				w := m.Data[r*rb : (r+tr)*rb]
+				t := 0
+				for ; t+tt <= tokens; t += tt {
+					tile(out, w, xq[t*xrb:(t+tt)*xrb], blocks)
+					for k, v := range out {
+						store(t+k/tr, r+k%tr, v)
+					}
+				}
+				for ; t < tokens; t++ {
+					for k := 0; k < tr; k++ {
+						store(t, r+k, dot(m.rowData(r+k), xq[t*xrb:(t+1)*xrb]))
+					}
+				}
+			}
+			for ; r < hi; r++ {
+				for t := 0; t < tokens; t++ {
+					store(t, r, dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]))
+				}
+			}
+		})
+		return
 	}
 	p.Run(chunks, func(_, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)

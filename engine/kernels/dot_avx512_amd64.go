@@ -1,0 +1,111 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// The AVX-512 kernels need the foundation, byte/word (masked 16-bit loads,
+// VPBROADCASTW) and vector-length (EVEX on ymm) extensions; x/sys/cpu
+// reports AVX-512 only when the OS saves the ZMM and mask registers. The
+// integer dots also need VNNI (VPDPBUSD); without it the set keeps the
+// AVX2 integer dots and has no quantized tile.
+var (
+	hasAVX512     = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+	hasAVX512VNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
+)
+
+func avx512Set() kernelSet {
+	k := kernelSet{
+		name:       "avx512",
+		f32:        dotF32AVX512,
+		f16:        dotF16AVX512,
+		bf16:       dotBF16AVX512,
+		q8_0:       dotQ8_0AVX2,
+		q4_0:       dotQ4_0AVX2,
+		tileF32:    dotF32Tile4x3AVX512,
+		tileRows:   4,
+		tileTokens: 3,
+		widenF16:   widenF16AVX512,
+	}
+	if hasAVX512VNNI {
+		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
+		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
+		k.qTileRows, k.qTileToks = 4, 3
+	}
+	return k
+}
+
+// The float dots accumulate in two 16-lane accumulators: whole 16-element
+// chunk c goes to accumulator c mod 2, in order, and a final partial chunk
+// (zero-padded by a mask load) to the accumulator next in turn. They are
+// summed acc0+acc1, the high 8 lanes are added to the low 8, and those are
+// reduced by the AVX2 set's fixed tree. dotF16 and dotBF16 widen first and
+// follow the same sequence, as does the 4×3 tile for each of its twelve
+// pairs, so all of them agree bit for bit on equal inputs.
+//
+// The integer dots take two blocks per 64-byte vector (lanes 0–7 block b,
+// 8–15 block b+1; an odd last block alone in lanes 0–7). VPDPBUSD
+// multiplies unsigned by signed bytes, so the weights are made unsigned
+// with a bias (Q8_0: q+128; Q4_0: the nibbles q as stored) and bias·Σx,
+// computed by a second VPDPBUSD, is subtracted: each lane's integer sum of
+// four products is exact for every input. Each lane's sum, converted to
+// float, is multiplied by d_w·d_x and added (FMA) into one 16-lane
+// accumulator, reduced as the float dots are. The quantized tiles do
+// exactly this for each pair.
+
+func dotF32AVX512(a, b []float32) float32           { return dotF32AVX512Asm(a, b[:len(a)]) }
+func dotF16AVX512(a []uint16, b []float32) float32  { return dotF16AVX512Asm(a, b[:len(a)]) }
+func dotBF16AVX512(a []uint16, b []float32) float32 { return dotBF16AVX512Asm(a, b[:len(a)]) }
+func dotQ8_0AVX512(w, x []byte) float32             { return dotQ8_0AVX512Asm(w, x[:len(w)/34*34]) }
+func dotQ4_0AVX512(w, x []byte) float32             { return dotQ4_0AVX512Asm(w, x[:len(w)/18*34]) }
+
+//go:noescape
+func dotF32AVX512Asm(a, b []float32) float32
+
+//go:noescape
+func dotF16AVX512Asm(a []uint16, b []float32) float32
+
+//go:noescape
+func dotBF16AVX512Asm(a []uint16, b []float32) float32
+
+//go:noescape
+func dotQ8_0AVX512Asm(w, x []byte) float32
+
+//go:noescape
+func dotQ4_0AVX512Asm(w, x []byte) float32
+
+// widenF16AVX512 converts src to float32 in dst (VCVTPH2PS, exact).
+func widenF16AVX512(dst []float32, src []uint16) { widenF16AVX512Asm(dst[:len(src)], src) }
+
+//go:noescape
+func widenF16AVX512Asm(dst []float32, src []uint16)
+
+//go:noescape
+func dotTile4x3AVX512(out *[12]float32, w, x []float32, n int)
+
+//go:noescape
+func dotQ8_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
+
+//go:noescape
+func dotQ4_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
+
+func dotF32Tile4x3AVX512(out []float32, w, x []float32, n int) {
+	if n < 0 || len(w) < 4*n || len(x) < 3*n {
+		panic("kernels: dotF32Tile4x3AVX512: short operands")
+	}
+	dotTile4x3AVX512((*[12]float32)(out), w, x, n)
+}
+
+func dotQ8_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
+	if blocks < 0 || len(w) < 4*34*blocks || len(x) < 3*34*blocks {
+		panic("kernels: dotQ8_0Tile4x3AVX512: short operands")
+	}
+	dotQ8_0Tile4x3AVX512Asm((*[12]float32)(out), w, x, blocks)
+}
+
+func dotQ4_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
+	if blocks < 0 || len(w) < 4*18*blocks || len(x) < 3*34*blocks {
+		panic("kernels: dotQ4_0Tile4x3AVX512: short operands")
+	}
+	dotQ4_0Tile4x3AVX512Asm((*[12]float32)(out), w, x, blocks)
+}

@@ -1,0 +1,711 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// See dot_avx512_amd64.go for the accumulation order every kernel here
+// follows.
+
+// HSUM8 adds the eight lanes of y (x is its low half) into the low lane
+// of x as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); t is clobbered. As in
+// dot_amd64.s; registers below 16 only.
+#define HSUM8(y, x, t) \
+	VEXTRACTF128 $1, y, t; \
+	VADDPS    t, x, x; \
+	VMOVHLPS  x, x, t; \
+	VADDPS    t, x, x; \
+	VMOVSHDUP x, t; \
+	VADDSS    t, x, x
+
+// HSUM16 reduces the sixteen lanes of z (y, x its low halves) into the low
+// lane of x: high eight lanes onto the low eight, then HSUM8. ty, tx are
+// one clobbered register; registers below 16 only.
+#define HSUM16(z, y, x, ty, tx) \
+	VEXTRACTF64X4 $1, z, ty; \
+	VADDPS        ty, y, y; \
+	HSUM8(y, x, tx)
+
+// TAILK sets K1 to the mask of the low CX (1…15) lanes; AX is clobbered.
+#define TAILK \
+	MOVL  $1, AX; \
+	SHLL  CX, AX; \
+	DECL  AX; \
+	KMOVW AX, K1
+
+// func dotF32AVX512Asm(a, b []float32) float32
+TEXT ·dotF32AVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   a_base+0(FP), SI
+	MOVQ   a_len+8(FP), CX
+	MOVQ   b_base+24(FP), DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   CX, DX
+	SHRQ   $5, DX
+	JZ     rest
+
+loop:
+	VMOVUPS     (SI), Z4
+	VMOVUPS     64(SI), Z5
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	DECQ        DX
+	JNZ         loop
+
+rest:
+	ANDQ        $31, CX
+	CMPQ        CX, $16
+	JB          tail0
+	VMOVUPS     (SI), Z4
+	VFMADD231PS (DI), Z4, Z0
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JZ          done
+	TAILK
+	VMOVUPS.Z   (SI), K1, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z1
+	JMP         done
+
+tail0:
+	TESTQ       CX, CX
+	JZ          done
+	TAILK
+	VMOVUPS.Z   (SI), K1, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z0
+
+done:
+	VADDPS Z1, Z0, Z0
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func dotF16AVX512Asm(a []uint16, b []float32) float32
+TEXT ·dotF16AVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   a_base+0(FP), SI
+	MOVQ   a_len+8(FP), CX
+	MOVQ   b_base+24(FP), DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   CX, DX
+	SHRQ   $5, DX
+	JZ     rest
+
+loop:
+	VCVTPH2PS   (SI), Z4
+	VCVTPH2PS   32(SI), Z5
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	DECQ        DX
+	JNZ         loop
+
+rest:
+	ANDQ        $31, CX
+	CMPQ        CX, $16
+	JB          tail0
+	VCVTPH2PS   (SI), Z4
+	VFMADD231PS (DI), Z4, Z0
+	ADDQ        $32, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JZ          done
+	TAILK
+	VMOVDQU16.Z (SI), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z1
+	JMP         done
+
+tail0:
+	TESTQ       CX, CX
+	JZ          done
+	TAILK
+	VMOVDQU16.Z (SI), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z0
+
+done:
+	VADDPS Z1, Z0, Z0
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func dotBF16AVX512Asm(a []uint16, b []float32) float32
+TEXT ·dotBF16AVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   a_base+0(FP), SI
+	MOVQ   a_len+8(FP), CX
+	MOVQ   b_base+24(FP), DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   CX, DX
+	SHRQ   $5, DX
+	JZ     rest
+
+loop:
+	VPMOVZXWD   (SI), Z4
+	VPMOVZXWD   32(SI), Z5
+	VPSLLD      $16, Z4, Z4
+	VPSLLD      $16, Z5, Z5
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	DECQ        DX
+	JNZ         loop
+
+rest:
+	ANDQ        $31, CX
+	CMPQ        CX, $16
+	JB          tail0
+	VPMOVZXWD   (SI), Z4
+	VPSLLD      $16, Z4, Z4
+	VFMADD231PS (DI), Z4, Z0
+	ADDQ        $32, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JZ          done
+	TAILK
+	VMOVDQU16.Z (SI), K1, Y4
+	VPMOVZXWD   Y4, Z4
+	VPSLLD      $16, Z4, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z1
+	JMP         done
+
+tail0:
+	TESTQ       CX, CX
+	JZ          done
+	TAILK
+	VMOVDQU16.Z (SI), K1, Y4
+	VPMOVZXWD   Y4, Z4
+	VPSLLD      $16, Z4, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z0
+
+done:
+	VADDPS Z1, Z0, Z0
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// The 4×3 float tile: pair (row i, token t) has accumulators Z(4t+i)
+// (even chunks) and Z(12+4t+i) (odd chunks). Rows load into Z24–Z27,
+// tokens into Z28–Z30; SI, DI point at the chunk in row 0 and token 0, R8
+// is the row stride in bytes, R9 three strides.
+
+// TLOAD loads the chunk at byte offset off of the four rows and three
+// tokens.
+#define TLOAD(off) \
+	VMOVUPS off(SI), Z24; \
+	VMOVUPS off(SI)(R8*1), Z25; \
+	VMOVUPS off(SI)(R8*2), Z26; \
+	VMOVUPS off(SI)(R9*1), Z27; \
+	VMOVUPS off(DI), Z28; \
+	VMOVUPS off(DI)(R8*1), Z29; \
+	VMOVUPS off(DI)(R8*2), Z30
+
+// TLOADK loads the partial chunk in the lanes of K1, zeros elsewhere.
+#define TLOADK \
+	VMOVUPS.Z (SI), K1, Z24; \
+	VMOVUPS.Z (SI)(R8*1), K1, Z25; \
+	VMOVUPS.Z (SI)(R8*2), K1, Z26; \
+	VMOVUPS.Z (SI)(R9*1), K1, Z27; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (DI)(R8*1), K1, Z29; \
+	VMOVUPS.Z (DI)(R8*2), K1, Z30
+
+#define TFMA(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) \
+	VFMADD231PS Z28, Z24, a0; \
+	VFMADD231PS Z28, Z25, a1; \
+	VFMADD231PS Z28, Z26, a2; \
+	VFMADD231PS Z28, Z27, a3; \
+	VFMADD231PS Z29, Z24, a4; \
+	VFMADD231PS Z29, Z25, a5; \
+	VFMADD231PS Z29, Z26, a6; \
+	VFMADD231PS Z29, Z27, a7; \
+	VFMADD231PS Z30, Z24, a8; \
+	VFMADD231PS Z30, Z25, a9; \
+	VFMADD231PS Z30, Z26, a10; \
+	VFMADD231PS Z30, Z27, a11
+
+#define TFMA0 TFMA(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11)
+#define TFMA1 TFMA(Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+
+// func dotTile4x3AVX512(out *[12]float32, w, x []float32, n int)
+TEXT ·dotTile4x3AVX512(SB), NOSPLIT, $0-64
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   n+56(FP), DX
+	MOVQ   DX, R8
+	SHLQ   $2, R8
+	LEAQ   (R8)(R8*2), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   DX, BX
+	SHRQ   $5, BX
+	JZ     rest
+
+loop:
+	TLOAD(0)
+	TFMA0
+	TLOAD(64)
+	TFMA1
+	ADDQ $128, SI
+	ADDQ $128, DI
+	DECQ BX
+	JNZ  loop
+
+rest:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail0
+	TLOAD(0)
+	TFMA0
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   combine
+	TAILK
+	TLOADK
+	TFMA1
+	JMP  combine
+
+tail0:
+	TESTQ CX, CX
+	JZ    combine
+	TAILK
+	TLOADK
+	TFMA0
+
+combine:
+	VADDPS Z12, Z0, Z0
+	VADDPS Z13, Z1, Z1
+	VADDPS Z14, Z2, Z2
+	VADDPS Z15, Z3, Z3
+	VADDPS Z16, Z4, Z4
+	VADDPS Z17, Z5, Z5
+	VADDPS Z18, Z6, Z6
+	VADDPS Z19, Z7, Z7
+	VADDPS Z20, Z8, Z8
+	VADDPS Z21, Z9, Z9
+	VADDPS Z22, Z10, Z10
+	VADDPS Z23, Z11, Z11
+	HSUM16(Z0, Y0, X0, Y12, X12)
+	HSUM16(Z1, Y1, X1, Y12, X12)
+	HSUM16(Z2, Y2, X2, Y12, X12)
+	HSUM16(Z3, Y3, X3, Y12, X12)
+	HSUM16(Z4, Y4, X4, Y12, X12)
+	HSUM16(Z5, Y5, X5, Y12, X12)
+	HSUM16(Z6, Y6, X6, Y12, X12)
+	HSUM16(Z7, Y7, X7, Y12, X12)
+	HSUM16(Z8, Y8, X8, Y12, X12)
+	HSUM16(Z9, Y9, X9, Y12, X12)
+	HSUM16(Z10, Y10, X10, Y12, X12)
+	HSUM16(Z11, Y11, X11, Y12, X12)
+	MOVQ   out+0(FP), DX
+	VMOVSS X0, 0(DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	VMOVSS X4, 16(DX)
+	VMOVSS X5, 20(DX)
+	VMOVSS X6, 24(DX)
+	VMOVSS X7, 28(DX)
+	VMOVSS X8, 32(DX)
+	VMOVSS X9, 36(DX)
+	VMOVSS X10, 40(DX)
+	VMOVSS X11, 44(DX)
+	VZEROUPPER
+	RET
+
+// The integer dots and tiles. Registers: token x in Z12–Z14, its
+// −bias·Σx in Z15–Z17 and its scales (lanes 0–7 block b, 8–15 block b+1)
+// in Z18–Z20; the current weight row's unsigned bytes in Z21 and scales in
+// Z22; Z23, Z24 scratch; Z25 the weight constant (Q8_0: 0x80 to flip the
+// sign bit, Q4_0: the low-nibble mask), Z26 the bias bytes (0x80 or 0x08),
+// Z28 zero; K1 = lanes 8–15 (scale of block b+1), K2 = lanes 0–7 (an odd
+// last block). Accumulators Z0–Z11, pair (row i, token t) in Z(4t+i).
+
+// QCONST sets up Z25, Z26, Z28, K1 and K2; AX is clobbered.
+#define QCONST(wconst, bias) \
+	MOVL         $wconst, AX; \
+	VPBROADCASTD AX, Z25; \
+	MOVL         $bias, AX; \
+	VPBROADCASTD AX, Z26; \
+	VPXORD       Z28, Z28, Z28; \
+	MOVL         $0xff00, AX; \
+	KMOVW        AX, K1; \
+	MOVL         $0x00ff, AX; \
+	KMOVW        AX, K2
+
+// QTOK2 loads the two Q8_0 activation blocks at b: bytes into zx,
+// −bias·Σx (per group of four bytes) into zc, scales into zs.
+#define QTOK2(b, zx, yx, zc, zs, ys) \
+	VMOVDQU64    2(b), yx; \
+	VINSERTI64X4 $1, 36(b), zx, zx; \
+	VPXORD       zc, zc, zc; \
+	VPDPBUSD     zx, Z26, zc; \
+	VPSUBD       zc, Z28, zc; \
+	VPBROADCASTW (b), ys; \
+	VPBROADCASTW 34(b), K1, ys; \
+	VCVTPH2PS    ys, zs
+
+// QTOK1 is QTOK2 for one block (lanes 8–15 zero).
+#define QTOK1(b, zx, yx, zc, zs, ys) \
+	VMOVDQU64    2(b), yx; \
+	VPXORD       zc, zc, zc; \
+	VPDPBUSD     zx, Z26, zc; \
+	VPSUBD       zc, Z28, zc; \
+	VPBROADCASTW (b), ys; \
+	VCVTPH2PS    ys, zs
+
+// QROW8_2 loads two Q8_0 weight blocks at b: q+128 into Z21, scales Z22.
+#define QROW8_2(b) \
+	VMOVDQU64    2(b), Y21; \
+	VINSERTI64X4 $1, 36(b), Z21, Z21; \
+	VPXORD       Z25, Z21, Z21; \
+	VPBROADCASTW (b), Y22; \
+	VPBROADCASTW 34(b), K1, Y22; \
+	VCVTPH2PS    Y22, Z22
+
+#define QROW8_1(b) \
+	VMOVDQU64    2(b), Y21; \
+	VPXORD       Z25, Z21, Z21; \
+	VPBROADCASTW (b), Y22; \
+	VCVTPH2PS    Y22, Z22
+
+// QROW4_2 loads two Q4_0 weight blocks at b: the nibbles in element order
+// (block b low nibbles, high nibbles, block b+1 low, high) into Z21,
+// scales into Z22.
+#define QROW4_2(b) \
+	VMOVDQU64    2(b), X21; \
+	VINSERTI32X4 $1, 20(b), Y21, Y21; \
+	VPSRLW       $4, Y21, Y23; \
+	VINSERTI64X4 $1, Y23, Z21, Z21; \
+	VSHUFI64X2   $0xd8, Z21, Z21, Z21; \
+	VPANDD       Z25, Z21, Z21; \
+	VPBROADCASTW (b), Y22; \
+	VPBROADCASTW 18(b), K1, Y22; \
+	VCVTPH2PS    Y22, Z22
+
+#define QROW4_1(b) \
+	VMOVDQU64    2(b), X21; \
+	VPSRLW       $4, X21, X23; \
+	VINSERTI32X4 $1, X23, Y21, Y21; \
+	VPANDD       Z25, Z21, Z21; \
+	VPBROADCASTW (b), Y22; \
+	VCVTPH2PS    Y22, Z22
+
+// QPAIR adds the current row times one token into acc: exact integer sums
+// per lane, converted, times d_w·d_x.
+#define QPAIR(zc, zx, zs, acc) \
+	VMOVDQA32   zc, Z23; \
+	VPDPBUSD    zx, Z21, Z23; \
+	VCVTDQ2PS   Z23, Z23; \
+	VMULPS      zs, Z22, Z24; \
+	VFMADD231PS Z24, Z23, acc
+
+// QPAIR1 is QPAIR for one block: lanes 0–7 only.
+#define QPAIR1(zc, zx, zs, acc) \
+	VMOVDQA32   zc, Z23; \
+	VPDPBUSD    zx, Z21, Z23; \
+	VCVTDQ2PS   Z23, Z23; \
+	VMULPS      zs, Z22, Z24; \
+	VFMADD231PS Z24, Z23, K2, acc
+
+// func dotQ8_0AVX512Asm(w, x []byte) float32
+TEXT ·dotQ8_0AVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   w_base+0(FP), SI
+	MOVQ   w_len+8(FP), CX
+	MOVQ   x_base+24(FP), DI
+	QCONST(0x80808080, 0x80808080)
+	VPXORD Z0, Z0, Z0
+
+loop:
+	CMPQ CX, $68
+	JB   one
+	QTOK2(DI, Z12, Y12, Z15, Z18, Y18)
+	QROW8_2(SI)
+	QPAIR(Z15, Z12, Z18, Z0)
+	ADDQ $68, SI
+	ADDQ $68, DI
+	SUBQ $68, CX
+	JMP  loop
+
+one:
+	CMPQ CX, $34
+	JB   done
+	QTOK1(DI, Z12, Y12, Z15, Z18, Y18)
+	QROW8_1(SI)
+	QPAIR1(Z15, Z12, Z18, Z0)
+
+done:
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0AVX512Asm(w, x []byte) float32
+TEXT ·dotQ4_0AVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   w_base+0(FP), SI
+	MOVQ   w_len+8(FP), CX
+	MOVQ   x_base+24(FP), DI
+	QCONST(0x0f0f0f0f, 0x08080808)
+	VPXORD Z0, Z0, Z0
+
+loop:
+	CMPQ CX, $36
+	JB   one
+	QTOK2(DI, Z12, Y12, Z15, Z18, Y18)
+	QROW4_2(SI)
+	QPAIR(Z15, Z12, Z18, Z0)
+	ADDQ $36, SI
+	ADDQ $68, DI
+	SUBQ $36, CX
+	JMP  loop
+
+one:
+	CMPQ CX, $18
+	JB   done
+	QTOK1(DI, Z12, Y12, Z15, Z18, Y18)
+	QROW4_1(SI)
+	QPAIR1(Z15, Z12, Z18, Z0)
+
+done:
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+#define QZERO12 \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7; \
+	VPXORD Z8, Z8, Z8; \
+	VPXORD Z9, Z9, Z9; \
+	VPXORD Z10, Z10, Z10; \
+	VPXORD Z11, Z11, Z11
+
+#define QTOKS2 \
+	LEAQ (DI)(R9*1), R10; \
+	LEAQ (DI)(R9*2), R11; \
+	QTOK2(DI, Z12, Y12, Z15, Z18, Y18); \
+	QTOK2(R10, Z13, Y13, Z16, Z19, Y19); \
+	QTOK2(R11, Z14, Y14, Z17, Z20, Y20)
+
+#define QTOKS1 \
+	LEAQ (DI)(R9*1), R10; \
+	LEAQ (DI)(R9*2), R11; \
+	QTOK1(DI, Z12, Y12, Z15, Z18, Y18); \
+	QTOK1(R10, Z13, Y13, Z16, Z19, Y19); \
+	QTOK1(R11, Z14, Y14, Z17, Z20, Y20)
+
+// QPAIRS3 adds the current row times the three tokens into a0–a2.
+#define QPAIRS3(pair, a0, a1, a2) \
+	pair(Z15, Z12, Z18, a0); \
+	pair(Z16, Z13, Z19, a1); \
+	pair(Z17, Z14, Z20, a2)
+
+// QSTORE12 reduces Z0–Z11 as the dots do and stores them at (DX).
+#define QSTORE12 \
+	HSUM16(Z0, Y0, X0, Y12, X12); \
+	HSUM16(Z1, Y1, X1, Y12, X12); \
+	HSUM16(Z2, Y2, X2, Y12, X12); \
+	HSUM16(Z3, Y3, X3, Y12, X12); \
+	HSUM16(Z4, Y4, X4, Y12, X12); \
+	HSUM16(Z5, Y5, X5, Y12, X12); \
+	HSUM16(Z6, Y6, X6, Y12, X12); \
+	HSUM16(Z7, Y7, X7, Y12, X12); \
+	HSUM16(Z8, Y8, X8, Y12, X12); \
+	HSUM16(Z9, Y9, X9, Y12, X12); \
+	HSUM16(Z10, Y10, X10, Y12, X12); \
+	HSUM16(Z11, Y11, X11, Y12, X12); \
+	VMOVSS X0, 0(DX); \
+	VMOVSS X1, 4(DX); \
+	VMOVSS X2, 8(DX); \
+	VMOVSS X3, 12(DX); \
+	VMOVSS X4, 16(DX); \
+	VMOVSS X5, 20(DX); \
+	VMOVSS X6, 24(DX); \
+	VMOVSS X7, 28(DX); \
+	VMOVSS X8, 32(DX); \
+	VMOVSS X9, 36(DX); \
+	VMOVSS X10, 40(DX); \
+	VMOVSS X11, 44(DX)
+
+// func dotQ8_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
+//
+// SI, DI point at the block pair in row 0 and token 0; R8 is the weight
+// row stride, R9 the activation row stride; AX walks the rows.
+TEXT ·dotQ8_0Tile4x3AVX512Asm(SB), NOSPLIT, $0-64
+	MOVQ  w_base+8(FP), SI
+	MOVQ  x_base+32(FP), DI
+	MOVQ  blocks+56(FP), DX
+	IMUL3Q $34, DX, R8
+	IMUL3Q $34, DX, R9
+	QCONST(0x80808080, 0x80808080)
+	QZERO12
+	MOVQ  DX, BX
+	SHRQ  $1, BX
+	JZ    one
+
+loop:
+	QTOKS2
+	MOVQ SI, AX
+	QROW8_2(AX)
+	QPAIRS3(QPAIR, Z0, Z4, Z8)
+	ADDQ R8, AX
+	QROW8_2(AX)
+	QPAIRS3(QPAIR, Z1, Z5, Z9)
+	ADDQ R8, AX
+	QROW8_2(AX)
+	QPAIRS3(QPAIR, Z2, Z6, Z10)
+	ADDQ R8, AX
+	QROW8_2(AX)
+	QPAIRS3(QPAIR, Z3, Z7, Z11)
+	ADDQ $68, SI
+	ADDQ $68, DI
+	DECQ BX
+	JNZ  loop
+
+one:
+	TESTQ $1, DX
+	JZ    done
+	QTOKS1
+	MOVQ  SI, AX
+	QROW8_1(AX)
+	QPAIRS3(QPAIR1, Z0, Z4, Z8)
+	ADDQ  R8, AX
+	QROW8_1(AX)
+	QPAIRS3(QPAIR1, Z1, Z5, Z9)
+	ADDQ  R8, AX
+	QROW8_1(AX)
+	QPAIRS3(QPAIR1, Z2, Z6, Z10)
+	ADDQ  R8, AX
+	QROW8_1(AX)
+	QPAIRS3(QPAIR1, Z3, Z7, Z11)
+
+done:
+	MOVQ out+0(FP), DX
+	QSTORE12
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
+TEXT ·dotQ4_0Tile4x3AVX512Asm(SB), NOSPLIT, $0-64
+	MOVQ  w_base+8(FP), SI
+	MOVQ  x_base+32(FP), DI
+	MOVQ  blocks+56(FP), DX
+	IMUL3Q $18, DX, R8
+	IMUL3Q $34, DX, R9
+	QCONST(0x0f0f0f0f, 0x08080808)
+	QZERO12
+	MOVQ  DX, BX
+	SHRQ  $1, BX
+	JZ    one
+
+loop:
+	QTOKS2
+	MOVQ SI, AX
+	QROW4_2(AX)
+	QPAIRS3(QPAIR, Z0, Z4, Z8)
+	ADDQ R8, AX
+	QROW4_2(AX)
+	QPAIRS3(QPAIR, Z1, Z5, Z9)
+	ADDQ R8, AX
+	QROW4_2(AX)
+	QPAIRS3(QPAIR, Z2, Z6, Z10)
+	ADDQ R8, AX
+	QROW4_2(AX)
+	QPAIRS3(QPAIR, Z3, Z7, Z11)
+	ADDQ $36, SI
+	ADDQ $68, DI
+	DECQ BX
+	JNZ  loop
+
+one:
+	TESTQ $1, DX
+	JZ    done
+	QTOKS1
+	MOVQ  SI, AX
+	QROW4_1(AX)
+	QPAIRS3(QPAIR1, Z0, Z4, Z8)
+	ADDQ  R8, AX
+	QROW4_1(AX)
+	QPAIRS3(QPAIR1, Z1, Z5, Z9)
+	ADDQ  R8, AX
+	QROW4_1(AX)
+	QPAIRS3(QPAIR1, Z2, Z6, Z10)
+	ADDQ  R8, AX
+	QROW4_1(AX)
+	QPAIRS3(QPAIR1, Z3, Z7, Z11)
+
+done:
+	MOVQ out+0(FP), DX
+	QSTORE12
+	VZEROUPPER
+	RET
+
+// func widenF16AVX512Asm(dst []float32, src []uint16)
+TEXT ·widenF16AVX512Asm(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+
+loop:
+	CMPQ      CX, $16
+	JB        tail
+	VCVTPH2PS (SI), Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JMP       loop
+
+tail:
+	TESTQ       CX, CX
+	JZ          done
+	TAILK
+	VMOVDQU16.Z (SI), K1, Y0
+	VCVTPH2PS   Y0, Z0
+	VMOVUPS     Z0, K1, (DI)
+
+done:
+	VZEROUPPER
+	RET

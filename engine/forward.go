@@ -226,7 +226,7 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	emit("attn_out", ws.attn)
 
 	kernels.MatMul(m.pool, ws.f1, l.fc1, ws.h, l.fc1B, rows)
-	kernels.GELUNew(ws.f1)
+	kernels.GELUNewPool(m.pool, ws.f1)
 	emit("mlp_act", ws.f1)
 	kernels.MatMul(m.pool, ws.mlp, l.fc2, ws.f1, l.fc2B, rows)
 	emit("mlp_out", ws.mlp)

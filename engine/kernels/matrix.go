@@ -233,9 +233,10 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
 	xq := make([]byte, tokens*xrb)
-	for t := 0; t < tokens; t++ {
+	// Quantize the activations once, every token row in parallel.
+	p.Run(tokens, func(_, t int) {
 		QuantizeQ8_0(xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
-	}
+	})
 	dot, tile := dotQ8_0, dotQ8_0Tile
 	if m.DType == Q4_0 {
 		dot, tile = dotQ4_0, dotQ4_0Tile

@@ -28,6 +28,15 @@ func LayerNorm(dst, x, w, b []float32, eps float32) {
 	}
 }
 
+// GELUNewPool is GELUNew spread over the pool's threads.
+func GELUNewPool(p *Pool, x []float32) {
+	const chunk = 4096
+	n := (len(x) + chunk - 1) / chunk
+	p.Run(n, func(_, c int) {
+		GELUNew(x[c*chunk : min((c+1)*chunk, len(x))])
+	})
+}
+
 // GELUNew applies the tanh approximation of GELU ("gelu_new") in place.
 func GELUNew(x []float32) {
 	const c = 0.7978845608028654 // sqrt(2/pi)

@@ -75,8 +75,12 @@ type Coordinator struct {
 	// signed); only they are planned.
 	reachable map[string]bool
 	probing   map[string]bool
-	started   time.Time
-	tokStats  struct {
+	// pending marks workers whose first probe has not finished: planning
+	// waits for them (a few seconds at most), so a new leader does not
+	// re-plan around workers it simply has not reached yet.
+	pending  map[string]bool
+	started  time.Time
+	tokStats struct {
 		at     time.Time
 		tokens uint64
 		rate   float64
@@ -123,6 +127,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		clients:   map[string]*StageClient{},
 		reachable: map[string]bool{},
 		probing:   map[string]bool{},
+		pending:   map[string]bool{},
 		probed:    make(chan struct{}, 1),
 		started:   time.Now(),
 	}
@@ -237,6 +242,10 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 // the assignment changes.
 func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	c.mu.Lock()
+	if len(c.pending) > 0 {
+		c.mu.Unlock()
+		return // first probes still running; they trigger a re-plan when done
+	}
 	cur := c.plan
 	var infos []shard.WorkerInfo
 	for _, w := range c.workers {
@@ -306,6 +315,7 @@ func (c *Coordinator) probeNew(ctx context.Context, ws []registry.WorkerRecord) 
 			continue
 		}
 		c.probing[key] = true
+		c.pending[key] = true
 		go c.probe(ctx, key, w.ID, cl)
 	}
 	for key := range c.reachable {
@@ -313,13 +323,31 @@ func (c *Coordinator) probeNew(ctx context.Context, ws []registry.WorkerRecord) 
 			delete(c.reachable, key) // re-verified if it comes back
 		}
 	}
+	for key := range c.pending {
+		if !present[key] {
+			delete(c.pending, key)
+		}
+	}
 }
 
 func (c *Coordinator) probe(ctx context.Context, key, id string, cl *StageClient) {
+	settled := func() {
+		c.mu.Lock()
+		wasPending := c.pending[key]
+		delete(c.pending, key)
+		c.mu.Unlock()
+		if wasPending {
+			select {
+			case c.probed <- struct{}{}:
+			default:
+			}
+		}
+	}
 	defer func() {
 		c.mu.Lock()
 		delete(c.probing, key)
 		c.mu.Unlock()
+		settled()
 	}()
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -335,6 +363,7 @@ func (c *Coordinator) probe(ctx context.Context, key, id string, cl *StageClient
 			}
 			return
 		}
+		settled() // a failed first probe no longer holds planning back
 		if err == nil {
 			err = fmt.Errorf("it says it is %q", info.GetWorkerId())
 		}

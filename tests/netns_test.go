@@ -71,14 +71,14 @@ func TestNetworkCut(t *testing.T) {
 	h := newTestHost(t, 7)
 	fx := fixture(t, "phi-tiny-f32")
 	local := localModel(t, fx)
-	c := startCluster(t, fx, clusterOpts{workers: 0, etcdHost: h.hostIP, coordArgs: []string{"--stage-timeout", "1s"}})
+	c := startCluster(t, fx, clusterOpts{workers: 0, etcdHost: h.hostIP, coordArgs: []string{"--stage-timeout", "1s", "--min-workers", "3"}})
 	c.addWorker("w1", "--speed", "100", "--debug-step-delay", "10ms")
 	c.addWorker("w2", "--speed", "100", "--debug-step-delay", "10ms")
 	// w3 lives on the other host.
 	addr := fmt.Sprintf("%s:%d", h.nsIP, 17000+os.Getpid()%1000)
 	p := startProc(t, c.dir, "w3", "ip", "netns", "exec", h.ns, bin.worker, "--model", fx, "--listen", addr,
 		"--etcd", c.etcd, "--cluster", c.name, "--name", "w3", "--threads", "1", "--lease-ttl", "2s",
-		"--speed", "100", "--debug-step-delay", "10ms")
+		"--speed", "300", "--debug-step-delay", "10ms") // fastest: the plan uses it
 	c.workers["w3"] = p
 	st := c.waitEpoch(0, 30*time.Second)
 	onOtherHost := false

@@ -28,7 +28,7 @@ func TestInitContainerPull(t *testing.T) {
 				"model.safetensors": make([]byte, 11<<20), // over the LFS threshold: goes through the CDN
 			})
 			defer hub.Close()
-			hub.Commit = rev
+			hub.SetCommit(rev)
 
 			cache := t.TempDir()
 			var args []string

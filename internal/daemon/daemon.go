@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/internal/cliflag"
+	"github.com/phalanx-llm/phalanx/internal/console"
 	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/phalanx-llm/phalanx/internal/openai"
 	"github.com/phalanx-llm/phalanx/internal/tlsutil"
@@ -306,6 +307,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		api := openai.New(coord, keys, log)
 		api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		console.Register(api, coord.Status) // the web console at "/" and GET /api/cluster, no key
 		hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 		go hsrv.Serve(hl)
 		defer hsrv.Close()

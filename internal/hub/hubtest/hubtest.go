@@ -101,8 +101,11 @@ func New(repo string, files map[string][]byte) *Server {
 		fmt.Fprintf(commit, "%s %s\n", n, f.blobID)
 	}
 	s.Commit = hex.EncodeToString(commit.Sum(nil))
-	s.Hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
-	s.CDN = httptest.NewServer(http.HandlerFunc(s.serveCDN))
+	// Both servers exist before either serves, so handlers see every field.
+	s.Hub = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHub))
+	s.CDN = httptest.NewUnstartedServer(http.HandlerFunc(s.serveCDN))
+	s.Hub.Start()
+	s.CDN.Start()
 	return s
 }
 
@@ -115,6 +118,19 @@ func gitBlobID(b []byte) string {
 
 // URL is the Hub's endpoint, for HF_ENDPOINT.
 func (s *Server) URL() string { return s.Hub.URL }
+
+// SetCommit changes the commit the repository is at (safe while serving).
+func (s *Server) SetCommit(c string) {
+	s.mu.Lock()
+	s.Commit = c
+	s.mu.Unlock()
+}
+
+func (s *Server) commit() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Commit
+}
 
 // Close stops both servers.
 func (s *Server) Close() { s.Hub.Close(); s.CDN.Close() }
@@ -187,7 +203,7 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		hubError(w, http.StatusUnauthorized, "RepoNotFound", "Invalid credentials in Authorization header")
 		return
 	}
-	if rev := unescape(segs[3]); rev != "main" && rev != s.Commit {
+	if rev := unescape(segs[3]); rev != "main" && rev != s.commit() {
 		hubError(w, http.StatusNotFound, "RevisionNotFound", "Invalid rev id: "+rev)
 		return
 	}
@@ -197,7 +213,7 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		hubError(w, http.StatusNotFound, "EntryNotFound", name+" does not exist on \"main\"")
 		return
 	}
-	w.Header().Set("X-Repo-Commit", s.Commit)
+	w.Header().Set("X-Repo-Commit", s.commit())
 	if f.lfs {
 		w.Header().Set("ETag", `"`+f.blobID+`"`)
 		w.Header().Set("X-Linked-Etag", `"`+f.sha256+`"`)
@@ -236,7 +252,7 @@ func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request, rest string) 
 		hubError(w, http.StatusUnauthorized, "RepoNotFound", "Invalid credentials in Authorization header")
 		return
 	}
-	if rev := unescape(segs[3]); rev != "main" && rev != s.Commit {
+	if rev := unescape(segs[3]); rev != "main" && rev != s.commit() {
 		hubError(w, http.StatusNotFound, "RevisionNotFound", "Invalid rev id: "+rev)
 		return
 	}
@@ -276,7 +292,7 @@ func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request, rest string) 
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{
 		"_id": "0123456789abcdef01234567", "id": s.Repo, "modelId": s.Repo, "author": strings.Split(s.Repo, "/")[0],
-		"sha": s.Commit, "private": s.Private, "gated": false, "disabled": false, "downloads": 0, "likes": 0,
+		"sha": s.commit(), "private": s.Private, "gated": false, "disabled": false, "downloads": 0, "likes": 0,
 		"library_name": "transformers", "tags": []string{"transformers", "safetensors", "phi"},
 		"pipeline_tag": "text-generation", "siblings": sib,
 	})

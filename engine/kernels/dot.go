@@ -10,6 +10,10 @@ var (
 	dotQ8_0 = dotQ8_0Generic
 	dotQ4_0 = dotQ4_0Generic
 
+	// q4Prep and q4PrepDot: see kernelSet; nil without them.
+	q4Prep    func(x []byte) []byte
+	q4PrepDot func(w, p []byte) float32
+
 	// dotF32Tile, when not nil, computes a tileRows×tileTokens block of
 	// dot products at once, sharing loads between them:
 	//
@@ -50,6 +54,12 @@ type kernelSet struct {
 	tileQ8_0, tileQ4_0   func(out []float32, w, x []byte, blocks int)
 	qTileRows, qTileToks int
 	widenF16             func(dst []float32, src []uint16) // may be nil
+	// q4Prep expands a row of Q8_0 activations once per product and
+	// q4PrepDot takes it in place of the activations: the Q4_0 decode dot
+	// without recomputing the activation side per weight row. Both nil, or
+	// both set and giving exactly q4_0's bits.
+	q4Prep    func(x []byte) []byte
+	q4PrepDot func(w, p []byte) float32
 }
 
 var genericKernels = kernelSet{
@@ -67,6 +77,7 @@ func (k kernelSet) install() {
 	dotQ8_0, dotQ4_0 = k.q8_0, k.q4_0
 	dotF32Tile, tileRows, tileTokens = k.tileF32, k.tileRows, k.tileTokens
 	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
+	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
 	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
 	widenF16 = k.widenF16
 }

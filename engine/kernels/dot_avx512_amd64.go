@@ -31,9 +31,29 @@ func avx512Set() kernelSet {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
 		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
 		k.qTileRows, k.qTileToks = 4, 3
+		k.q4Prep, k.q4PrepDot = prepQ4_0AVX512, dotQ4_0PrepAVX512
 	}
 	return k
 }
+
+// q4PrepBytes is the expanded size of a row of cols activations.
+func q4PrepBytes(cols int) int { return (cols/QK + 1) / 2 * 192 }
+
+func prepQ4_0AVX512(x []byte) []byte {
+	p := make([]byte, q4PrepBytes(len(x)/34*QK))
+	prepQ4_0AVX512Asm(x[:len(x)/34*34], p)
+	return p
+}
+
+func dotQ4_0PrepAVX512(w, p []byte) float32 {
+	return dotQ4_0PrepAVX512Asm(w, p[:(len(w)/18+1)/2*192])
+}
+
+//go:noescape
+func prepQ4_0AVX512Asm(x, p []byte)
+
+//go:noescape
+func dotQ4_0PrepAVX512Asm(w, p []byte) float32
 
 // The float dots accumulate in two 16-lane accumulators: whole 16-element
 // chunk c goes to accumulator c mod 2, in order, and a final partial chunk

@@ -709,3 +709,77 @@ tail:
 done:
 	VZEROUPPER
 	RET
+
+// func prepQ4_0AVX512Asm(x []byte, p []byte)
+// Expands Q8_0 activations once per product for the Q4_0 decode dot: per
+// pair of blocks 192 bytes — the bytes (zx), −8·Σx per group of four (zc)
+// and the two scales widened to 16 lanes (zs) — exactly what QTOK2 and
+// QTOK1 compute in registers, so dotQ4_0PrepAVX512Asm gives the bits of
+// dotQ4_0AVX512Asm.
+TEXT ·prepQ4_0AVX512Asm(SB), NOSPLIT, $0-48
+	MOVQ x_base+0(FP), DI
+	MOVQ x_len+8(FP), CX
+	MOVQ p_base+24(FP), SI
+	QCONST(0x0f0f0f0f, 0x08080808)
+
+ploop:
+	CMPQ CX, $68
+	JB   pone
+	QTOK2(DI, Z12, Y12, Z15, Z18, Y18)
+	VMOVDQU64 Z12, (SI)
+	VMOVDQU64 Z15, 64(SI)
+	VMOVUPS   Z18, 128(SI)
+	ADDQ $68, DI
+	ADDQ $192, SI
+	SUBQ $68, CX
+	JMP  ploop
+
+pone:
+	CMPQ CX, $34
+	JB   pdone
+	QTOK1(DI, Z12, Y12, Z15, Z18, Y18)
+	VMOVDQU64 Z12, (SI)
+	VMOVDQU64 Z15, 64(SI)
+	VMOVUPS   Z18, 128(SI)
+
+pdone:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0PrepAVX512Asm(w, p []byte) float32
+// dotQ4_0AVX512Asm over activations expanded by prepQ4_0AVX512Asm: the
+// activation side of every block is loaded, not recomputed per row.
+TEXT ·dotQ4_0PrepAVX512Asm(SB), NOSPLIT, $0-52
+	MOVQ   w_base+0(FP), SI
+	MOVQ   w_len+8(FP), CX
+	MOVQ   p_base+24(FP), DI
+	QCONST(0x0f0f0f0f, 0x08080808)
+	VPXORD Z0, Z0, Z0
+
+qloop:
+	CMPQ CX, $36
+	JB   qone
+	VMOVDQU64 (DI), Z12
+	VMOVDQU64 64(DI), Z15
+	VMOVUPS   128(DI), Z18
+	QROW4_2(SI)
+	QPAIR(Z15, Z12, Z18, Z0)
+	ADDQ $36, SI
+	ADDQ $192, DI
+	SUBQ $36, CX
+	JMP  qloop
+
+qone:
+	CMPQ CX, $18
+	JB   qdone
+	VMOVDQU64 (DI), Z12
+	VMOVDQU64 64(DI), Z15
+	VMOVUPS   128(DI), Z18
+	QROW4_1(SI)
+	QPAIR1(Z15, Z12, Z18, Z0)
+
+qdone:
+	HSUM16(Z0, Y0, X0, Y1, X1)
+	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET

@@ -44,7 +44,7 @@ func current() kernelSet {
 		name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0,
 		tileF32: dotF32Tile, tileRows: tileRows, tileTokens: tileTokens,
 		tileQ8_0: dotQ8_0Tile, tileQ4_0: dotQ4_0Tile, qTileRows: qTileRows, qTileToks: qTileTokens,
-		widenF16: widenF16,
+		widenF16: widenF16, q4Prep: q4Prep, q4PrepDot: q4PrepDot,
 	}
 }
 

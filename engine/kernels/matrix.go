@@ -241,6 +241,17 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 	if m.DType == Q4_0 {
 		dot, tile = dotQ4_0, dotQ4_0Tile
 	}
+	// dotRT is one (row, token) product; for Q4_0 with an expanding kernel
+	// set the activation side is prepared once per token, not per row.
+	dotRT := func(r, t int) float32 { return dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]) }
+	if m.DType == Q4_0 && q4PrepDot != nil {
+		xp := make([][]byte, tokens)
+		for t := range xp {
+			xp[t] = q4Prep(xq[t*xrb : (t+1)*xrb])
+		}
+		pdot := q4PrepDot
+		dotRT = func(r, t int) float32 { return pdot(m.rowData(r), xp[t]) }
+	}
 	tr, tt := qTileRows, qTileTokens
 	if tile != nil && tokens >= tt {
 		// Rows outer, tiles of tr rows × tt tokens inner: the tile's rows
@@ -269,13 +280,13 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 				}
 				for ; t < tokens; t++ {
 					for k := 0; k < tr; k++ {
-						store(t, r+k, dot(m.rowData(r+k), xq[t*xrb:(t+1)*xrb]))
+						store(t, r+k, dotRT(r+k, t))
 					}
 				}
 			}
 			for ; r < hi; r++ {
 				for t := 0; t < tokens; t++ {
-					store(t, r, dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]))
+					store(t, r, dotRT(r, t))
 				}
 			}
 		})
@@ -286,10 +297,9 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
 			for t := 0; t < tokens; t++ {
-				xt := xq[t*xrb : (t+1)*xrb]
 				yt := y[t*m.Rows : (t+1)*m.Rows]
 				for i := 0; i < nb; i++ {
-					v := dot(m.rowData(r0+i), xt)
+					v := dotRT(r0+i, t)
 					if bias != nil {
 						v += bias[r0+i]
 					}

@@ -3,6 +3,8 @@ package gguf
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/phalanx-llm/phalanx/engine/mmapfile"
 )
 
 // Map opens the GGUF file at path like Open, but memory-maps it read-only:
@@ -13,17 +15,17 @@ import (
 // The file must not shrink while it is mapped (reading a page past the new
 // end faults the process), the same contract as any mmap-based loader.
 func Map(path string) (*File, error) {
-	m, err := mapFile(path)
+	m, err := mmapfile.Map(path)
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewFile(bytes.NewReader(m.data), int64(len(m.data)), path)
+	f, err := NewFile(bytes.NewReader(m.Data), int64(len(m.Data)), path)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
 	f.closer = m
-	f.mapped = m.data
+	f.mapped = m.Data
 	return f, nil
 }
 
@@ -47,6 +49,6 @@ func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 // it does nothing for a File that is not mapped.
 func (f *File) Prefetch(t *TensorInfo) {
 	if b, err := f.TensorData(t); err == nil && f.mapped != nil {
-		adviseWillNeed(b)
+		mmapfile.WillNeed(b)
 	}
 }

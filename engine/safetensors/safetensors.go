@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/phalanx-llm/phalanx/engine/mmapfile"
 )
 
 // MaxHeaderBytes bounds the JSON header; real headers are a few hundred KiB.
@@ -54,7 +56,7 @@ type File struct {
 	Metadata map[string]string
 	tensors  map[string]*Tensor
 	names    []string
-	mapping  *mapping
+	mapping  *mmapfile.Mapping
 }
 
 type headerEntry struct {
@@ -66,13 +68,13 @@ type headerEntry struct {
 
 // Open maps a safetensors file and validates its header.
 func Open(path string) (*File, error) {
-	m, err := mapFile(path)
+	m, err := mmapfile.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
-	f, err := parse(path, m.data)
+	f, err := parse(path, m.Data)
 	if err != nil {
-		m.close()
+		m.Close()
 		return nil, err
 	}
 	f.mapping = m
@@ -200,7 +202,7 @@ func (f *File) Close() error {
 	if f.mapping == nil {
 		return nil
 	}
-	err := f.mapping.close()
+	err := f.mapping.Close()
 	f.mapping = nil
 	return err
 }
@@ -313,7 +315,7 @@ func (s *Set) Names() []string {
 // Prefetch asks the kernel to read the given tensors' pages ahead of use.
 func (s *Set) Prefetch(ts ...*Tensor) {
 	for _, t := range ts {
-		adviseWillNeed(t.Data)
+		mmapfile.WillNeed(t.Data)
 	}
 }
 

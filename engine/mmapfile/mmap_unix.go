@@ -1,6 +1,6 @@
 //go:build unix
 
-package gguf
+package mmapfile
 
 import (
 	"fmt"
@@ -10,9 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type mapping struct{ data []byte }
-
-func mapFile(path string) (*mapping, error) {
+func mapFile(path string) (*Mapping, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -24,7 +22,7 @@ func mapFile(path string) (*mapping, error) {
 	}
 	size := st.Size()
 	if size == 0 {
-		return &mapping{}, nil
+		return &Mapping{}, nil
 	}
 	if int64(int(size)) != size {
 		return nil, fmt.Errorf("%s: %d bytes cannot be mapped on this platform", path, size)
@@ -33,19 +31,12 @@ func mapFile(path string) (*mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
-	return &mapping{data: data}, nil
+	return &Mapping{Data: data}, nil
 }
 
-func (m *mapping) Close() error {
-	if m.data == nil {
-		return nil
-	}
-	err := unix.Munmap(m.data)
-	m.data = nil
-	return err
-}
+func unmap(b []byte) error { return unix.Munmap(b) }
 
-func adviseWillNeed(b []byte) {
+func willNeed(b []byte) {
 	if len(b) == 0 {
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,7 +122,7 @@ func TestGGUFGoldenF32(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !equalInts(got, c.Greedy.Tokens) {
+				if !slices.Equal(got, c.Greedy.Tokens) {
 					t.Errorf("%s: greedy %v, want %v", c.Name, got, c.Greedy.Tokens)
 				}
 			}
@@ -157,10 +158,10 @@ func TestGGUFMatchesRoundedWeights(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						if !equalInts(got, want) {
+						if !slices.Equal(got, want) {
 							t.Errorf("%s: greedy %v, rounded safetensors %v", c.Name, got, want)
 						}
-						if !equalInts(got, c.Greedy.Tokens) {
+						if !slices.Equal(got, c.Greedy.Tokens) {
 							t.Logf("%s: F16 greedy %v differs from the F32 golden %v", c.Name, got, c.Greedy.Tokens)
 						}
 					}

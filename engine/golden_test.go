@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -195,22 +196,10 @@ func TestGoldenGreedy(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !equalInts(got, c.Greedy.Tokens) {
+				if !slices.Equal(got, c.Greedy.Tokens) {
 					t.Errorf("%s: greedy %v, want %v", c.Name, got, c.Greedy.Tokens)
 				}
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

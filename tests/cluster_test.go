@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,18 +59,6 @@ func localModel(t testing.TB, dir string) *engine.Model {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // stageLogits pushes ids through the cluster's real worker processes, stage
@@ -148,7 +137,7 @@ func TestClusterMatchesEngine(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !equalInts(toks, gc.Greedy.Tokens) {
+					if !slices.Equal(toks, gc.Greedy.Tokens) {
 						t.Errorf("%s: cluster %v, reference %v", gc.Name, toks, gc.Greedy.Tokens)
 					}
 					if last.GetFinishReason() != "length" || int(last.GetUsage().GetCompletionTokens()) != len(toks) {
@@ -192,7 +181,7 @@ func TestClusterConcurrentRequests(t *testing.T) {
 				return
 			}
 			want, _ := engine.Greedy(local, prompt, 24)
-			if !equalInts(toks, want) {
+			if !slices.Equal(toks, want) {
 				errs <- fmt.Errorf("request %d: %v, want %v", i, toks, want)
 			}
 		}(i)
@@ -235,7 +224,7 @@ func TestClusterWorkerJoins(t *testing.T) {
 				mu.Lock()
 				if err != nil {
 					failures = append(failures, err.Error())
-				} else if !equalInts(toks, want) {
+				} else if !slices.Equal(toks, want) {
 					failures = append(failures, fmt.Sprintf("%v: %v, want %v", prompt, toks, want))
 				}
 				done++
@@ -328,7 +317,7 @@ func TestClusterWorkerKilledMidAnswer(t *testing.T) {
 			break
 		}
 	}
-	if !equalInts(toks, want) {
+	if !slices.Equal(toks, want) {
 		t.Fatalf("after a kill -9: %v\nwant %v", toks, want)
 	}
 	t.Logf("worker killed after 10 tokens; longest pause %v (fault → next token)", gap.Round(time.Millisecond))
@@ -357,7 +346,7 @@ func TestClusterExternalEtcd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equalInts(toks, gc.Greedy.Tokens) {
+		if !slices.Equal(toks, gc.Greedy.Tokens) {
 			t.Errorf("%s: %v, want %v", gc.Name, toks, gc.Greedy.Tokens)
 		}
 	}

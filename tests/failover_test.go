@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestThreeMemberEtcdLosesOne(t *testing.T) {
 			c.workers["w1"].kill()
 		}
 	})
-	if res.err != nil || !equalInts(res.tokens, want) {
+	if res.err != nil || !slices.Equal(res.tokens, want) {
 		t.Fatalf("with one etcd member down and a worker killed: %v %v, want %v", res.err, res.tokens, want)
 	}
 	t.Logf("etcd member down, worker killed mid-answer: answer unchanged, longest pause %v", res.gap.Round(time.Millisecond))
@@ -123,7 +124,7 @@ func TestCoordinatorFailover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !equalInts(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("after failover: %v, want %v", got, want)
 	}
 	st, err := standby.ClusterStatus(context.Background(), &phalanxpb.ClusterStatusRequest{})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestKillWorkerAtRandomPoints(t *testing.T) {
 		if res.err != nil {
 			t.Fatalf("run %d (%s, killed %s): %v", run, point, victim.name, res.err)
 		}
-		if !equalInts(res.tokens, want) {
+		if !slices.Equal(res.tokens, want) {
 			t.Fatalf("run %d (%s, killed %s): %v\nwant %v", run, point, victim.name, res.tokens, want)
 		}
 		if point != "between" {
@@ -144,7 +145,7 @@ func TestStoppedWorker(t *testing.T) {
 			stoppedAt = time.Now()
 		}
 	})
-	if res.err != nil || !equalInts(res.tokens, want) {
+	if res.err != nil || !slices.Equal(res.tokens, want) {
 		t.Fatalf("with a stopped worker: %v %v\nwant %v", res.err, res.tokens, want)
 	}
 	t.Logf("SIGSTOP after 8 tokens; longest pause %v", res.gap.Round(time.Millisecond))
@@ -154,7 +155,7 @@ func TestStoppedWorker(t *testing.T) {
 		p := []int{i + 1, 7, 7}
 		w, _ := engine.Greedy(local, p, 16)
 		r := runStream(c, tokenRequest(p, 16), nil)
-		if r.err != nil || !equalInts(r.tokens, w) {
+		if r.err != nil || !slices.Equal(r.tokens, w) {
 			t.Fatalf("after the worker woke up: %v %v, want %v", r.err, r.tokens, w)
 		}
 	}
@@ -195,7 +196,7 @@ func TestEtcdRestart(t *testing.T) {
 			}()
 		}
 	})
-	if res.err != nil || !equalInts(res.tokens, want) {
+	if res.err != nil || !slices.Equal(res.tokens, want) {
 		t.Fatalf("across an etcd restart: %v %v\nwant %v", res.err, res.tokens, want)
 	}
 	<-restarted
@@ -204,7 +205,7 @@ func TestEtcdRestart(t *testing.T) {
 		p := []int{9, i, 9}
 		w, _ := engine.Greedy(local, p, 12)
 		r := runStream(c, tokenRequest(p, 12), nil)
-		if r.err != nil || !equalInts(r.tokens, w) {
+		if r.err != nil || !slices.Equal(r.tokens, w) {
 			t.Fatalf("after etcd came back: %v %v, want %v", r.err, r.tokens, w)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if err != nil || !equalInts(toks, want) {
+	if err != nil || !slices.Equal(toks, want) {
 		t.Fatalf("over mTLS: %v %v, want %v", err, toks, want)
 	}
 	st, err := client.ClusterStatus(context.Background(), &phalanxpb.ClusterStatusRequest{})
@@ -163,7 +164,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if toks, _, _, err = c.generate(context.Background(), tokenRequest(prompt, 12)); err != nil || !equalInts(toks, want) {
+	if toks, _, _, err = c.generate(context.Background(), tokenRequest(prompt, 12)); err != nil || !slices.Equal(toks, want) {
 		t.Fatalf("after the renewal: %v %v", err, toks)
 	}
 }

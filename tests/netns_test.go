@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestNetworkCut(t *testing.T) {
 		}
 	})
 	h.link(t, true)
-	if res.err != nil || !equalInts(res.tokens, want) {
+	if res.err != nil || !slices.Equal(res.tokens, want) {
 		t.Fatalf("with the network cut: %v %v\nwant %v", res.err, res.tokens, want)
 	}
 	t.Logf("link cut after 10 tokens: answer unchanged, longest pause %v", res.gap.Round(time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +67,7 @@ func TestSoak(t *testing.T) {
 					refMu.Lock()
 					want, _ := engine.Greedy(local, prompt, int(req.MaxTokens))
 					refMu.Unlock()
-					if !equalInts(toks, want) {
+					if !slices.Equal(toks, want) {
 						err = fmt.Errorf("client %d request %d: %v, want %v", cl, i, toks, want)
 					}
 				}

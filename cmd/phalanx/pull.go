@@ -25,16 +25,9 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.PrintDefaults()
 	}
 	// Flags may come after the repository: `pull microsoft/phi-2 --revision main`.
-	var positional []string
-	for rest := args; ; {
-		if err := parseFlagsArgs(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(positional) != 1 {
 		return usagef("want exactly one ORG/NAME or URL argument, got %d", len(positional))

@@ -32,16 +32,9 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, "usage: phalanx run [flags] MODEL   (a directory, a .gguf file, ORG/NAME on Hugging Face, or a GGUF URL)\n\nflags:")
 		fs.PrintDefaults()
 	}
-	var positional []string
-	for rest := args; ; {
-		if err := parseFlagsArgs(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(positional) != 1 {
 		return usagef("want exactly one MODEL argument")

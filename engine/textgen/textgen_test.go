@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,21 +87,9 @@ func TestSeedReproducible(t *testing.T) {
 	}
 	req.Sampling.Seed = 43
 	c, _ := run(t, m, g, req)
-	if equal(a.Tokens, c.Tokens) {
+	if slices.Equal(a.Tokens, c.Tokens) {
 		t.Errorf("different seeds gave the same %d tokens", len(a.Tokens))
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestStopSequenceCutsExactly(t *testing.T) {

@@ -256,15 +256,11 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-coordinator", *id, Version, log)
+	stopTracing, err := startTracing(ctx, "phalanx-coordinator", *id, log)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shutdownTracing(sctx)
-	}()
+	defer stopTracing()
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
 		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
@@ -396,15 +392,11 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	mem := *memory
 	// The KV cache budget is set when layers load: what they leave of --memory.
-	shutdownTracing, err := observe.SetupTracing(ctx, "phalanx-worker", *name, Version, log)
+	stopTracing, err := startTracing(ctx, "phalanx-worker", *name, log)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shutdownTracing(sctx)
-	}()
+	defer stopTracing()
 	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay, Logger: log})
 	defer stage.Close()
 	if *metricsAddr != "" {
@@ -556,4 +548,18 @@ func stageDialOptions(nodeTLS *tlsutil.Reloader) []grpc.DialOption {
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(nodeTLS.ClientConfig())))
 	}
 	return opts
+}
+
+// startTracing sets up OpenTelemetry from OTEL_* and returns a function
+// that flushes the spans (at most 5 s) on exit.
+func startTracing(ctx context.Context, service, id string, log *slog.Logger) (func(), error) {
+	shutdown, err := observe.SetupTracing(ctx, service, id, Version, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutdown(sctx)
+	}, nil
 }

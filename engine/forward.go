@@ -185,7 +185,6 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	l := &m.layers[li]
 	ws := &m.ws
 	eps := float32(cfg.LayerNormEps)
-	D := cfg.HeadDim
 	layerIdx := m.Layers.Start + li
 	emit := func(name string, v []float32) {
 		if trace != nil {
@@ -235,7 +234,6 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 		x[i] = (ws.attn[i] + ws.mlp[i]) + x[i] // HF's order: attn + mlp + residual
 	}
 	emit("out", x)
-	_ = D
 }
 
 // rotate applies the partial rotary embedding, rotate-half style, to the

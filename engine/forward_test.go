@@ -56,52 +56,62 @@ func TestKVCacheMatchesFullPass(t *testing.T) {
 func TestSplitLayerRangesBitIdentical(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx, func(t *testing.T) {
-			dir := fixtureDir(fx)
 			g := loadGolden(t, fx)
-			full := loadFull(t, dir)
-			L := full.Config.NumLayers
-			ids := g.Cases[len(g.Cases)-1].InputIDs
-			want := allLogits(t, full, ids)
-			for k := 0; k <= L; k++ {
-				ends, err := Load(dir, Options{Embedding: true, Head: true, Threads: 2})
-				if err != nil {
-					t.Fatal(err)
-				}
-				a, err := Load(dir, Options{Layers: LayerRange{0, k}, Threads: 2})
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := Load(dir, Options{Layers: LayerRange{k, L}, Threads: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				H, V := full.Config.HiddenSize, full.Config.VocabSize
-				x := make([]float32, len(ids)*H)
-				if err := ends.Embed(ids, x); err != nil {
-					t.Fatal(err)
-				}
-				for _, st := range []*Model{a, b} {
-					if err := st.Forward(x, []Span{{Cache: st.NewCache(), Tokens: len(ids)}}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				got := make([]float32, len(ids)*V)
-				if err := ends.Logits(x, got); err != nil {
-					t.Fatal(err)
-				}
-				for i := range want {
-					if got[i] != want[i] {
-						t.Fatalf("split at %d: logit %d is %v, want %v (bit-identical)", k, i, got[i], want[i])
-					}
-				}
-				if err := a.Logits(x[:H], make([]float32, V)); !errors.Is(err, ErrNotHeld) {
-					t.Errorf("a stage without the head computed logits: %v", err)
-				}
-				ends.Close()
-				a.Close()
-				b.Close()
-			}
+			checkSplitsBitIdentical(t, fixtureDir(fx), g.Cases[len(g.Cases)-1].InputIDs)
 		})
+	}
+}
+
+// checkSplitsBitIdentical loads the model at path as stages [0,k) and
+// [k,L), for every k, with the ends loaded apart, and requires the chained
+// logits to be exactly the whole model's, and each stage to hold only its
+// layers.
+func checkSplitsBitIdentical(t *testing.T, path string, ids []int) {
+	t.Helper()
+	full := loadFull(t, path)
+	L := full.Config.NumLayers
+	H, V := full.Config.HiddenSize, full.Config.VocabSize
+	want := allLogits(t, full, ids)
+	for k := 0; k <= L; k++ {
+		ends, err := Load(path, Options{Embedding: true, Head: true, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := Load(path, Options{Layers: LayerRange{0, k}, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Load(path, Options{Layers: LayerRange{k, L}, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, len(ids)*H)
+		if err := ends.Embed(ids, x); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []*Model{a, b} {
+			if err := st.Forward(x, []Span{{Cache: st.NewCache(), Tokens: len(ids)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := make([]float32, len(ids)*V)
+		if err := ends.Logits(x, got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("split at %d: logit %d is %v, want %v (bit-identical)", k, i, got[i], want[i])
+			}
+		}
+		if err := a.Logits(x[:H], make([]float32, V)); !errors.Is(err, ErrNotHeld) {
+			t.Errorf("a stage without the head computed logits: %v", err)
+		}
+		if a.HasHead() || a.HasEmbedding() || (k < L && a.WeightBytes() >= full.WeightBytes()) {
+			t.Errorf("stage [0,%d) holds more than its layers", k)
+		}
+		ends.Close()
+		a.Close()
+		b.Close()
 	}
 }
 

@@ -280,47 +280,7 @@ func TestGGUFSplitLayerRangesBitIdentical(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx, func(t *testing.T) {
 			path := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: kernels.Q8_0})
-			full := loadFull(t, path)
-			L := full.Config.NumLayers
-			ids := loadGolden(t, fx).Cases[2].InputIDs
-			want := allLogits(t, full, ids)
-			H, V := full.Config.HiddenSize, full.Config.VocabSize
-			for k := 0; k <= L; k++ {
-				ends, err := Load(path, Options{Embedding: true, Head: true, Threads: 2})
-				if err != nil {
-					t.Fatal(err)
-				}
-				a, err := Load(path, Options{Layers: LayerRange{0, k}, Threads: 2})
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := Load(path, Options{Layers: LayerRange{k, L}, Threads: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				x := make([]float32, len(ids)*H)
-				if err := ends.Embed(ids, x); err != nil {
-					t.Fatal(err)
-				}
-				for _, st := range []*Model{a, b} {
-					if err := st.Forward(x, []Span{{Cache: st.NewCache(), Tokens: len(ids)}}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				got := make([]float32, len(ids)*V)
-				if err := ends.Logits(x, got); err != nil {
-					t.Fatal(err)
-				}
-				if !equalBits(got, want) {
-					t.Errorf("split at %d: logits differ from the whole model's", k)
-				}
-				if a.HasHead() || a.HasEmbedding() || a.WeightBytes() >= full.WeightBytes() && k < L {
-					t.Errorf("stage [0,%d) holds more than its layers", k)
-				}
-				ends.Close()
-				a.Close()
-				b.Close()
-			}
+			checkSplitsBitIdentical(t, path, loadGolden(t, fx).Cases[2].InputIDs)
 		})
 	}
 }

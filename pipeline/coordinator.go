@@ -536,5 +536,3 @@ func (c *Coordinator) PlanError() error {
 	defer c.mu.Unlock()
 	return c.planErr
 }
-
-func (c *Coordinator) String() string { return fmt.Sprintf("coordinator %s", c.cfg.ID) }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"time"
@@ -114,9 +113,7 @@ func ToTextgen(req *phalanxpb.GenerateRequest) (textgen.Request, error) {
 	if sp != nil && sp.Seed != nil {
 		p.Seed = sp.GetSeed()
 	} else {
-		var b [8]byte
-		rand.Read(b[:])
-		p.Seed = binary.LittleEndian.Uint64(b[:])
+		p.Seed = sample.RandomSeed()
 	}
 	if err := p.Validate(); err != nil {
 		return r, status.Errorf(codes.InvalidArgument, "%v", err)

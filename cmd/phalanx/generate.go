@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -76,9 +74,7 @@ func samplingFlags(fs *flag.FlagSet) func() (sample.Params, error) {
 			}
 			p.Seed = v
 		} else {
-			var b [8]byte
-			rand.Read(b[:])
-			p.Seed = binary.LittleEndian.Uint64(b[:])
+			p.Seed = sample.RandomSeed()
 		}
 		if err := p.Validate(); err != nil {
 			return p, usageError{err}

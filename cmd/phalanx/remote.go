@@ -57,32 +57,41 @@ func withKey(ctx context.Context) context.Context {
 	return ctx
 }
 
-// generateRemoteText streams one generation's text to onText.
-func generateRemoteText(ctx context.Context, addr string, req textgen.Request, onText func(string)) error {
+// streamRemote runs one generation on a coordinator, calling onMsg for
+// every streamed message, and returns the final one.
+func streamRemote(ctx context.Context, addr string, preq *phalanxpb.GenerateRequest, onMsg func(*phalanxpb.GenerateResponse)) (*phalanxpb.GenerateResponse, error) {
 	conn, err := dial(addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
-	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), toProto(req, "raw"))
+	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), preq)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {
-			return errNoFinal
+			return nil, errNoFinal
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
+		onMsg(msg)
+		if msg.GetDone() {
+			return msg, nil
+		}
+	}
+}
+
+// generateRemoteText streams one generation's text to onText.
+func generateRemoteText(ctx context.Context, addr string, req textgen.Request, onText func(string)) error {
+	_, err := streamRemote(ctx, addr, toProto(req, "raw"), func(msg *phalanxpb.GenerateResponse) {
 		if t := msg.GetText(); t != "" {
 			onText(t)
 		}
-		if msg.GetDone() {
-			return nil
-		}
-	}
+	})
+	return err
 }
 
 // toProto converts a generation request for the Inference API.
@@ -115,26 +124,9 @@ func toProto(req textgen.Request, tmpl string) *phalanxpb.GenerateRequest {
 
 // generateRemote runs a generation on a coordinator, streaming its text.
 func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl string, asJSON bool, stdout, stderr io.Writer) error {
-	conn, err := dial(addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	preq := toProto(req, tmpl)
-	stream, err := phalanxpb.NewInferenceClient(conn).Generate(withKey(ctx), preq)
-	if err != nil {
-		return err
-	}
 	var tokens []int
 	var text strings.Builder
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			return errNoFinal
-		}
-		if err != nil {
-			return err
-		}
+	msg, err := streamRemote(ctx, addr, toProto(req, tmpl), func(msg *phalanxpb.GenerateResponse) {
 		for _, t := range msg.GetTokens() {
 			tokens = append(tokens, int(t))
 		}
@@ -142,23 +134,24 @@ func generateRemote(ctx context.Context, addr string, req textgen.Request, tmpl 
 		if !asJSON && msg.GetText() != "" {
 			io.WriteString(stdout, msg.GetText())
 		}
-		if msg.GetDone() {
-			tm := msg.GetTimings()
-			if asJSON {
-				return json.NewEncoder(stdout).Encode(map[string]any{
-					"tokens": nonNil(tokens), "text": text.String(), "finish_reason": sample.FinishReason(msg.GetFinishReason()),
-					"usage": map[string]int32{"prompt_tokens": msg.GetUsage().GetPromptTokens(), "completion_tokens": msg.GetUsage().GetCompletionTokens()},
-					"timings": map[string]float64{"time_to_first_token_ms": tm.GetTimeToFirstTokenMs(),
-						"prefill_tokens_per_second": tm.GetPrefillTokensPerSecond(), "decode_tokens_per_second": tm.GetDecodeTokensPerSecond()},
-				})
-			}
-			fmt.Fprintln(stdout)
-			fmt.Fprintf(stderr, "\n%d prompt tokens, %d generated (%s); first token %.0f ms, prefill %.1f tok/s, decode %.2f tok/s\n",
-				msg.GetUsage().GetPromptTokens(), msg.GetUsage().GetCompletionTokens(), msg.GetFinishReason(),
-				tm.GetTimeToFirstTokenMs(), tm.GetPrefillTokensPerSecond(), tm.GetDecodeTokensPerSecond())
-			return nil
-		}
+	})
+	if err != nil {
+		return err
 	}
+	tm := msg.GetTimings()
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{
+			"tokens": nonNil(tokens), "text": text.String(), "finish_reason": sample.FinishReason(msg.GetFinishReason()),
+			"usage": map[string]int32{"prompt_tokens": msg.GetUsage().GetPromptTokens(), "completion_tokens": msg.GetUsage().GetCompletionTokens()},
+			"timings": map[string]float64{"time_to_first_token_ms": tm.GetTimeToFirstTokenMs(),
+				"prefill_tokens_per_second": tm.GetPrefillTokensPerSecond(), "decode_tokens_per_second": tm.GetDecodeTokensPerSecond()},
+		})
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stderr, "\n%d prompt tokens, %d generated (%s); first token %.0f ms, prefill %.1f tok/s, decode %.2f tok/s\n",
+		msg.GetUsage().GetPromptTokens(), msg.GetUsage().GetCompletionTokens(), msg.GetFinishReason(),
+		tm.GetTimeToFirstTokenMs(), tm.GetPrefillTokensPerSecond(), tm.GetDecodeTokensPerSecond())
+	return nil
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -150,10 +151,14 @@ func TestPoolRunsEveryChunkOnce(t *testing.T) {
 	defer p.Close()
 	for _, n := range []int{0, 1, 2, 3, 4, 5, 100} {
 		seen := make([]int32, n)
-		busy := make([]int32, 4)
+		var mu sync.Mutex
 		p.Run(n, func(w, c int) {
-			busy[w]++
+			if w < 0 || w >= p.Threads() {
+				t.Errorf("worker index %d outside [0, %d)", w, p.Threads())
+			}
+			mu.Lock()
 			seen[c]++
+			mu.Unlock()
 		})
 		for c, s := range seen {
 			if s != 1 {

@@ -1,6 +1,8 @@
 package sample
 
 import (
+	cryptorand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -144,4 +146,12 @@ func checkFloat(name string, v float32) error {
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidParams}, args...)...)
+}
+
+// RandomSeed draws a seed for a request that names none (from the
+// operating system's random source, so concurrent requests differ).
+func RandomSeed() uint64 {
+	var b [8]byte
+	cryptorand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
 }

@@ -276,11 +276,7 @@ func (c *common) toRequest(maxDefault int) (textgen.Request, error) {
 	if c.Seed != nil {
 		p.Seed = uint64(*c.Seed)
 	} else {
-		var b [8]byte
-		rand.Read(b[:])
-		for _, x := range b {
-			p.Seed = p.Seed<<8 | uint64(x)
-		}
+		p.Seed = sample.RandomSeed()
 	}
 	if err := p.Validate(); err != nil {
 		return r, err

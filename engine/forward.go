@@ -194,9 +194,13 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 
 	kernels.LayerNorm(ws.h, x, l.lnW, l.lnB, eps)
 	emit("ln", ws.h)
-	kernels.MatMul(m.pool, ws.q, l.q, ws.h, l.qB, rows)
-	kernels.MatMul(m.pool, ws.k, l.k, ws.h, l.kB, rows)
-	kernels.MatMul(m.pool, ws.v, l.v, ws.h, l.vB, rows)
+	// q, k, v and fc1 all read the normalized input: one pass, which
+	// quantizes it once for quantized weights.
+	kernels.MatMuls(m.pool, ws.h, rows,
+		kernels.Product{M: l.q, Y: ws.q, Bias: l.qB},
+		kernels.Product{M: l.k, Y: ws.k, Bias: l.kB},
+		kernels.Product{M: l.v, Y: ws.v, Bias: l.vB},
+		kernels.Product{M: l.fc1, Y: ws.f1, Bias: l.fc1B})
 	if cfg.QKLayerNorm {
 		kernels.LayerNorm(ws.q, ws.q, l.qLnW, l.qLnB, eps)
 		kernels.LayerNorm(ws.k, ws.k, l.kLnW, l.kLnB, eps)
@@ -224,7 +228,6 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	kernels.MatMul(m.pool, ws.attn, l.dense, ws.ctx, l.denseB, rows)
 	emit("attn_out", ws.attn)
 
-	kernels.MatMul(m.pool, ws.f1, l.fc1, ws.h, l.fc1B, rows)
 	kernels.GELUNewPool(m.pool, ws.f1)
 	emit("mlp_act", ws.f1)
 	kernels.MatMul(m.pool, ws.mlp, l.fc2, ws.f1, l.fc2B, rows)

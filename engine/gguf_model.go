@@ -398,11 +398,17 @@ func (s *ggufSource) Matrix(name string, rows, cols int) (kernels.Matrix, error)
 		return kernels.Matrix{}, err
 	}
 	m := kernels.Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
+	copied := false
 	if m.Check() != nil { // misaligned (general.alignment below 4): keep an aligned copy
-		m.Data = alignedCopy(data)
+		m.Data, copied = alignedCopy(data), true
 	}
 	if err := m.Check(); err != nil {
 		return kernels.Matrix{}, fmt.Errorf("%w: %s: tensor %q: %v", ErrWeights, s.f.Name, t.Name, err)
+	}
+	if m = m.Repacked(); m.IsRepacked() && !copied {
+		// The kernels read the repacked copy: the mapped pages need not
+		// stay resident as well.
+		s.f.Release(data)
 	}
 	return m, nil
 }

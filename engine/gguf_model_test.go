@@ -278,10 +278,33 @@ func TestGGUFSplitQKV(t *testing.T) {
 // to the whole model.
 func TestGGUFSplitLayerRangesBitIdentical(t *testing.T) {
 	for _, fx := range fixtures {
-		t.Run(fx, func(t *testing.T) {
-			path := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: kernels.Q8_0})
-			checkSplitsBitIdentical(t, path, loadGolden(t, fx).Cases[2].InputIDs)
-		})
+		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
+				path := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ})
+				checkSplitsBitIdentical(t, path, loadGolden(t, fx).Cases[2].InputIDs)
+			})
+		}
+	}
+}
+
+// Quantized files decode token by token (and in small chunks) to exactly a
+// full pass's logits: Q4_0 weights are repacked for the AVX-512 kernels, and
+// their one-token and batched kernels must agree bit for bit.
+func TestGGUFKVCacheMatchesFullPass(t *testing.T) {
+	for _, fx := range fixtures {
+		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
+				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+				for _, c := range loadGolden(t, fx).Cases {
+					full := allLogits(t, m, c.InputIDs)
+					for _, chunk := range []int{1, 2, 5} {
+						if d := maxDiff(full, decodeStepwise(t, m, c.InputIDs, chunk)); d != 0 {
+							t.Errorf("%s chunk %d: KV-cache logits differ from a full pass by %.3g", c.Name, chunk, d)
+						}
+					}
+				}
+			})
+		}
 	}
 }
 

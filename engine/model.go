@@ -144,6 +144,7 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 		if m.head, err = src.Matrix(name, V, H); err != nil {
 			return nil, err
 		}
+		m.head = m.head.Repacked()
 		if src.Has("lm_head.bias") {
 			if m.headB, err = src.Vector("lm_head.bias", V); err != nil {
 				return nil, err
@@ -171,6 +172,7 @@ func loadLayer(cfg *Config, src TensorSource, i int) (layer, error) {
 	mat := func(dst *kernels.Matrix, name string, rows, cols int) {
 		var err error
 		*dst, err = src.Matrix(p+name, rows, cols)
+		*dst = dst.Repacked()
 		errs = append(errs, err)
 	}
 	vec := func(dst *[]float32, name string, n int) {

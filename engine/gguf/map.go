@@ -45,6 +45,15 @@ func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 	return f.mapped[t.Offset : t.Offset+t.Size : t.Offset+t.Size], nil
 }
 
+// Release tells the kernel that b, a range of a mapped tensor's data, will
+// not be read again soon (its pages leave the resident set and are read
+// back if touched); it does nothing for a File that is not mapped.
+func (f *File) Release(b []byte) {
+	if f.mapped != nil {
+		mmapfile.DontNeed(b)
+	}
+}
+
 // Prefetch asks the kernel to read a mapped tensor's pages ahead of use;
 // it does nothing for a File that is not mapped.
 func (f *File) Prefetch(t *TensorInfo) {

@@ -60,6 +60,12 @@ type kernelSet struct {
 	// both set and giving exactly q4_0's bits.
 	q4Prep    func(x []byte) []byte
 	q4PrepDot func(w, p []byte) float32
+	// q4x8Gemv and q4x8Tile read Q4_0 matrices repacked by eight rows
+	// (q4x8.go); both nil, or both set and agreeing bit for bit.
+	q4x8Gemv func(out *[8]float32, w, p []byte, blocks int)
+	q4x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+	// gelu is GELUNew's kernel; nil means geluNewGeneric.
+	gelu func(x []float32)
 }
 
 var genericKernels = kernelSet{
@@ -69,6 +75,7 @@ var genericKernels = kernelSet{
 	bf16: dotBF16Generic,
 	q8_0: dotQ8_0Generic,
 	q4_0: dotQ4_0Generic,
+	gelu: geluNewGeneric,
 }
 
 // install makes k the package's kernels. Only init and tests call it.
@@ -78,8 +85,13 @@ func (k kernelSet) install() {
 	dotF32Tile, tileRows, tileTokens = k.tileF32, k.tileRows, k.tileTokens
 	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
 	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
+	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
 	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
 	widenF16 = k.widenF16
+	geluNew = k.gelu
+	if geluNew == nil {
+		geluNew = geluNewGeneric
+	}
 }
 
 func init() {

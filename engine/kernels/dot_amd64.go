@@ -20,14 +20,20 @@ var avx2Kernels = kernelSet{
 
 	tileRows:   4,
 	tileTokens: 2,
+
+	gelu: geluAVX2,
 }
 
 // archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU
-// runs them; init installs the first.
+// runs them; init installs the first. The AVX-512 set gets its GELU here
+// (gelu_amd64.go; it needs only AVX-512F, which hasAVX512 implies), apart
+// from the dot kernels avx512Set chooses.
 func archKernels() []kernelSet {
 	var sets []kernelSet
 	if hasAVX2FMA && hasAVX512 {
-		sets = append(sets, avx512Set())
+		k := avx512Set()
+		k.gelu = geluAVX512
+		sets = append(sets, k)
 	}
 	if hasAVX2FMA {
 		sets = append(sets, avx2Kernels)

@@ -32,6 +32,7 @@ func avx512Set() kernelSet {
 		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
 		k.qTileRows, k.qTileToks = 4, 3
 		k.q4Prep, k.q4PrepDot = prepQ4_0AVX512, dotQ4_0PrepAVX512
+		k.q4x8Gemv, k.q4x8Tile = q4x8GemvAVX512, q4x8TileAVX512
 	}
 	return k
 }
@@ -129,3 +130,24 @@ func dotQ4_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
 	}
 	dotQ4_0Tile4x3AVX512Asm((*[12]float32)(out), w, x, blocks)
 }
+
+func q4x8GemvAVX512(out *[8]float32, w, p []byte, blocks int) {
+	if blocks < 0 || len(w) < blocks*q4x8BlockBytes || len(p) < blocks*q4x8PrepBytes {
+		panic("kernels: q4x8GemvAVX512: short operands")
+	}
+	q4x8GemvAVX512Asm(out, w, p, blocks)
+}
+
+func q4x8TileAVX512(out *[32]float32, w, p []byte, blocks, pstride int) {
+	if blocks < 0 || pstride < blocks*q4x8PrepBytes || len(w) < blocks*q4x8BlockBytes ||
+		len(p) < (q4x8Tokens-1)*pstride+blocks*q4x8PrepBytes {
+		panic("kernels: q4x8TileAVX512: short operands")
+	}
+	q4x8TileAVX512Asm(out, w, p, blocks, pstride)
+}
+
+//go:noescape
+func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
+
+//go:noescape
+func q4x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)

@@ -13,6 +13,8 @@ type Matrix struct {
 	Rows  int
 	Cols  int
 	Data  []byte
+
+	q4x8 []byte // Q4_0 rows interleaved by eight (see Repacked), or nil
 }
 
 // Check reports whether the matrix is well formed.
@@ -128,23 +130,88 @@ const prefillBlock = 8
 // tokens×Cols, y is tokens×Rows, both row-major. bias may be nil. It panics
 // on shapes that do not match, which is a programming error in the caller.
 func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
-	if len(x) != tokens*m.Cols || len(y) != tokens*m.Rows || (bias != nil && len(bias) != m.Rows) {
-		panic(fmt.Sprintf("kernels: MatMul shapes: m %dx%d, x %d, y %d, bias %d, tokens %d",
-			m.Rows, m.Cols, len(x), len(y), len(bias), tokens))
+	MatMuls(p, x, tokens, Product{M: m, Y: y, Bias: bias})
+}
+
+// Product is one matrix product of MatMuls: Y = M·x + Bias (Bias may be nil).
+type Product struct {
+	M       Matrix
+	Y, Bias []float32
+}
+
+// MatMuls computes several products of the same activations x (tokens rows
+// of the matrices' common Cols) in one parallel pass: the activations are
+// quantized once for all quantized weights, and the threads take the rows
+// of every product from one queue, so small products do not each pay a
+// hand-off. Every Y gets exactly MatMul's bits.
+func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
+	var act activations
+	var runs []func(c int)
+	var ends []int // ends[i]: chunks of products 0…i
+	total := 0
+	for _, pr := range prods {
+		m, y, bias := pr.M, pr.Y, pr.Bias
+		if len(x) != tokens*m.Cols || len(y) != tokens*m.Rows || (bias != nil && len(bias) != m.Rows) {
+			panic(fmt.Sprintf("kernels: MatMul shapes: m %dx%d, x %d, y %d, bias %d, tokens %d",
+				m.Rows, m.Cols, len(x), len(y), len(bias), tokens))
+		}
+		if tokens == 0 || m.Rows == 0 {
+			continue
+		}
+		chunks, run := m.plan(p, y, x, bias, tokens, &act)
+		total += chunks
+		runs, ends = append(runs, run), append(ends, total)
 	}
-	if tokens == 0 || m.Rows == 0 {
+	if len(runs) == 1 {
+		p.Run(total, func(_, c int) { runs[0](c) })
 		return
 	}
+	p.Run(total, func(_, c int) {
+		i := 0
+		for c >= ends[i] {
+			i++
+		}
+		if i > 0 {
+			c -= ends[i-1]
+		}
+		runs[i](c)
+	})
+}
+
+// activations holds the forms of one MatMuls call's activations that
+// quantized products share, made on first use.
+type activations struct {
+	xq    []byte   // Q8_0 rows
+	q4    [][]byte // q4Prep of each row
+	q4x8  []byte   // q4x8Prep of each row, back to back
+	ready struct{ xq, q4, q4x8 bool }
+}
+
+func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
+	if !a.ready.xq {
+		xrb := Q8_0.RowBytes(cols)
+		a.xq = make([]byte, tokens*xrb)
+		// Quantize every token row in parallel.
+		p.Run(tokens, func(_, t int) {
+			QuantizeQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
+		})
+		a.ready.xq = true
+	}
+	return a.xq
+}
+
+// plan returns the chunks of the product y = m·x + bias and the function
+// computing one of them; chunks may run in any order, on any thread.
+func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations) (int, func(c int)) {
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
 	if m.DType == Q8_0 || m.DType == Q4_0 {
-		matMulQ(p, y, m, x, bias, tokens, chunk, chunks)
-		return
+		return m.planQ(p, y, x, bias, tokens, chunk, chunks, act)
 	}
 	if tokens == 1 && !m.DType.Quantized() {
 		// Decode: stream each weight row once.
-		p.Run(chunks, func(_, c int) {
+		return chunks, func(c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			for r := lo; r < hi; r++ {
 				v := m.dot(r, x)
@@ -153,13 +220,12 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 				}
 				y[r] = v
 			}
-		})
-		return
+		}
 	}
 	// Several tokens (prefill, or a batch of sessions): take a block of rows
 	// small enough to stay in cache (16-bit rows widened once), and pass
 	// every token over it, so each weight is read from memory once per call.
-	p.Run(chunks, func(_, c int) {
+	return chunks, func(c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 		var scratch []float32
 		if m.DType != F32 { // 16-bit and K-quant rows are widened into scratch
@@ -178,7 +244,7 @@ func MatMul(p *Pool, y []float32, m Matrix, x, bias []float32, tokens int) {
 			}
 			dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens)
 		}
-	})
+	}
 }
 
 // maxTile bounds the pairs of any tile kernel (tileRows×tileTokens,
@@ -225,18 +291,17 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
 	}
 }
 
-// matMulQ is the product with Q8_0 or Q4_0 weights: the activations are
+// planQ plans the product with Q8_0 or Q4_0 weights: the activations are
 // quantized to Q8_0 once, then every (row, token) is an integer block dot.
 // Decode and batched calls use the same dot on the same quantized rows (or
 // a tile kernel that gives its bits), so they give the same bits.
-func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, chunks int) {
+func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(c int)) {
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
-	xq := make([]byte, tokens*xrb)
-	// Quantize the activations once, every token row in parallel.
-	p.Run(tokens, func(_, t int) {
-		QuantizeQ8_0(xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
-	})
+	xq := act.q8(p, x, cols, tokens)
+	if m.DType == Q4_0 && m.q4x8 != nil && q4x8Gemv != nil {
+		return m.planQ4x8(p, y, xq, bias, tokens, act)
+	}
 	dot, tile := dotQ8_0, dotQ8_0Tile
 	if m.DType == Q4_0 {
 		dot, tile = dotQ4_0, dotQ4_0Tile
@@ -245,12 +310,21 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 	// set the activation side is prepared once per token, not per row.
 	dotRT := func(r, t int) float32 { return dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]) }
 	if m.DType == Q4_0 && q4PrepDot != nil {
-		xp := make([][]byte, tokens)
-		for t := range xp {
-			xp[t] = q4Prep(xq[t*xrb : (t+1)*xrb])
+		if !act.ready.q4 {
+			act.q4 = make([][]byte, tokens)
+			for t := range act.q4 {
+				act.q4[t] = q4Prep(xq[t*xrb : (t+1)*xrb])
+			}
+			act.ready.q4 = true
 		}
-		pdot := q4PrepDot
+		xp, pdot := act.q4, q4PrepDot
 		dotRT = func(r, t int) float32 { return pdot(m.rowData(r), xp[t]) }
+	}
+	store := func(t, r int, v float32) {
+		if bias != nil {
+			v += bias[r]
+		}
+		y[t*m.Rows+r] = v
 	}
 	tr, tt := qTileRows, qTileTokens
 	if tile != nil && tokens >= tt {
@@ -258,14 +332,8 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 		// stay in L1 while every token passes over them.
 		rb := m.DType.RowBytes(cols)
 		blocks := cols / QK
-		p.Run(chunks, func(_, c int) {
+		return chunks, func(c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-			store := func(t, r int, v float32) {
-				if bias != nil {
-					v += bias[r]
-				}
-				y[t*m.Rows+r] = v
-			}
 			var buf [maxTile]float32
 			out := buf[:tr*tt]
 			r := lo
@@ -289,23 +357,17 @@ func matMulQ(p *Pool, y []float32, m Matrix, x, bias []float32, tokens, chunk, c
 					store(t, r, dotRT(r, t))
 				}
 			}
-		})
-		return
+		}
 	}
-	p.Run(chunks, func(_, c int) {
+	return chunks, func(c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
 			for t := 0; t < tokens; t++ {
-				yt := y[t*m.Rows : (t+1)*m.Rows]
 				for i := 0; i < nb; i++ {
-					v := dotRT(r0+i, t)
-					if bias != nil {
-						v += bias[r0+i]
-					}
-					yt[r0+i] = v
+					store(t, r0+i, dotRT(r0+i, t))
 				}
 			}
 		}
-	})
+	}
 }

@@ -37,8 +37,18 @@ func GELUNewPool(p *Pool, x []float32) {
 	})
 }
 
-// GELUNew applies the tanh approximation of GELU ("gelu_new") in place.
-func GELUNew(x []float32) {
+// GELUNew applies the tanh approximation of GELU ("gelu_new") in place,
+// 0.5·x·(1+tanh(√(2/π)(x+0.044715x³))), with the kernel chosen at start-up
+// (see geluNew).
+func GELUNew(x []float32) { geluNew(x) }
+
+// geluNew is GELUNew's kernel: an architecture's kernel set may replace the
+// generic one (kernelSet.gelu), as it replaces the dot products.
+var geluNew = geluNewGeneric
+
+// geluNewGeneric is the reference GELUNew, in float64 rounded to float32;
+// the assembly kernels are tested against it.
+func geluNewGeneric(x []float32) {
 	const c = 0.7978845608028654 // sqrt(2/pi)
 	for i, v := range x {
 		f := float64(v)

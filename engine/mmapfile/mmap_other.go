@@ -15,3 +15,5 @@ func mapFile(path string) (*Mapping, error) {
 func unmap([]byte) error { return nil }
 
 func willNeed([]byte) {}
+
+func dontNeed([]byte) {}

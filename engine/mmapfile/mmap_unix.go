@@ -46,3 +46,19 @@ func willNeed(b []byte) {
 	full := unsafe.Slice((*byte)(unsafe.Add(p, -off)), len(b)+off)
 	_ = unix.Madvise(full, unix.MADV_WILLNEED)
 }
+
+func dontNeed(b []byte) {
+	// Only the pages wholly inside b: its neighbours may still be in use.
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	start := uintptr(p)
+	lo := (start + page - 1) / page * page
+	hi := (start + uintptr(len(b))) / page * page
+	if hi <= lo {
+		return
+	}
+	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p, lo-start)), hi-lo), unix.MADV_DONTNEED)
+}

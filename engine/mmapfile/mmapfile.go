@@ -24,3 +24,9 @@ func (m *Mapping) Close() error {
 // WillNeed asks the kernel to read b's pages ahead of use (b must lie in a
 // mapping). It is advice: errors are ignored.
 func WillNeed(b []byte) { willNeed(b) }
+
+// DontNeed tells the kernel the process no longer needs the whole pages
+// inside b (b must lie in a mapping): they leave the resident set and are
+// read again from the file (or the page cache) if touched. It is advice:
+// errors are ignored.
+func DontNeed(b []byte) { dontNeed(b) }

@@ -10,6 +10,9 @@ var (
 	dotQ8_0 = dotQ8_0Generic
 	dotQ4_0 = dotQ4_0Generic
 
+	// dotF16Rows4: see kernelSet; nil without it.
+	dotF16Rows4 func(out *[4]float32, w []uint16, x []float32)
+
 	// q4Prep and q4PrepDot: see kernelSet; nil without them.
 	q4Prep    func(x []byte) []byte
 	q4PrepDot func(w, p []byte) float32
@@ -64,6 +67,10 @@ type kernelSet struct {
 	// (q4x8.go); both nil, or both set and agreeing bit for bit.
 	q4x8Gemv func(out *[8]float32, w, p []byte, blocks int)
 	q4x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+	// f16Rows4, when not nil, sets out[i] = f16(row i of w, x) for four
+	// rows of len(x) values back to back, bit for bit: decode with F16
+	// weights, the activations loaded once for four rows.
+	f16Rows4 func(out *[4]float32, w []uint16, x []float32)
 	// gelu is GELUNew's kernel; nil means geluNewGeneric.
 	gelu func(x []float32)
 }
@@ -86,6 +93,7 @@ func (k kernelSet) install() {
 	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
 	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
 	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
+	dotF16Rows4 = k.f16Rows4
 	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
 	widenF16 = k.widenF16
 	geluNew = k.gelu

@@ -26,6 +26,7 @@ func avx512Set() kernelSet {
 		tileRows:   4,
 		tileTokens: 3,
 		widenF16:   widenF16AVX512,
+		f16Rows4:   dotF16Rows4AVX512,
 	}
 	if hasAVX512VNNI {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
@@ -151,3 +152,14 @@ func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 
 //go:noescape
 func q4x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
+
+func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32) {
+	n := len(x)
+	if len(w) < 4*n {
+		panic("kernels: dotF16Rows4AVX512: short operands")
+	}
+	dotF16Rows4AVX512Asm(out, w, x, n)
+}
+
+//go:noescape
+func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)

@@ -901,3 +901,117 @@ tdone:
 	Q4X8OUT(Z19, Y19, 96)
 	VZEROUPPER
 	RET
+
+// The 16-bit decode kernels for four rows at once: row i has accumulators
+// Z(2i) (even chunks) and Z(2i+1) (odd chunks) and follows dotF16AVX512Asm's
+// sequence exactly, so each result has that dot's bits; the activations
+// are loaded once for the four rows (Z16, Z17) and the eight independent
+// chains keep the FMA units busy. SI points at row 0, R8 is the row stride
+// in bytes, R9 three strides.
+
+#define R4CVT(off, k, z0, z2, z4, z6) \
+	VCVTPH2PS off(SI), z0; \
+	VCVTPH2PS off(SI)(R8*1), z2; \
+	VCVTPH2PS off(SI)(R8*2), z4; \
+	VCVTPH2PS off(SI)(R9*1), z6
+
+#define R4CVTK \
+	VMOVDQU16.Z (SI), K1, Y8; \
+	VMOVDQU16.Z (SI)(R8*1), K1, Y10; \
+	VMOVDQU16.Z (SI)(R8*2), K1, Y12; \
+	VMOVDQU16.Z (SI)(R9*1), K1, Y14; \
+	VCVTPH2PS   Y8, Z8; \
+	VCVTPH2PS   Y10, Z10; \
+	VCVTPH2PS   Y12, Z12; \
+	VCVTPH2PS   Y14, Z14
+
+#define R4FMA(zx, a0, a1, a2, a3) \
+	VFMADD231PS zx, Z8, a0; \
+	VFMADD231PS zx, Z10, a1; \
+	VFMADD231PS zx, Z12, a2; \
+	VFMADD231PS zx, Z14, a3
+
+#define R4FMA1(zx, a0, a1, a2, a3) \
+	VFMADD231PS zx, Z9, a0; \
+	VFMADD231PS zx, Z11, a1; \
+	VFMADD231PS zx, Z13, a2; \
+	VFMADD231PS zx, Z15, a3
+
+// func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)
+TEXT ·dotF16Rows4AVX512Asm(SB), NOSPLIT, $0-64
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   n+56(FP), DX
+	MOVQ   DX, R8
+	SHLQ   $1, R8
+	LEAQ   (R8)(R8*2), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   DX, BX
+	SHRQ   $5, BX
+	JZ     rest
+
+loop:
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1024(SI)(R8*1)
+	PREFETCHT0 1024(SI)(R8*2)
+	PREFETCHT0 1024(SI)(R9*1)
+	VMOVUPS (DI), Z16
+	VMOVUPS 64(DI), Z17
+	R4CVT(0, 0, Z8, Z10, Z12, Z14)
+	R4CVT(32, 0, Z9, Z11, Z13, Z15)
+	R4FMA(Z16, Z0, Z2, Z4, Z6)
+	R4FMA1(Z17, Z1, Z3, Z5, Z7)
+	ADDQ    $64, SI
+	ADDQ    $128, DI
+	DECQ    BX
+	JNZ     loop
+
+rest:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail0
+	VMOVUPS (DI), Z16
+	R4CVT(0, 0, Z8, Z10, Z12, Z14)
+	R4FMA(Z16, Z0, Z2, Z4, Z6)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   done
+	TAILK
+	VMOVUPS.Z (DI), K1, Z16
+	R4CVTK
+	R4FMA(Z16, Z1, Z3, Z5, Z7)
+	JMP  done
+
+tail0:
+	TESTQ CX, CX
+	JZ    done
+	TAILK
+	VMOVUPS.Z (DI), K1, Z16
+	R4CVTK
+	R4FMA(Z16, Z0, Z2, Z4, Z6)
+
+done:
+	VADDPS Z1, Z0, Z0
+	VADDPS Z3, Z2, Z2
+	VADDPS Z5, Z4, Z4
+	VADDPS Z7, Z6, Z6
+	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z2, Y2, X2, Y8, X8)
+	HSUM16(Z4, Y4, X4, Y8, X8)
+	HSUM16(Z6, Y6, X6, Y8, X8)
+	MOVQ   out+0(FP), DX
+	VMOVSS X0, 0(DX)
+	VMOVSS X2, 4(DX)
+	VMOVSS X4, 8(DX)
+	VMOVSS X6, 12(DX)
+	VZEROUPPER
+	RET

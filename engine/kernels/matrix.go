@@ -211,9 +211,27 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 	}
 	if tokens == 1 && !m.DType.Quantized() {
 		// Decode: stream each weight row once.
+		rows4 := dotF16Rows4
+		if m.DType != F16 {
+			rows4 = nil
+		}
 		return chunks, func(c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-			for r := lo; r < hi; r++ {
+			r := lo
+			if rows4 != nil {
+				var out [4]float32
+				w := m.u16()
+				for ; r+4 <= hi; r += 4 {
+					rows4(&out, w[r*cols:(r+4)*cols], x)
+					for i, v := range out {
+						if bias != nil {
+							v += bias[r+i]
+						}
+						y[r+i] = v
+					}
+				}
+			}
+			for ; r < hi; r++ {
 				v := m.dot(r, x)
 				if bias != nil {
 					v += bias[r]

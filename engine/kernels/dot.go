@@ -10,6 +10,9 @@ var (
 	dotQ8_0 = dotQ8_0Generic
 	dotQ4_0 = dotQ4_0Generic
 
+	// dotF32TilePart: see kernelSet; nil without it.
+	dotF32TilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
+
 	// dotF16Rows4: see kernelSet; nil without it.
 	dotF16Rows4 func(out *[4]float32, w []uint16, x []float32)
 
@@ -42,6 +45,18 @@ var (
 	widenF16 func(dst []float32, src []uint16)
 )
 
+// The tile parts' constants: flags, the space for a tile's accumulators
+// (24 vectors of 16 floats), the column alignment of all but the last part
+// and the part length the product uses (a multiple of it: the rows and
+// tokens of a 4×3 part take 28 KB, within a 48 KB L1).
+const (
+	tileCont       = 1
+	tileLast       = 2
+	tileAccFloats  = 384
+	tilePartAlign  = 32
+	tilePartLength = 1024
+)
+
 // kernelSet is one implementation of every dot kernel; an architecture
 // offers the sets its CPU can run (archKernels), best first.
 type kernelSet struct {
@@ -67,6 +82,14 @@ type kernelSet struct {
 	// (q4x8.go); both nil, or both set and agreeing bit for bit.
 	q4x8Gemv func(out *[8]float32, w, p []byte, blocks int)
 	q4x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+	// tilePart, when not nil, runs tileF32 over the columns in parts so
+	// that a part's rows and tokens stay in L1: rows and tokens are ld
+	// floats apart; a part covers n columns (a multiple of tilePartAlign
+	// unless it is the last, flags&tileLast), starting from the
+	// accumulators saved in acc by the previous part (flags&tileCont) and
+	// saving them there, or, in the last part, storing the tile's results at
+	// acc[0…tileRows·tileTokens). The parts of a tile give tileF32's bits.
+	tilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
 	// f16Rows4, when not nil, sets out[i] = f16(row i of w, x) for four
 	// rows of len(x) values back to back, bit for bit: decode with F16
 	// weights, the activations loaded once for four rows.
@@ -94,6 +117,7 @@ func (k kernelSet) install() {
 	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
 	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
 	dotF16Rows4 = k.f16Rows4
+	dotF32TilePart = k.tilePart
 	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
 	widenF16 = k.widenF16
 	geluNew = k.gelu

@@ -27,6 +27,7 @@ func avx512Set() kernelSet {
 		tileTokens: 3,
 		widenF16:   widenF16AVX512,
 		f16Rows4:   dotF16Rows4AVX512,
+		tilePart:   dotF32Tile4x3PartAVX512,
 	}
 	if hasAVX512VNNI {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
@@ -163,3 +164,13 @@ func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32) {
 
 //go:noescape
 func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)
+
+func dotF32Tile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int) {
+	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < 2*ld+n || (flags&2 == 0 && n%32 != 0) {
+		panic("kernels: dotF32Tile4x3PartAVX512: bad operands")
+	}
+	dotTile4x3PartAVX512(acc, w, x, ld, n, flags)
+}
+
+//go:noescape
+func dotTile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)

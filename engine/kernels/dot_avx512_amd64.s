@@ -1015,3 +1015,128 @@ done:
 	VMOVSS X6, 12(DX)
 	VZEROUPPER
 	RET
+
+// The 4×3 float tile in parts along the columns (prefill over long rows):
+// a part runs dotTile4x3AVX512's loop over n columns (a multiple of 32
+// unless it is the last part) with the 24 accumulators loaded from acc
+// (flags&1; zero otherwise) and stored back to acc, or, in the last part
+// (flags&2), the tail, the combination and the reduction done exactly as
+// dotTile4x3AVX512 does them, the twelve results stored at acc[0…11]. The
+// parts of a pair thus follow the whole tile's sequence, whose bits are
+// dotF32's, while a part's rows and tokens stay in L1.
+
+// TACC(op) applies op(offset, reg) to the 24 accumulators' slots in acc (BX).
+#define TACC(op) \
+	op(0, Z0); op(64, Z1); op(128, Z2); op(192, Z3); \
+	op(256, Z4); op(320, Z5); op(384, Z6); op(448, Z7); \
+	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
+	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15); \
+	op(1024, Z16); op(1088, Z17); op(1152, Z18); op(1216, Z19); \
+	op(1280, Z20); op(1344, Z21); op(1408, Z22); op(1472, Z23)
+
+#define TACCLOAD(off, z) VMOVUPS off(BX), z
+#define TACCSTORE(off, z) VMOVUPS z, off(BX)
+#define TACCZERO(off, z) VPXORD z, z, z
+
+// func dotTile4x3PartAVX512(acc *[384]float32, w, x []float32, ld, n, flags int)
+TEXT ·dotTile4x3PartAVX512(SB), NOSPLIT, $0-80
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), SI
+	MOVQ x_base+32(FP), DI
+	MOVQ ld+56(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	TESTQ $1, R10
+	JZ    zero
+	TACC(TACCLOAD)
+	JMP   start
+
+zero:
+	TACC(TACCZERO)
+
+start:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest
+
+loop:
+	TLOAD(0)
+	TFMA0
+	TLOAD(64)
+	TFMA1
+	ADDQ $128, SI
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  loop
+
+rest:
+	TESTQ $2, R10
+	JNZ   last
+	TACC(TACCSTORE)
+	VZEROUPPER
+	RET
+
+last:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail0
+	TLOAD(0)
+	TFMA0
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   combine
+	TAILK
+	TLOADK
+	TFMA1
+	JMP  combine
+
+tail0:
+	TESTQ CX, CX
+	JZ    combine
+	TAILK
+	TLOADK
+	TFMA0
+
+combine:
+	VADDPS Z12, Z0, Z0
+	VADDPS Z13, Z1, Z1
+	VADDPS Z14, Z2, Z2
+	VADDPS Z15, Z3, Z3
+	VADDPS Z16, Z4, Z4
+	VADDPS Z17, Z5, Z5
+	VADDPS Z18, Z6, Z6
+	VADDPS Z19, Z7, Z7
+	VADDPS Z20, Z8, Z8
+	VADDPS Z21, Z9, Z9
+	VADDPS Z22, Z10, Z10
+	VADDPS Z23, Z11, Z11
+	HSUM16(Z0, Y0, X0, Y12, X12)
+	HSUM16(Z1, Y1, X1, Y12, X12)
+	HSUM16(Z2, Y2, X2, Y12, X12)
+	HSUM16(Z3, Y3, X3, Y12, X12)
+	HSUM16(Z4, Y4, X4, Y12, X12)
+	HSUM16(Z5, Y5, X5, Y12, X12)
+	HSUM16(Z6, Y6, X6, Y12, X12)
+	HSUM16(Z7, Y7, X7, Y12, X12)
+	HSUM16(Z8, Y8, X8, Y12, X12)
+	HSUM16(Z9, Y9, X9, Y12, X12)
+	HSUM16(Z10, Y10, X10, Y12, X12)
+	HSUM16(Z11, Y11, X11, Y12, X12)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VMOVSS X8, 32(BX)
+	VMOVSS X9, 36(BX)
+	VMOVSS X10, 40(BX)
+	VMOVSS X11, 44(BX)
+	VZEROUPPER
+	RET

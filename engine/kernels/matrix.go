@@ -146,7 +146,7 @@ type Product struct {
 // hand-off. Every Y gets exactly MatMul's bits.
 func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 	var act activations
-	var runs []func(c int)
+	var runs []func(worker, c int)
 	var ends []int // ends[i]: chunks of products 0…i
 	total := 0
 	for _, pr := range prods {
@@ -163,10 +163,10 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 		runs, ends = append(runs, run), append(ends, total)
 	}
 	if len(runs) == 1 {
-		p.Run(total, func(_, c int) { runs[0](c) })
+		p.Run(total, runs[0])
 		return
 	}
-	p.Run(total, func(_, c int) {
+	p.Run(total, func(worker, c int) {
 		i := 0
 		for c >= ends[i] {
 			i++
@@ -174,7 +174,7 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 		if i > 0 {
 			c -= ends[i-1]
 		}
-		runs[i](c)
+		runs[i](worker, c)
 	})
 }
 
@@ -202,7 +202,7 @@ func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
 
 // plan returns the chunks of the product y = m·x + bias and the function
 // computing one of them; chunks may run in any order, on any thread.
-func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations) (int, func(c int)) {
+func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
@@ -215,7 +215,7 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 		if m.DType != F16 {
 			rows4 = nil
 		}
-		return chunks, func(c int) {
+		return chunks, func(worker, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			r := lo
 			if rows4 != nil {
@@ -243,12 +243,16 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 	// Several tokens (prefill, or a batch of sessions): take a block of rows
 	// small enough to stay in cache (16-bit rows widened once), and pass
 	// every token over it, so each weight is read from memory once per call.
-	return chunks, func(c int) {
+	return chunks, func(worker, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-		var scratch []float32
-		if m.DType != F32 { // 16-bit and K-quant rows are widened into scratch
-			scratch = make([]float32, prefillBlock*cols)
+		// Per worker: the widened rows (16-bit and K-quant weights), then
+		// the tile parts' accumulators.
+		wide := 0
+		if m.DType != F32 {
+			wide = prefillBlock * cols
 		}
+		scratch := p.scratchFor(worker, wide+tilePartScratch(cols, tokens))
+		accs := scratch[wide:]
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
 			var block []float32 // rows r0 … r0+nb-1, back to back
@@ -260,7 +264,7 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 					m.Row(r0+i, block[i*cols:(i+1)*cols])
 				}
 			}
-			dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens)
+			dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
 		}
 	}
 }
@@ -269,42 +273,86 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 // qTileRows×qTileTokens).
 const maxTile = 16
 
+// tilePartScratch is the accumulator space dotBlock needs for a product
+// of tokens tokens over cols columns (0 when it does not split the tiles).
+func tilePartScratch(cols, tokens int) int {
+	if dotF32TilePart == nil || cols <= tilePartLength || tokens < tileTokens {
+		return 0
+	}
+	return (tokens + tileTokens - 1) / tileTokens * tileAccFloats
+}
+
 // dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
 // nb rows of block (each of cols values) and every token t; y has rows
 // values per token. Where a tile kernel exists it takes tileRows rows and
 // tileTokens tokens at a time, sharing their loads (rows outer, so a tile's
 // rows stay in L1 while the tokens pass); its results are dotF32's bits, so
-// the split does not show in the output.
-func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
-	store := func(t, i int, v float32) {
-		if bias != nil {
-			v += bias[r0+i]
+// the split does not show in the output. Over long rows, where the set has
+// tile parts, it goes through the columns tilePartLength at a time for all
+// tokens, keeping each tile's accumulators in accs (tilePartScratch).
+func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+	tr, tt := tileRows, tileTokens
+	// storeTile stores a tile's results (token-major) for rows i… and
+	// tokens t…
+	storeTile := func(out []float32, i, t int) {
+		for tk := 0; tk < tt; tk++ {
+			yt := y[(t+tk)*rows+r0+i:][:tr]
+			for k, v := range out[tk*tr : (tk+1)*tr] {
+				if bias != nil {
+					v += bias[r0+i+k]
+				}
+				yt[k] = v
+			}
 		}
-		y[t*rows+r0+i] = v
+	}
+	// Tiles cover the tokens tt at a time; when tt does not divide them the
+	// last tile overlaps the one before it (its pairs are computed twice,
+	// with the same bits), so no token falls to the slower single dot.
+	tileStart := func(j int) int { return min(j*tt, tokens-tt) }
+	tiles := 0
+	if tt > 0 {
+		tiles = (tokens + tt - 1) / tt
 	}
 	i := 0
-	if tile, tr, tt := dotF32Tile, tileRows, tileTokens; tile != nil && tokens >= tt {
+	if part := dotF32TilePart; part != nil && len(accs) > 0 {
+		for ; i+tr <= nb; i += tr {
+			w := block[i*cols : (i+tr)*cols]
+			for k0 := 0; k0 < cols; k0 += tilePartLength {
+				n, flags := tilePartLength, 0
+				if k0 > 0 {
+					flags |= tileCont
+				}
+				if cols-k0 <= tilePartLength {
+					n, flags = cols-k0, flags|tileLast
+				}
+				for j := 0; j < tiles; j++ {
+					acc := (*[tileAccFloats]float32)(accs[j*tileAccFloats:])
+					part(acc, w[k0:], x[tileStart(j)*cols+k0:], cols, n, flags)
+				}
+			}
+			for j := 0; j < tiles; j++ {
+				storeTile(accs[j*tileAccFloats:][:tr*tt], i, tileStart(j))
+			}
+		}
+	} else if tile := dotF32Tile; tile != nil && tokens >= tt {
 		var buf [maxTile]float32
 		out := buf[:tr*tt]
 		for ; i+tr <= nb; i += tr {
 			w := block[i*cols : (i+tr)*cols]
-			t := 0
-			for ; t+tt <= tokens; t += tt {
+			for j := 0; j < tiles; j++ {
+				t := tileStart(j)
 				tile(out, w, x[t*cols:(t+tt)*cols], cols)
-				for k, v := range out {
-					store(t+k/tr, i+k%tr, v)
-				}
-			}
-			for ; t < tokens; t++ {
-				for k := 0; k < tr; k++ {
-					store(t, i+k, dotF32(w[k*cols:(k+1)*cols], x[t*cols:(t+1)*cols]))
-				}
+				storeTile(out, i, t)
 			}
 		}
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
-			store(t, i, dotF32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols]))
+			v := dotF32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
+			if bias != nil {
+				v += bias[r0+i]
+			}
+			y[t*rows+r0+i] = v
 		}
 	}
 }
@@ -313,7 +361,7 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int) {
 // quantized to Q8_0 once, then every (row, token) is an integer block dot.
 // Decode and batched calls use the same dot on the same quantized rows (or
 // a tile kernel that gives its bits), so they give the same bits.
-func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(c int)) {
+func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
 	xq := act.q8(p, x, cols, tokens)
@@ -350,7 +398,7 @@ func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, 
 		// stay in L1 while every token passes over them.
 		rb := m.DType.RowBytes(cols)
 		blocks := cols / QK
-		return chunks, func(c int) {
+		return chunks, func(worker, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			var buf [maxTile]float32
 			out := buf[:tr*tt]
@@ -377,7 +425,7 @@ func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, 
 			}
 		}
 	}
-	return chunks, func(c int) {
+	return chunks, func(worker, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)

@@ -12,6 +12,7 @@ import (
 // Run; concurrent Runs are serialized.
 type Pool struct {
 	threads int
+	scratch [][]float32 // per worker, see Scratch
 	mu      sync.Mutex
 	work    chan *task
 	closed  atomic.Bool
@@ -30,7 +31,7 @@ func NewPool(n int) *Pool {
 	if n < 1 {
 		n = 1
 	}
-	p := &Pool{threads: n, work: make(chan *task)}
+	p := &Pool{threads: n, work: make(chan *task), scratch: make([][]float32, n)}
 	for w := 1; w < n; w++ {
 		go p.loop(w)
 	}
@@ -109,6 +110,16 @@ func (p *Pool) Run(chunks int, fn func(worker, chunk int)) {
 	}
 	t.drain(0)
 	t.done.Wait()
+}
+
+// scratch is worker's scratch space of at least n floats, kept between
+// calls: within a Run no two concurrent calls share a worker index, so a
+// loop body may use it freely (but not across Runs).
+func (p *Pool) scratchFor(worker, n int) []float32 {
+	if len(p.scratch[worker]) < n {
+		p.scratch[worker] = make([]float32, n)
+	}
+	return p.scratch[worker][:n]
 }
 
 // Close stops the pool's threads. The pool must not be used afterwards.

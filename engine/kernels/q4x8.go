@@ -115,7 +115,7 @@ func q4x8Prep(dst, x []byte) {
 
 // planQ4x8 is planQ for a repacked Q4_0 matrix; xq holds the tokens' Q8_0
 // activation rows.
-func (m Matrix) planQ4x8(p *Pool, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(c int)) {
+func (m Matrix) planQ4x8(p *Pool, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
 	blocks := cols / QK
 	xrb := Q8_0.RowBytes(cols)
@@ -140,7 +140,7 @@ func (m Matrix) planQ4x8(p *Pool, y []float32, xq []byte, bias []float32, tokens
 		y[t*m.Rows+r] = v
 	}
 	gemv, tile := q4x8Gemv, q4x8Tile
-	return chunks + min(rest, 1), func(c int) {
+	return chunks + min(rest, 1), func(_, c int) {
 		if c == chunks { // rows past the last group: the plain dot
 			for r := groups * q4x8Rows; r < m.Rows; r++ {
 				for t := 0; t < tokens; t++ {

@@ -10,6 +10,10 @@ var (
 	dotQ8_0 = dotQ8_0Generic
 	dotQ4_0 = dotQ4_0Generic
 
+	// quantizeActQ8_0 quantizes activations (kernelSet.quantQ8_0, or the
+	// reference QuantizeQ8_0).
+	quantizeActQ8_0 = QuantizeQ8_0
+
 	// dotF32TilePart: see kernelSet; nil without it.
 	dotF32TilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
 
@@ -90,6 +94,9 @@ type kernelSet struct {
 	// saving them there, or, in the last part, storing the tile's results at
 	// acc[0…tileRows·tileTokens). The parts of a tile give tileF32's bits.
 	tilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
+	// quantQ8_0, when not nil, is QuantizeQ8_0 for the activations of
+	// quantized products: the same bytes for finite input.
+	quantQ8_0 func(dst []byte, x []float32)
 	// f16Rows4, when not nil, sets out[i] = f16(row i of w, x) for four
 	// rows of len(x) values back to back, bit for bit: decode with F16
 	// weights, the activations loaded once for four rows.
@@ -118,6 +125,10 @@ func (k kernelSet) install() {
 	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
 	dotF16Rows4 = k.f16Rows4
 	dotF32TilePart = k.tilePart
+	quantizeActQ8_0 = k.quantQ8_0
+	if quantizeActQ8_0 == nil {
+		quantizeActQ8_0 = QuantizeQ8_0
+	}
 	qTileRows, qTileTokens = k.qTileRows, k.qTileToks
 	widenF16 = k.widenF16
 	geluNew = k.gelu

@@ -28,6 +28,7 @@ func avx512Set() kernelSet {
 		widenF16:   widenF16AVX512,
 		f16Rows4:   dotF16Rows4AVX512,
 		tilePart:   dotF32Tile4x3PartAVX512,
+		quantQ8_0:  quantizeQ8_0AVX512,
 	}
 	if hasAVX512VNNI {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
@@ -174,3 +175,14 @@ func dotF32Tile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n,
 
 //go:noescape
 func dotTile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
+
+func quantizeQ8_0AVX512(dst []byte, x []float32) {
+	blocks := len(x) / QK
+	if len(dst) < blocks*34 {
+		panic("kernels: quantizeQ8_0AVX512: short destination")
+	}
+	quantizeQ8_0AVX512Asm(dst[:blocks*34], x[:blocks*QK])
+}
+
+//go:noescape
+func quantizeQ8_0AVX512Asm(dst []byte, x []float32)

@@ -1140,3 +1140,87 @@ combine:
 	VMOVSS X11, 44(BX)
 	VZEROUPPER
 	RET
+
+// func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
+// QuantizeQ8_0 for whole blocks, bit for bit on finite input: amax by
+// VMAXPS (exact), d = amax/127 and 1/d by scalar division, the fp16 scale
+// by VCVTPS2PH round-to-nearest-even (F32ToF16), and C's roundf on x·(1/d)
+// as trunc(v) + sign(v)·(|v − trunc(v)| ≥ 0.5), which is exact (v − trunc(v)
+// is exact for |v| < 2²³).
+DATA q8c<>+0(SB)/4, $0x7fffffff  // abs mask
+DATA q8c<>+4(SB)/4, $0x80000000  // sign mask
+DATA q8c<>+8(SB)/4, $0x3f800000  // 1
+DATA q8c<>+12(SB)/4, $0x3f000000 // 0.5
+DATA q8c<>+16(SB)/4, $0x42fe0000 // 127
+GLOBL q8c<>(SB), RODATA|NOPTR, $20
+
+TEXT ·quantizeQ8_0AVX512Asm(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         x_len+32(FP), CX
+	SHRQ         $5, CX
+	JZ           qdone
+	VBROADCASTSS q8c<>+0(SB), Z28
+	VBROADCASTSS q8c<>+4(SB), Z29
+	VBROADCASTSS q8c<>+8(SB), Z30
+	VBROADCASTSS q8c<>+12(SB), Z31
+	VMOVSS       q8c<>+16(SB), X27
+
+qloop:
+	VMOVUPS       (SI), Z0
+	VMOVUPS       64(SI), Z1
+	VANDPS        Z28, Z0, Z2
+	VANDPS        Z28, Z1, Z3
+	VMAXPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $1, Z2, Y3
+	VMAXPS        Y3, Y2, Y2
+	VEXTRACTF128  $1, Y2, X3
+	VMAXPS        X3, X2, X2
+	VPERMILPS     $0x4e, X2, X3
+	VMAXPS        X3, X2, X2
+	VPERMILPS     $0xb1, X2, X3
+	VMAXPS        X3, X2, X2
+	VDIVSS        X27, X2, X4  // d = amax / 127
+	VCVTPS2PH     $0, X4, X5
+	VMOVD         X5, AX
+	MOVW          AX, (DI)
+	VMOVD         X4, AX
+	TESTL         AX, AX
+	JZ            qzero
+	VDIVSS        X4, X30, X6  // 1/d
+	VBROADCASTSS  X6, Z6
+	VMULPS        Z6, Z0, Z0
+	VMULPS        Z6, Z1, Z1
+	VRNDSCALEPS   $11, Z0, Z2  // trunc, no precision exception
+	VRNDSCALEPS   $11, Z1, Z3
+	VSUBPS        Z2, Z0, Z4
+	VSUBPS        Z3, Z1, Z5
+	VANDPS        Z28, Z4, Z4
+	VANDPS        Z28, Z5, Z5
+	VCMPPS        $0x1d, Z31, Z4, K1 // |v − trunc v| ≥ 0.5
+	VCMPPS        $0x1d, Z31, Z5, K2
+	VANDPS        Z29, Z0, Z4
+	VANDPS        Z29, Z1, Z5
+	VORPS         Z30, Z4, Z4  // ±1 with v's sign
+	VORPS         Z30, Z5, Z5
+	VADDPS        Z4, Z2, K1, Z2
+	VADDPS        Z5, Z3, K2, Z3
+	VCVTTPS2DQ    Z2, Z2
+	VCVTTPS2DQ    Z3, Z3
+	VPMOVDB       Z2, 2(DI)
+	VPMOVDB       Z3, 18(DI)
+	JMP           qnext
+
+qzero:
+	VPXORD    Y2, Y2, Y2
+	VMOVDQU64 Y2, 2(DI)
+
+qnext:
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ  qloop
+
+qdone:
+	VZEROUPPER
+	RET

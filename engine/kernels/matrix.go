@@ -193,7 +193,7 @@ func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
 		a.xq = make([]byte, tokens*xrb)
 		// Quantize every token row in parallel.
 		p.Run(tokens, func(_, t int) {
-			QuantizeQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
+			quantizeActQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
 		})
 		a.ready.xq = true
 	}

@@ -82,10 +82,11 @@ type kernelSet struct {
 	// both set and giving exactly q4_0's bits.
 	q4Prep    func(x []byte) []byte
 	q4PrepDot func(w, p []byte) float32
-	// q4x8Gemv and q4x8Tile read Q4_0 matrices repacked by eight rows
-	// (q4x8.go); both nil, or both set and agreeing bit for bit.
-	q4x8Gemv func(out *[8]float32, w, p []byte, blocks int)
-	q4x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+	// q4x8Gemv and q4x8Tile read Q4_0 matrices repacked by eight rows,
+	// q8x8Gemv and q8x8Tile Q8_0 ones (x8.go); each pair both nil, or both
+	// set and agreeing bit for bit.
+	q4x8Gemv, q8x8Gemv func(out *[8]float32, w, p []byte, blocks int)
+	q4x8Tile, q8x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
 	// tilePart, when not nil, runs tileF32 over the columns in parts so
 	// that a part's rows and tokens stay in L1: rows and tokens are ld
 	// floats apart; a part covers n columns (a multiple of tilePartAlign
@@ -123,6 +124,7 @@ func (k kernelSet) install() {
 	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
 	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
 	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
+	q8x8Gemv, q8x8Tile = k.q8x8Gemv, k.q8x8Tile
 	dotF16Rows4 = k.f16Rows4
 	dotF32TilePart = k.tilePart
 	quantizeActQ8_0 = k.quantQ8_0

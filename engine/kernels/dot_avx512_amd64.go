@@ -35,7 +35,8 @@ func avx512Set() kernelSet {
 		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
 		k.qTileRows, k.qTileToks = 4, 3
 		k.q4Prep, k.q4PrepDot = prepQ4_0AVX512, dotQ4_0PrepAVX512
-		k.q4x8Gemv, k.q4x8Tile = q4x8GemvAVX512, q4x8TileAVX512
+		k.q4x8Gemv, k.q4x8Tile = x8Gemv(Q4_0, q4x8GemvAVX512Asm), x8Tile(Q4_0, q4x8TileAVX512Asm)
+		k.q8x8Gemv, k.q8x8Tile = x8Gemv(Q8_0, q8x8GemvAVX512Asm), x8Tile(Q8_0, q8x8TileAVX512Asm)
 	}
 	return k
 }
@@ -134,19 +135,26 @@ func dotQ4_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
 	dotQ4_0Tile4x3AVX512Asm((*[12]float32)(out), w, x, blocks)
 }
 
-func q4x8GemvAVX512(out *[8]float32, w, p []byte, blocks int) {
-	if blocks < 0 || len(w) < blocks*q4x8BlockBytes || len(p) < blocks*q4x8PrepBytes {
-		panic("kernels: q4x8GemvAVX512: short operands")
+// x8Gemv and x8Tile check the operands of the packed kernels for dt.
+func x8Gemv(dt DType, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[8]float32, w, p []byte, blocks int) {
+		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
+			panic("kernels: x8 gemv: short operands")
+		}
+		kernel(out, w, p, blocks)
 	}
-	q4x8GemvAVX512Asm(out, w, p, blocks)
 }
 
-func q4x8TileAVX512(out *[32]float32, w, p []byte, blocks, pstride int) {
-	if blocks < 0 || pstride < blocks*q4x8PrepBytes || len(w) < blocks*q4x8BlockBytes ||
-		len(p) < (q4x8Tokens-1)*pstride+blocks*q4x8PrepBytes {
-		panic("kernels: q4x8TileAVX512: short operands")
+func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
+		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
+			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
+			panic("kernels: x8 tile: short operands")
+		}
+		kernel(out, w, p, blocks, pstride)
 	}
-	q4x8TileAVX512Asm(out, w, p, blocks, pstride)
 }
 
 //go:noescape
@@ -154,6 +162,12 @@ func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 
 //go:noescape
 func q4x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
+
+//go:noescape
+func q8x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
+
+//go:noescape
+func q8x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
 
 func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32) {
 	n := len(x)

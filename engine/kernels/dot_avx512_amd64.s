@@ -784,27 +784,33 @@ qdone:
 	VZEROUPPER
 	RET
 
-// The packed Q4_0 kernels (see q4x8.go). Z31 holds the nibble mask, Z30
-// the lane index of each row's scale (0,0,1,1,…,7,7); per block Z1–Z4 the
-// eight rows' nibbles for elements 0–7, 16–23, 8–15 and 24–31, Z10 their
+// The packed (x8) kernels (see x8.go). Z31 holds the weight constant (Q4_0:
+// the nibble mask; Q8_0: 0x80 to make the quants unsigned), Z30 the lane
+// index of each row's scale (0,0,1,1,…,7,7); per block Z1–Z4 the eight
+// rows' unsigned quants for elements 0–7, 8–15, 16–23 and 24–31, Z10 their
 // scales per lane; Z5–Z9, Z11 scratch.
 
-DATA q4x8ScaleIdx<>+0(SB)/8, $0x0000000000000000
-DATA q4x8ScaleIdx<>+8(SB)/8, $0x0000000100000001
-DATA q4x8ScaleIdx<>+16(SB)/8, $0x0000000200000002
-DATA q4x8ScaleIdx<>+24(SB)/8, $0x0000000300000003
-DATA q4x8ScaleIdx<>+32(SB)/8, $0x0000000400000004
-DATA q4x8ScaleIdx<>+40(SB)/8, $0x0000000500000005
-DATA q4x8ScaleIdx<>+48(SB)/8, $0x0000000600000006
-DATA q4x8ScaleIdx<>+56(SB)/8, $0x0000000700000007
-GLOBL q4x8ScaleIdx<>(SB), RODATA|NOPTR, $64
+DATA x8ScaleIdx<>+0(SB)/8, $0x0000000000000000
+DATA x8ScaleIdx<>+8(SB)/8, $0x0000000100000001
+DATA x8ScaleIdx<>+16(SB)/8, $0x0000000200000002
+DATA x8ScaleIdx<>+24(SB)/8, $0x0000000300000003
+DATA x8ScaleIdx<>+32(SB)/8, $0x0000000400000004
+DATA x8ScaleIdx<>+40(SB)/8, $0x0000000500000005
+DATA x8ScaleIdx<>+48(SB)/8, $0x0000000600000006
+DATA x8ScaleIdx<>+56(SB)/8, $0x0000000700000007
+GLOBL x8ScaleIdx<>(SB), RODATA|NOPTR, $64
 
-#define Q4X8CONST \
-	MOVL         $0x0f0f0f0f, AX; \
+#define X8CONST(wconst) \
+	MOVL         $wconst, AX; \
 	VPBROADCASTD AX, Z31; \
-	VMOVDQU32    q4x8ScaleIdx<>(SB), Z30
+	VMOVDQU32    x8ScaleIdx<>(SB), Z30
 
-// Q4X8W loads the packed block at w.
+// X8SCALES widens the eight rows' scales at w into Z10, two lanes each.
+#define X8SCALES(w) \
+	VCVTPH2PS (w), Y10; \
+	VPERMPS   Z10, Z30, Z10
+
+// Q4X8W loads the packed Q4_0 block at w.
 #define Q4X8W(w) \
 	VMOVDQU64 16(w), Z1; \
 	VMOVDQU64 80(w), Z2; \
@@ -814,93 +820,125 @@ GLOBL q4x8ScaleIdx<>(SB), RODATA|NOPTR, $64
 	VPANDD    Z31, Z3, Z3; \
 	VPANDD    Z31, Z2, Z2; \
 	VPANDD    Z31, Z4, Z4; \
-	VCVTPH2PS (w), Y10; \
-	VPERMPS   Z10, Z30, Z10
+	X8SCALES(w)
 
-// Q4X8TOK adds the block times the prepared activation block at p into acc.
-#define Q4X8TOK(p, acc) \
-	VPBROADCASTQ 32(p), Z5; \
+// Q8X8W loads the packed Q8_0 block at w, quants made unsigned (q+128).
+#define Q8X8W(w) \
+	VMOVDQU64 16(w), Z1; \
+	VMOVDQU64 80(w), Z2; \
+	VMOVDQU64 144(w), Z3; \
+	VMOVDQU64 208(w), Z4; \
+	VPXORD    Z31, Z1, Z1; \
+	VPXORD    Z31, Z2, Z2; \
+	VPXORD    Z31, Z3, Z3; \
+	VPXORD    Z31, Z4, Z4; \
+	X8SCALES(w)
+
+// X8TOK adds the block times the prepared activation block at p into acc;
+// zc is the offset of the weights' offset correction (32: Q4_0, 40: Q8_0).
+#define X8TOK(p, acc, zc) \
+	VPBROADCASTQ zc(p), Z5; \
 	VPBROADCASTQ 0(p), Z6; \
 	VPDPBUSD     Z6, Z1, Z5; \
-	VPBROADCASTQ 16(p), Z7; \
-	VPDPBUSD     Z7, Z3, Z5; \
-	VPBROADCASTQ 8(p), Z8; \
-	VPDPBUSD     Z8, Z2, Z5; \
+	VPBROADCASTQ 8(p), Z7; \
+	VPDPBUSD     Z7, Z2, Z5; \
+	VPBROADCASTQ 16(p), Z8; \
+	VPDPBUSD     Z8, Z3, Z5; \
 	VPBROADCASTQ 24(p), Z9; \
 	VPDPBUSD     Z9, Z4, Z5; \
 	VCVTDQ2PS    Z5, Z5; \
-	VBROADCASTSS 40(p), Z11; \
+	VBROADCASTSS 48(p), Z11; \
 	VMULPS       Z11, Z10, Z11; \
 	VFMADD231PS  Z11, Z5, acc
 
-// Q4X8OUT adds each row's two lanes of acc and stores the eight sums at off(DX).
-#define Q4X8OUT(acc, yacc, off) \
+// X8OUT adds each row's two lanes of acc and stores the eight sums at off(DX).
+#define X8OUT(acc, yacc, off) \
 	VMOVSHDUP acc, Z5; \
 	VADDPS    Z5, acc, acc; \
 	VPMOVQD   acc, yacc; \
 	VMOVUPS   yacc, off(DX)
 
+// X8GEMV is the one-token kernel's body: wconst, the block loader, its
+// size and the correction's offset.
+#define X8GEMV(wconst, load, bb, zc) \
+	X8CONST(wconst); \
+	VPXORD Z0, Z0, Z0; \
+	TESTQ  CX, CX; \
+	JZ     done; \
+loop: \
+	load(SI); \
+	X8TOK(DI, Z0, zc); \
+	ADDQ $bb, SI; \
+	ADDQ $64, DI; \
+	DECQ CX; \
+	JNZ  loop; \
+done: \
+	MOVQ out+0(FP), DX; \
+	X8OUT(Z0, Y0, 0); \
+	VZEROUPPER; \
+	RET
+
+// X8TILE is the four-token kernel's body (R9 the prepared rows' stride).
+#define X8TILE(wconst, load, bb, zc) \
+	LEAQ   (R9)(R9*2), R10; \
+	X8CONST(wconst); \
+	VPXORD Z16, Z16, Z16; \
+	VPXORD Z17, Z17, Z17; \
+	VPXORD Z18, Z18, Z18; \
+	VPXORD Z19, Z19, Z19; \
+	TESTQ  CX, CX; \
+	JZ     tdone; \
+tloop: \
+	load(SI); \
+	X8TOK(DI, Z16, zc); \
+	LEAQ (DI)(R9*1), R11; \
+	X8TOK(R11, Z17, zc); \
+	LEAQ (DI)(R9*2), R11; \
+	X8TOK(R11, Z18, zc); \
+	LEAQ (DI)(R10*1), R11; \
+	X8TOK(R11, Z19, zc); \
+	ADDQ $bb, SI; \
+	ADDQ $64, DI; \
+	DECQ CX; \
+	JNZ  tloop; \
+tdone: \
+	MOVQ out+0(FP), DX; \
+	X8OUT(Z16, Y16, 0); \
+	X8OUT(Z17, Y17, 32); \
+	X8OUT(Z18, Y18, 64); \
+	X8OUT(Z19, Y19, 96); \
+	VZEROUPPER; \
+	RET
+
 // func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 TEXT ·q4x8GemvAVX512Asm(SB), NOSPLIT, $0-64
-	MOVQ   w_base+8(FP), SI
-	MOVQ   p_base+32(FP), DI
-	MOVQ   blocks+56(FP), CX
-	Q4X8CONST
-	VPXORD Z0, Z0, Z0
-	TESTQ  CX, CX
-	JZ     done
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	X8GEMV(0x0f0f0f0f, Q4X8W, 144, 32)
 
-loop:
-	Q4X8W(SI)
-	Q4X8TOK(DI, Z0)
-	ADDQ $144, SI
-	ADDQ $48, DI
-	DECQ CX
-	JNZ  loop
-
-done:
-	MOVQ out+0(FP), DX
-	Q4X8OUT(Z0, Y0, 0)
-	VZEROUPPER
-	RET
+// func q8x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
+TEXT ·q8x8GemvAVX512Asm(SB), NOSPLIT, $0-64
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	X8GEMV(0x80808080, Q8X8W, 272, 40)
 
 // func q4x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
 TEXT ·q4x8TileAVX512Asm(SB), NOSPLIT, $0-72
-	MOVQ   w_base+8(FP), SI
-	MOVQ   p_base+32(FP), DI
-	MOVQ   blocks+56(FP), CX
-	MOVQ   pstride+64(FP), R9
-	LEAQ   (R9)(R9*2), R10
-	Q4X8CONST
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	TESTQ  CX, CX
-	JZ     tdone
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8TILE(0x0f0f0f0f, Q4X8W, 144, 32)
 
-tloop:
-	Q4X8W(SI)
-	Q4X8TOK(DI, Z16)
-	LEAQ (DI)(R9*1), R11
-	Q4X8TOK(R11, Z17)
-	LEAQ (DI)(R9*2), R11
-	Q4X8TOK(R11, Z18)
-	LEAQ (DI)(R10*1), R11
-	Q4X8TOK(R11, Z19)
-	ADDQ $144, SI
-	ADDQ $48, DI
-	DECQ CX
-	JNZ  tloop
-
-tdone:
-	MOVQ out+0(FP), DX
-	Q4X8OUT(Z16, Y16, 0)
-	Q4X8OUT(Z17, Y17, 32)
-	Q4X8OUT(Z18, Y18, 64)
-	Q4X8OUT(Z19, Y19, 96)
-	VZEROUPPER
-	RET
+// func q8x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
+TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8TILE(0x80808080, Q8X8W, 272, 40)
 
 // The 16-bit decode kernels for four rows at once: row i has accumulators
 // Z(2i) (even chunks) and Z(2i+1) (odd chunks) and follows dotF16AVX512Asm's

@@ -200,7 +200,7 @@ func BenchmarkMatVec(b *testing.B) {
 	for _, shape := range [][2]int{{2560, 2560}, {10240, 2560}} {
 		rows, cols := shape[0], shape[1]
 		w := randVec(r, rows*cols)
-		for _, dt := range []DType{F32, F16, BF16, Q8_0, Q4_0, q4x8Bench} {
+		for _, dt := range []DType{F32, F16, BF16, Q8_0, Q4_0} {
 			b.Run(fmt.Sprintf("%v/%dx%d", dt, rows, cols), func(b *testing.B) {
 				m := benchMatrix(dt, rows, cols, w)
 				x, y := randVec(r, cols), make([]float32, rows)
@@ -220,7 +220,7 @@ func BenchmarkMatVec(b *testing.B) {
 
 func BenchmarkMatMulPrefill(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, dt := range []DType{F32, F16, Q8_0, Q4_0, q4x8Bench} {
+	for _, dt := range []DType{F32, F16, Q8_0, Q4_0} {
 		b.Run(dt.String(), func(b *testing.B) {
 			rows, cols, tokens := 2560, 2560, 64
 			m := benchMatrix(dt, rows, cols, randVec(r, rows*cols))
@@ -283,15 +283,10 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 	}
 }
 
-// q4x8Bench stands for "Q4_0, repacked" in the benchmarks' dtype lists.
-const q4x8Bench DType = 99
-
+// benchMatrix is a matrix of w in dt, repacked as a model load would.
 func benchMatrix(dt DType, rows, cols int, w []float32) Matrix {
-	if dt == q4x8Bench {
-		return Matrix{DType: Q4_0, Rows: rows, Cols: cols, Data: quantize(Q4_0, rows, cols, w)}.Repacked()
-	}
 	if dt.Quantized() {
-		return Matrix{DType: dt, Rows: rows, Cols: cols, Data: quantize(dt, rows, cols, w)}
+		return Matrix{DType: dt, Rows: rows, Cols: cols, Data: quantize(dt, rows, cols, w)}.Repacked()
 	}
 	return Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, w)}
 }

@@ -14,7 +14,8 @@ type Matrix struct {
 	Cols  int
 	Data  []byte
 
-	q4x8 []byte // Q4_0 rows interleaved by eight (see Repacked), or nil
+	x8    []byte   // Q4_0 or Q8_0 rows interleaved by eight (see Repacked), or nil
+	x8mem *offHeap // holds x8's memory
 }
 
 // Check reports whether the matrix is well formed.
@@ -183,8 +184,8 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 type activations struct {
 	xq    []byte   // Q8_0 rows
 	q4    [][]byte // q4Prep of each row
-	q4x8  []byte   // q4x8Prep of each row, back to back
-	ready struct{ xq, q4, q4x8 bool }
+	x8    []byte   // x8Prep of each row, back to back
+	ready struct{ xq, q4, x8 bool }
 }
 
 func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
@@ -365,8 +366,8 @@ func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, 
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
 	xq := act.q8(p, x, cols, tokens)
-	if m.DType == Q4_0 && m.q4x8 != nil && q4x8Gemv != nil {
-		return m.planQ4x8(p, y, xq, bias, tokens, act)
+	if gemv, _ := x8Kernels(m.DType); m.x8 != nil && gemv != nil {
+		return m.planX8(p, y, xq, bias, tokens, act)
 	}
 	dot, tile := dotQ8_0, dotQ8_0Tile
 	if m.DType == Q4_0 {

@@ -7,32 +7,37 @@ import (
 	"testing"
 )
 
-// The repacked Q4_0 path: close to the plain dot, and bit-identical between
-// one token at a time (decode) and any batch (prefill tiles plus leftover
-// tokens), for shapes with and without rows past the last group of eight.
-func TestQ4x8MatMul(t *testing.T) {
-	withEachKernelSet(t, testQ4x8MatMul)
+// The repacked Q4_0 and Q8_0 paths: close to the plain dot, and
+// bit-identical between one token at a time (decode) and any batch (prefill
+// tiles plus leftover tokens), for shapes with and without rows past the
+// last group of eight.
+func TestX8MatMul(t *testing.T) {
+	withEachKernelSet(t, func(t *testing.T) {
+		for _, dt := range []DType{Q4_0, Q8_0} {
+			testX8MatMul(t, dt)
+		}
+	})
 }
 
-func testQ4x8MatMul(t *testing.T) {
+func testX8MatMul(t *testing.T, dt DType) {
 	r := rand.New(rand.NewPCG(21, 22))
 	pool := NewPool(2)
 	defer pool.Close()
 	for _, shape := range [][2]int{{8, 32}, {16, 64}, {67, 2560}, {200, 96}, {7, 64}} {
 		rows, cols := shape[0], shape[1]
-		m := Matrix{DType: Q4_0, Rows: rows, Cols: cols, Data: quantize(Q4_0, rows, cols, randVec(r, rows*cols))}
+		m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: quantize(dt, rows, cols, randVec(r, rows*cols))}
 		pm := m.Repacked()
-		if q4x8Gemv == nil {
-			if pm.q4x8 != nil {
+		if gemv, _ := x8Kernels(dt); gemv == nil {
+			if pm.x8 != nil {
 				t.Fatal("repacked without packed kernels")
 			}
 			return
 		}
-		if (rows >= 8) != (pm.q4x8 != nil) {
-			t.Fatalf("%dx%d: repacked %v", rows, cols, pm.q4x8 != nil)
+		if (rows >= 8) != (pm.x8 != nil) {
+			t.Fatalf("%v %dx%d: repacked %v", dt, rows, cols, pm.x8 != nil)
 		}
 		for _, tokens := range []int{1, 3, 4, 6, 9} {
-			name := fmt.Sprintf("%dx%d/%d tokens", rows, cols, tokens)
+			name := fmt.Sprintf("%v %dx%d/%d tokens", dt, rows, cols, tokens)
 			x := randVec(r, tokens*cols)
 			bias := randVec(r, rows)
 			got, plain := make([]float32, tokens*rows), make([]float32, tokens*rows)
@@ -66,13 +71,14 @@ func TestPackQ4_0x8(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	rows, cols := 16, 96
 	data := randQ4_0(r, rows*cols/QK)
-	packed := packQ4_0x8(data, rows, cols)
+	packed := make([]byte, rows/8*cols/QK*x8BlockBytes(Q4_0))
+	packQ4_0x8(packed, data, rows, cols)
 	blocks := cols / QK
 	for row := 0; row < rows; row++ {
 		for b := 0; b < blocks; b++ {
 			src := data[(row*blocks+b)*18:][:18]
 			g, rr := row/8, row%8
-			dst := packed[(g*blocks+b)*q4x8BlockBytes:][:q4x8BlockBytes]
+			dst := packed[(g*blocks+b)*x8BlockBytes(Q4_0):][:x8BlockBytes(Q4_0)]
 			if dst[2*rr] != src[0] || dst[2*rr+1] != src[1] {
 				t.Fatalf("row %d block %d: scale", row, b)
 			}
@@ -89,25 +95,60 @@ func TestPackQ4_0x8(t *testing.T) {
 	}
 }
 
-// FuzzQ4x8 checks the packed kernels against the generic dot on arbitrary
+func TestPackQ8_0x8(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	rows, cols := 16, 96
+	data := randQ8_0(r, rows*cols/QK, true)
+	packed := make([]byte, rows/8*cols/QK*x8BlockBytes(Q8_0))
+	packQ8_0x8(packed, data, rows, cols)
+	blocks := cols / QK
+	for row := 0; row < rows; row++ {
+		for b := 0; b < blocks; b++ {
+			src := data[(row*blocks+b)*34:][:34]
+			g, rr := row/8, row%8
+			dst := packed[(g*blocks+b)*x8BlockBytes(Q8_0):][:x8BlockBytes(Q8_0)]
+			if dst[2*rr] != src[0] || dst[2*rr+1] != src[1] {
+				t.Fatalf("row %d block %d: scale", row, b)
+			}
+			for j := 0; j < 32; j++ {
+				if dst[16+64*(j/8)+8*rr+j%8] != src[2+j] {
+					t.Fatalf("row %d block %d: quant %d", row, b, j)
+				}
+			}
+		}
+	}
+}
+
+// FuzzX8 checks the packed kernels against the generic dots on arbitrary
 // blocks (finite scales) for eight rows and four tokens, and the decode
-// kernel against the tile bit for bit.
-func FuzzQ4x8(f *testing.F) {
-	f.Add(make([]byte, 8*18+4*34))
-	f.Add(make([]byte, 3*(8*18+4*34)))
+// kernel against the tile bit for bit. The first byte picks Q4_0 (even) or
+// Q8_0 (odd).
+func FuzzX8(f *testing.F) {
+	f.Add(make([]byte, 1+8*18+4*34))
+	f.Add(make([]byte, 1+3*(8*18+4*34)))
+	f.Add(append([]byte{1}, make([]byte, 2*(8*34+4*34))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		k := asmKernels(t)
-		if k.q4x8Gemv == nil {
-			t.Skip("no packed Q4_0 kernels")
+		if len(data) == 0 {
+			return
 		}
-		per := 8*18 + 4*34
+		dt, pack, gemv, tile, ref := Q4_0, packQ4_0x8, k.q4x8Gemv, k.q4x8Tile, dotQ4_0Generic
+		if data[0]%2 == 1 {
+			dt, pack, gemv, tile, ref = Q8_0, packQ8_0x8, k.q8x8Gemv, k.q8x8Tile, dotQ8_0Generic
+		}
+		data = data[1:]
+		if gemv == nil {
+			t.Skip("no packed kernels")
+		}
+		bs := dt.BlockBytes()
+		per := 8*bs + 4*34
 		blocks := len(data) / per
 		if blocks == 0 {
 			return
 		}
-		w := append([]byte(nil), data[:8*18*blocks]...)
-		x := append([]byte(nil), data[8*18*blocks:per*blocks]...)
-		finiteScales(w, 18)
+		w := append([]byte(nil), data[:8*bs*blocks]...)
+		x := append([]byte(nil), data[8*bs*blocks:per*blocks]...)
+		finiteScales(w, bs)
 		finiteScales(x, 34)
 		for i := 0; i < len(x); i += 34 { // activations within ±127, as QuantizeQ8_0 makes them
 			for j := 2; j < 34; j++ {
@@ -116,25 +157,26 @@ func FuzzQ4x8(f *testing.F) {
 				}
 			}
 		}
-		rb, xrb := 18*blocks, 34*blocks
-		packed := packQ4_0x8(w, 8, blocks*QK)
-		pstride := blocks * q4x8PrepBytes
+		rb, xrb := bs*blocks, 34*blocks
+		packed := make([]byte, blocks*x8BlockBytes(dt))
+		pack(packed, w, 8, blocks*QK)
+		pstride := blocks * x8PrepBytes
 		prep := make([]byte, 4*pstride)
 		for tk := 0; tk < 4; tk++ {
-			q4x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
+			x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
 		}
 		var o32 [32]float32
-		k.q4x8Tile(&o32, packed, prep, blocks, pstride)
+		tile(&o32, packed, prep, blocks, pstride)
 		for tk := 0; tk < 4; tk++ {
 			var o8 [8]float32
-			k.q4x8Gemv(&o8, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
+			gemv(&o8, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
 			for row := 0; row < 8; row++ {
 				got := o8[row]
 				if tile := o32[tk*8+row]; math.Float32bits(tile) != math.Float32bits(got) && !(isNaN(tile) && isNaN(got)) {
 					t.Fatalf("token %d row %d: gemv %v, tile %v", tk, row, got, tile)
 				}
 				wr, xr := w[row*rb:(row+1)*rb], x[tk*xrb:(tk+1)*xrb]
-				if want := dotQ4_0Generic(wr, xr); !near(got, want, absDotQ(Q4_0, wr, xr)) {
+				if want := ref(wr, xr); !near(got, want, absDotQ(dt, wr, xr)) {
 					t.Errorf("%d blocks, token %d row %d: %v, generic %v", blocks, tk, row, got, want)
 				}
 			}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package kernels
+
+// offHeap: see offheap_unix.go; elsewhere it is ordinary heap memory.
+type offHeap struct{ b []byte }
+
+func allocOffHeap(n int) *offHeap { return &offHeap{b: make([]byte, n)} }

@@ -1,0 +1,225 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Q4_0 and Q8_0 weights interleaved eight rows at a time ("x8").
+//
+// A decode step reads every weight once, and with 18- or 34-byte blocks the
+// row-at-a-time dot spends most of its instructions per row on work that
+// does not depend on the row (loading and expanding the activations) or that
+// could be shared (converting one fp16 scale). Kernel sets that can (today:
+// AVX-512 with VNNI) therefore keep a second copy of a Q4_0 or Q8_0 matrix
+// in which each group of eight rows is stored block by block:
+//
+//	Q4_0, per group of 8 rows, per block b (144 bytes):
+//	  16 bytes   the 8 rows' fp16 scales, row 0 first
+//	  64 bytes   row r's quant bytes 0–7 at 8r (low nibbles elements 0–7,
+//	             high nibbles 16–23)
+//	  64 bytes   row r's quant bytes 8–15 at 8r (elements 8–15, 24–31)
+//	Q8_0, per group of 8 rows, per block b (272 bytes):
+//	  16 bytes   the 8 rows' fp16 scales
+//	  4×64 bytes row r's quants 8k … 8k+7 at 64k + 8r, k = 0…3
+//
+// so one 64-byte load holds eight rows' quants and one conversion their
+// eight scales. Rows past the last whole group stay in the plain layout.
+//
+// The kernels work on 16 lanes, two per row: lane 2r holds row r's products
+// with elements {0–3, 8–11, 16–19, 24–27} of each block, lane 2r+1 the
+// others. VPDPBUSD multiplies unsigned weights (Q4_0: the nibbles q; Q8_0:
+// q+128) by signed activations, so the activations are prepared once per
+// product (x8Prep): per block 64 bytes — its 32 int8 quants, −8·Σ and
+// −128·Σ of the quants of each lane's elements (as two int32 each), and its
+// scale widened to float32. Per block and lane the integer sum is exact; it
+// is converted to float32 and added by FMA, times d_w·d_x, into the lane's
+// accumulator; at the end the row's two lanes are added. The decode kernel
+// (one token) and the prefill tile (four tokens) do exactly this for every
+// (row, token), so they agree bit for bit.
+const (
+	x8Rows      = 8
+	x8PrepBytes = 64
+	x8Tokens    = 4 // tokens per prefill tile
+)
+
+// x8BlockBytes is the size of one packed block of eight rows.
+func x8BlockBytes(dt DType) int { return x8Rows * dt.BlockBytes() }
+
+// Kernels for the packed layouts, installed with their set; nil without.
+// A gemv sets out[r] to row r of the group w (blocks packed blocks) times
+// the prepared activations p; a tile does the same for x8Tokens tokens
+// whose prepared rows are pstride bytes apart: out[t*8+r].
+var (
+	q4x8Gemv, q8x8Gemv func(out *[8]float32, w, p []byte, blocks int)
+	q4x8Tile, q8x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+)
+
+// x8Kernels are the packed kernels for dt, nil if the set has none.
+func x8Kernels(dt DType) (func(out *[8]float32, w, p []byte, blocks int), func(out *[32]float32, w, p []byte, blocks, pstride int)) {
+	switch dt {
+	case Q4_0:
+		return q4x8Gemv, q4x8Tile
+	case Q8_0:
+		return q8x8Gemv, q8x8Tile
+	}
+	return nil, nil
+}
+
+// Repacked returns m with a second copy of its data in the layout the
+// installed kernels read fastest, or m itself when there is none (the
+// layouts exist for Q4_0 and Q8_0 on kernel sets with x8 kernels). The copy is
+// made once, at load time; m.Data stays valid and is what Row and the other
+// sets read.
+func (m Matrix) Repacked() Matrix {
+	if gemv, _ := x8Kernels(m.DType); m.x8 != nil || gemv == nil || m.Rows < x8Rows || m.Check() != nil {
+		return m
+	}
+	m.x8mem = allocOffHeap(m.Rows / x8Rows * (m.Cols / QK) * x8BlockBytes(m.DType))
+	m.x8 = m.x8mem.b
+	if m.DType == Q4_0 {
+		packQ4_0x8(m.x8, m.Data, m.Rows, m.Cols)
+	} else {
+		packQ8_0x8(m.x8, m.Data, m.Rows, m.Cols)
+	}
+	return m
+}
+
+// IsRepacked reports whether m carries a repacked copy (see Repacked).
+func (m Matrix) IsRepacked() bool { return m.x8 != nil }
+
+// packQ4_0x8 interleaves the whole groups of eight rows of a Q4_0 matrix
+// into out.
+func packQ4_0x8(out, data []byte, rows, cols int) {
+	blocks := cols / QK
+	rb := blocks * 18
+	groups := rows / x8Rows
+	bb := x8BlockBytes(Q4_0)
+	out = out[:groups*blocks*bb]
+	for g := 0; g < groups; g++ {
+		for b := 0; b < blocks; b++ {
+			dst := out[(g*blocks+b)*bb:][:bb]
+			for r := 0; r < x8Rows; r++ {
+				src := data[(g*x8Rows+r)*rb+b*18:][:18]
+				dst[2*r], dst[2*r+1] = src[0], src[1]
+				copy(dst[16+8*r:24+8*r], src[2:10])
+				copy(dst[80+8*r:88+8*r], src[10:18])
+			}
+		}
+	}
+}
+
+// packQ8_0x8 interleaves the whole groups of eight rows of a Q8_0 matrix
+// into out.
+func packQ8_0x8(out, data []byte, rows, cols int) {
+	blocks := cols / QK
+	rb := blocks * 34
+	groups := rows / x8Rows
+	bb := x8BlockBytes(Q8_0)
+	out = out[:groups*blocks*bb]
+	for g := 0; g < groups; g++ {
+		for b := 0; b < blocks; b++ {
+			dst := out[(g*blocks+b)*bb:][:bb]
+			for r := 0; r < x8Rows; r++ {
+				src := data[(g*x8Rows+r)*rb+b*34:][:34]
+				dst[2*r], dst[2*r+1] = src[0], src[1]
+				for k := 0; k < 4; k++ {
+					copy(dst[16+64*k+8*r:][:8], src[2+8*k:][:8])
+				}
+			}
+		}
+	}
+}
+
+// x8Prep writes the prepared form of the Q8_0 activation row x into dst
+// (len(x)/34 blocks of x8PrepBytes).
+func x8Prep(dst, x []byte) {
+	for b := 0; b < len(x)/34; b++ {
+		blk := x[b*34:][:34]
+		o := dst[b*x8PrepBytes:][:x8PrepBytes]
+		copy(o[:32], blk[2:34])
+		var even, odd int32
+		for g := 0; g < 8; g++ { // elements 4g … 4g+3
+			var s int32
+			for _, q := range blk[2+4*g : 6+4*g] {
+				s += int32(int8(q))
+			}
+			if g%2 == 0 {
+				even += s
+			} else {
+				odd += s
+			}
+		}
+		binary.LittleEndian.PutUint32(o[32:], uint32(-8*even))
+		binary.LittleEndian.PutUint32(o[36:], uint32(-8*odd))
+		binary.LittleEndian.PutUint32(o[40:], uint32(-128*even))
+		binary.LittleEndian.PutUint32(o[44:], uint32(-128*odd))
+		d := f16Table[binary.LittleEndian.Uint16(blk[:2])]
+		binary.LittleEndian.PutUint32(o[48:], math.Float32bits(d))
+		clear(o[52:])
+	}
+}
+
+// planX8 is planQ for a repacked matrix; xq holds the tokens' Q8_0
+// activation rows.
+func (m Matrix) planX8(p *Pool, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
+	cols := m.Cols
+	blocks := cols / QK
+	xrb := Q8_0.RowBytes(cols)
+	pstride := blocks * x8PrepBytes
+	if !act.ready.x8 {
+		act.x8 = make([]byte, tokens*pstride)
+		p.Run(tokens, func(_, t int) {
+			x8Prep(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
+		})
+		act.ready.x8 = true
+	}
+	prep := act.x8
+	groups := m.Rows / x8Rows
+	gb := blocks * x8BlockBytes(m.DType)
+	perChunk := max(1, rowsPerChunk(m.Rows, p.Threads())/x8Rows)
+	chunks := (groups + perChunk - 1) / perChunk
+	rest := m.Rows - groups*x8Rows
+	store := func(t, r int, v float32) {
+		if bias != nil {
+			v += bias[r]
+		}
+		y[t*m.Rows+r] = v
+	}
+	gemv, tile := x8Kernels(m.DType)
+	dot := dotQ4_0
+	if m.DType == Q8_0 {
+		dot = dotQ8_0
+	}
+	return chunks + min(rest, 1), func(_, c int) {
+		if c == chunks { // rows past the last group: the plain dot
+			for r := groups * x8Rows; r < m.Rows; r++ {
+				for t := 0; t < tokens; t++ {
+					store(t, r, dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]))
+				}
+			}
+			return
+		}
+		var o8 [8]float32
+		var o32 [32]float32
+		for g := c * perChunk; g < min((c+1)*perChunk, groups); g++ {
+			w := m.x8[g*gb : (g+1)*gb]
+			r0 := g * x8Rows
+			t := 0
+			if tile != nil {
+				for ; t+x8Tokens <= tokens; t += x8Tokens {
+					tile(&o32, w, prep[t*pstride:], blocks, pstride)
+					for k, v := range o32 {
+						store(t+k/8, r0+k%8, v)
+					}
+				}
+			}
+			for ; t < tokens; t++ {
+				gemv(&o8, w, prep[t*pstride:(t+1)*pstride], blocks)
+				for k, v := range o8 {
+					store(t, r0+k, v)
+				}
+			}
+		}
+	}
+}

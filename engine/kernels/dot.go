@@ -10,6 +10,9 @@ var (
 	dotQ8_0 = dotQ8_0Generic
 	dotQ4_0 = dotQ4_0Generic
 
+	// axpy is Axpy's kernel (kernelSet.axpy or axpyGeneric).
+	axpy = axpyGeneric
+
 	// quantizeActQ8_0 quantizes activations (kernelSet.quantQ8_0, or the
 	// reference QuantizeQ8_0).
 	quantizeActQ8_0 = QuantizeQ8_0
@@ -95,6 +98,8 @@ type kernelSet struct {
 	// saving them there, or, in the last part, storing the tile's results at
 	// acc[0…tileRows·tileTokens). The parts of a tile give tileF32's bits.
 	tilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
+	// axpy, when not nil, is Axpy (the same bits: multiply, then add).
+	axpy func(y []float32, a float32, x []float32)
 	// quantQ8_0, when not nil, is QuantizeQ8_0 for the activations of
 	// quantized products: the same bytes for finite input.
 	quantQ8_0 func(dst []byte, x []float32)
@@ -128,6 +133,10 @@ func (k kernelSet) install() {
 	dotF16Rows4 = k.f16Rows4
 	dotF32TilePart = k.tilePart
 	quantizeActQ8_0 = k.quantQ8_0
+	axpy = k.axpy
+	if axpy == nil {
+		axpy = axpyGeneric
+	}
 	if quantizeActQ8_0 == nil {
 		quantizeActQ8_0 = QuantizeQ8_0
 	}

@@ -29,6 +29,7 @@ func avx512Set() kernelSet {
 		f16Rows4:   dotF16Rows4AVX512,
 		tilePart:   dotF32Tile4x3PartAVX512,
 		quantQ8_0:  quantizeQ8_0AVX512,
+		axpy:       axpyAVX512,
 	}
 	if hasAVX512VNNI {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
@@ -200,3 +201,8 @@ func quantizeQ8_0AVX512(dst []byte, x []float32) {
 
 //go:noescape
 func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
+
+func axpyAVX512(y []float32, a float32, x []float32) { axpyAVX512Asm(y, a, x[:len(y)]) }
+
+//go:noescape
+func axpyAVX512Asm(y []float32, a float32, x []float32)

@@ -1262,3 +1262,50 @@ qnext:
 qdone:
 	VZEROUPPER
 	RET
+
+// func axpyAVX512Asm(y []float32, a float32, x []float32)
+// y[i] += a·x[i], rounded twice (multiply, then add) as the generic Go
+// code computes it; len(x) ≥ len(y).
+TEXT ·axpyAVX512Asm(SB), NOSPLIT, $0-56
+	MOVQ         y_base+0(FP), DI
+	MOVQ         y_len+8(FP), CX
+	VBROADCASTSS a+24(FP), Z0
+	MOVQ         x_base+32(FP), SI
+
+aloop:
+	CMPQ    CX, $32
+	JB      a16
+	VMULPS  (SI), Z0, Z1
+	VMULPS  64(SI), Z0, Z2
+	VADDPS  (DI), Z1, Z1
+	VADDPS  64(DI), Z2, Z2
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z2, 64(DI)
+	ADDQ    $128, SI
+	ADDQ    $128, DI
+	SUBQ    $32, CX
+	JMP     aloop
+
+a16:
+	CMPQ    CX, $16
+	JB      atail
+	VMULPS  (SI), Z0, Z1
+	VADDPS  (DI), Z1, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+
+atail:
+	TESTQ     CX, CX
+	JZ        adone
+	TAILK
+	VMOVUPS.Z (SI), K1, Z1
+	VMOVUPS.Z (DI), K1, Z2
+	VMULPS    Z1, Z0, Z1
+	VADDPS    Z2, Z1, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+adone:
+	VZEROUPPER
+	RET

@@ -80,9 +80,11 @@ func Softmax(x []float32) {
 }
 
 // Axpy computes y += a*x.
-func Axpy(y []float32, a float32, x []float32) {
+func Axpy(y []float32, a float32, x []float32) { axpy(y, a, x) }
+
+func axpyGeneric(y []float32, a float32, x []float32) {
 	x = x[:len(y)]
 	for i := range y {
-		y[i] += a * x[i]
+		y[i] += float32(a * x[i]) // rounded product: never fused into an FMA
 	}
 }

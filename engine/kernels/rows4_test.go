@@ -37,3 +37,28 @@ func TestF16Rows4BitIdentical(t *testing.T) {
 		})
 	}
 }
+
+// Axpy's kernels give the generic bits (multiply, then add) for every
+// length, and leave the rest of y alone.
+func TestAxpyBitIdentical(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 36))
+	for _, k := range kernelSets() {
+		if k.axpy == nil {
+			continue
+		}
+		t.Run(k.name, func(t *testing.T) {
+			for _, n := range dotLengths() {
+				x, y := randVec(r, n+3), randVec(r, n+1)
+				a := float32(r.NormFloat64())
+				want := append([]float32(nil), y...)
+				axpyGeneric(want[:n], a, x)
+				k.axpy(y[:n], a, x)
+				for i := range y {
+					if math.Float32bits(y[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("n=%d: y[%d] = %v, want %v", n, i, y[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}

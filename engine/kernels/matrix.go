@@ -280,7 +280,7 @@ func tilePartScratch(cols, tokens int) int {
 	if dotF32TilePart == nil || cols <= tilePartLength || tokens < tileTokens {
 		return 0
 	}
-	return (tokens + tileTokens - 1) / tileTokens * tileAccFloats
+	return (tokens + tileTokens - 1) / tileTokens * prefillBlock / tileRows * tileAccFloats
 }
 
 // dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
@@ -316,25 +316,32 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 	}
 	i := 0
 	if part := dotF32TilePart; part != nil && len(accs) > 0 {
-		for ; i+tr <= nb; i += tr {
-			w := block[i*cols : (i+tr)*cols]
-			for k0 := 0; k0 < cols; k0 += tilePartLength {
-				n, flags := tilePartLength, 0
-				if k0 > 0 {
-					flags |= tileCont
-				}
-				if cols-k0 <= tilePartLength {
-					n, flags = cols-k0, flags|tileLast
-				}
-				for j := 0; j < tiles; j++ {
-					acc := (*[tileAccFloats]float32)(accs[j*tileAccFloats:])
-					part(acc, w[k0:], x[tileStart(j)*cols+k0:], cols, n, flags)
-				}
+		// Columns in parts, then tokens, then the block's row tiles: a
+		// part's token slab is read from L2 once for all row tiles, whose
+		// parts stay in L1.
+		rts := nb / tr
+		for k0 := 0; k0 < cols; k0 += tilePartLength {
+			n, flags := tilePartLength, 0
+			if k0 > 0 {
+				flags |= tileCont
+			}
+			if cols-k0 <= tilePartLength {
+				n, flags = cols-k0, flags|tileLast
 			}
 			for j := 0; j < tiles; j++ {
-				storeTile(accs[j*tileAccFloats:][:tr*tt], i, tileStart(j))
+				xs := x[tileStart(j)*cols+k0:]
+				for ri := 0; ri < rts; ri++ {
+					acc := (*[tileAccFloats]float32)(accs[(j*rts+ri)*tileAccFloats:])
+					part(acc, block[ri*tr*cols+k0:(ri+1)*tr*cols], xs, cols, n, flags)
+				}
 			}
 		}
+		for j := 0; j < tiles; j++ {
+			for ri := 0; ri < rts; ri++ {
+				storeTile(accs[(j*rts+ri)*tileAccFloats:][:tr*tt], ri*tr, tileStart(j))
+			}
+		}
+		i = rts * tr
 	} else if tile := dotF32Tile; tile != nil && tokens >= tt {
 		var buf [maxTile]float32
 		out := buf[:tr*tt]

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 )
 
 // benchResult is what `phalanx bench --json` prints.
 type benchResult struct {
 	Model        string  `json:"model"`
 	Threads      int     `json:"threads"`
+	Kernels      string  `json:"kernels"`
 	Prompt       int     `json:"prompt"`
 	Gen          int     `json:"gen"`
 	Repetitions  int     `json:"repetitions"`
@@ -106,13 +108,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			tg = append(tg, float64(*genN)/time.Since(t0).Seconds())
 		}
 	}
-	res := benchResult{Model: *model, Threads: m.Threads(), Prompt: *promptN, Gen: *genN, Repetitions: *reps,
+	res := benchResult{Model: *model, Threads: m.Threads(), Kernels: kernels.Name(), Prompt: *promptN, Gen: *genN, Repetitions: *reps,
 		PrefillTokS: median(pp), DecodeTokS: median(tg), PeakRSSBytes: peakRSS(), WeightBytes: m.WeightBytes(),
 		LoadSeconds: load.Seconds()}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "model %s, %d threads\n", res.Model, res.Threads)
+	fmt.Fprintf(stdout, "model %s, %d threads, %s kernels\n", res.Model, res.Threads, res.Kernels)
 	if *promptN > 0 {
 		fmt.Fprintf(stdout, "prefill (pp%d): %8.2f tok/s\n", *promptN, res.PrefillTokS)
 	}

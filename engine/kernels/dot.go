@@ -1,5 +1,7 @@
 package kernels
 
+import "os"
+
 // The dot products every matrix product is built from, chosen once at
 // start-up. Architecture files may replace them with assembly; the generic
 // versions in dot_generic.go are the reference they are tested against.
@@ -123,6 +125,7 @@ var genericKernels = kernelSet{
 
 // install makes k the package's kernels. Only init and tests call it.
 func (k kernelSet) install() {
+	installed = k.name
 	dotF32, dotF16, dotBF16 = k.f32, k.f16, k.bf16
 	dotQ8_0, dotQ4_0 = k.q8_0, k.q4_0
 	dotF32Tile, tileRows, tileTokens = k.tileF32, k.tileRows, k.tileTokens
@@ -148,11 +151,30 @@ func (k kernelSet) install() {
 	}
 }
 
+// installed is the name of the installed kernel set.
+var installed = genericKernels.name
+
+// KernelsEnv names the environment variable that picks a kernel set by name
+// (generic, avx2, avx512, neon) instead of the best one the CPU runs; a name
+// the CPU cannot run is ignored. For benchmarks and for ruling a kernel set
+// out when hunting a problem.
+const KernelsEnv = "PHALANX_KERNELS"
+
 func init() {
-	if sets := archKernels(); len(sets) > 0 {
-		sets[0].install()
+	sets := append(archKernels(), genericKernels)
+	pick := sets[0]
+	if want := os.Getenv(KernelsEnv); want != "" {
+		for _, k := range sets {
+			if k.name == want {
+				pick = k
+			}
+		}
 	}
+	pick.install()
 }
+
+// Name is the name of the kernel set in use: avx512, avx2, neon or generic.
+func Name() string { return installed }
 
 // DotF32 is the dot product of two float32 vectors of equal length.
 func DotF32(a, b []float32) float32 { return dotF32(a, b) }

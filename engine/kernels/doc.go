@@ -27,13 +27,17 @@
 // code is always built and tested, and `go test -kernels.generic` runs the
 // package on it alone. On amd64 init installs the first set the CPU runs:
 //
-//  1. avx512 (AVX-512 F+BW+VL, with AVX2+FMA+F16C): 16-lane float dots and
-//     a 4-row × 3-token float tile; with AVX512-VNNI also VPDPBUSD Q8_0 and
-//     Q4_0 dots and 4×3 quantized tiles (without VNNI it keeps the AVX2
-//     integer dots and has no quantized tile);
-//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots, a 4×2 float tile, and
-//     VPMADDUBSW integer dots;
+//  1. avx512 (AVX-512 F+BW+VL, with AVX2+FMA+F16C): 16-lane float dots, a
+//     4-row × 3-token float tile run in L1-sized column parts, a four-row
+//     F16 decode kernel, vectorized GELU, axpy and activation quantizer;
+//     with AVX512-VNNI also VPDPBUSD Q8_0 and Q4_0 dots and tiles, and Q4_0
+//     and Q8_0 matrices repacked by eight rows at load (x8.go) for a GEMV
+//     and an 8×4 tile (without VNNI it keeps the AVX2 integer dots);
+//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots, a 4×2 float tile,
+//     VPMADDUBSW integer dots and a vectorized GELU;
 //  3. generic.
+//
+// PHALANX_KERNELS names a set to use instead (see KernelsEnv).
 //
 // On arm64 the NEON set is always used. The tests run every set the
 // machine supports and compare each with the generic code.
@@ -49,7 +53,10 @@
 // in one 64-byte vector, take each lane's exact integer sum (weights made
 // unsigned by a bias that a second VPDPBUSD removes), and add it times
 // d_w·d_x into one 16-lane accumulator; the quantized tiles do the same per
-// (row, token) pair, so quantized prefill gives decode's bits too.
+// (row, token) pair, so quantized prefill gives decode's bits too. The
+// repacked (x8) kernels keep two lanes per row and likewise run one
+// sequence per (row, token) in the GEMV and the tile. docs/kernels.md has
+// the whole picture.
 
 // This package never touches the network or the file system.
 package kernels

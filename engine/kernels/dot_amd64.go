@@ -21,7 +21,9 @@ var avx2Kernels = kernelSet{
 	tileRows:   4,
 	tileTokens: 2,
 
-	gelu: geluAVX2,
+	gelu:      geluAVX2,
+	quantQ8_0: quantizeQ8_0AVX2,
+	axpy:      axpyAVX2,
 }
 
 // archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU
@@ -88,3 +90,19 @@ func dotF32Tile4x2AVX2(out []float32, w, x []float32, n int) {
 	}
 	dotTile4x2AVX2((*[8]float32)(out), w, x, n)
 }
+
+func quantizeQ8_0AVX2(dst []byte, x []float32) {
+	blocks := len(x) / QK
+	if len(dst) < blocks*34 {
+		panic("kernels: quantizeQ8_0AVX2: short destination")
+	}
+	quantizeQ8_0AVX2Asm(dst[:blocks*34], x[:blocks*QK])
+}
+
+func axpyAVX2(y []float32, a float32, x []float32) { axpyAVX2Asm(y, a, x[:len(y)]) }
+
+//go:noescape
+func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
+
+//go:noescape
+func axpyAVX2Asm(y []float32, a float32, x []float32)

@@ -559,3 +559,156 @@ combine:
 	VMOVSS X7, 28(DX)
 	VZEROUPPER
 	RET
+
+// func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
+// QuantizeQ8_0 for whole blocks, bit for bit on finite input; see
+// quantizeQ8_0AVX512Asm for the method.
+DATA q8a<>+0(SB)/4, $0x7fffffff  // abs mask
+DATA q8a<>+4(SB)/4, $0x80000000  // sign mask
+DATA q8a<>+8(SB)/4, $0x3f800000  // 1
+DATA q8a<>+12(SB)/4, $0x3f000000 // 0.5
+DATA q8a<>+16(SB)/4, $0x42fe0000 // 127
+GLOBL q8a<>(SB), RODATA|NOPTR, $20
+
+DATA q8perm<>+0(SB)/4, $0
+DATA q8perm<>+4(SB)/4, $4
+DATA q8perm<>+8(SB)/4, $1
+DATA q8perm<>+12(SB)/4, $5
+DATA q8perm<>+16(SB)/4, $2
+DATA q8perm<>+20(SB)/4, $6
+DATA q8perm<>+24(SB)/4, $3
+DATA q8perm<>+28(SB)/4, $7
+GLOBL q8perm<>(SB), RODATA|NOPTR, $32
+
+// Q8ROUND rounds y (already x·(1/d)) half away from zero in place and keeps
+// each integer's low byte (Y9 = 0xff per lane), as Go's int8 conversion and
+// VPMOVDB do; t, u are clobbered.
+#define Q8ROUND(y, t, u) \
+	VROUNDPS $11, y, t; \
+	VSUBPS   t, y, u; \
+	VANDPS   Y12, u, u; \
+	VCMPPS   $0x1d, Y15, u, u; \
+	VANDPS   Y13, y, y; \
+	VORPS    Y14, y, y; \
+	VANDPS   u, y, y; \
+	VADDPS   y, t, y; \
+	VCVTTPS2DQ y, y; \
+	VPAND    Y9, y, y
+
+TEXT ·quantizeQ8_0AVX2Asm(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         x_len+32(FP), CX
+	SHRQ         $5, CX
+	JZ           qdone
+	VBROADCASTSS q8a<>+0(SB), Y12
+	VBROADCASTSS q8a<>+4(SB), Y13
+	VBROADCASTSS q8a<>+8(SB), Y14
+	VBROADCASTSS q8a<>+12(SB), Y15
+	VMOVSS       q8a<>+16(SB), X11
+	VMOVDQU      q8perm<>(SB), Y10
+	MOVL         $0xff, AX
+	VMOVD        AX, X9
+	VPBROADCASTD X9, Y9
+
+qloop:
+	VMOVUPS      (SI), Y0
+	VMOVUPS      32(SI), Y1
+	VMOVUPS      64(SI), Y2
+	VMOVUPS      96(SI), Y3
+	VANDPS       Y12, Y0, Y4
+	VANDPS       Y12, Y1, Y5
+	VANDPS       Y12, Y2, Y6
+	VANDPS       Y12, Y3, Y7
+	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y7, Y6, Y6
+	VMAXPS       Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0x4e, X4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0xb1, X4, X5
+	VMAXPS       X5, X4, X4
+	VDIVSS       X11, X4, X4  // d = amax / 127
+	VCVTPS2PH    $0, X4, X5
+	VMOVD        X5, AX
+	MOVW         AX, (DI)
+	VMOVD        X4, AX
+	TESTL        AX, AX
+	JZ           qzero
+	VDIVSS       X4, X14, X6  // 1/d (X14's low lane is 1)
+	VBROADCASTSS X6, Y6
+	VMULPS       Y6, Y0, Y0
+	VMULPS       Y6, Y1, Y1
+	VMULPS       Y6, Y2, Y2
+	VMULPS       Y6, Y3, Y3
+	Q8ROUND(Y0, Y4, Y5)
+	Q8ROUND(Y1, Y4, Y5)
+	Q8ROUND(Y2, Y4, Y5)
+	Q8ROUND(Y3, Y4, Y5)
+	VPACKUSDW    Y1, Y0, Y0
+	VPACKUSDW    Y3, Y2, Y2
+	VPACKUSWB    Y2, Y0, Y0
+	VPERMD       Y0, Y10, Y0
+	VMOVDQU      Y0, 2(DI)
+	JMP          qnext
+
+qzero:
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, 2(DI)
+
+qnext:
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ  qloop
+
+qdone:
+	VZEROUPPER
+	RET
+
+// func axpyAVX2Asm(y []float32, a float32, x []float32)
+// y[i] += a·x[i], multiply then add, as the generic code; len(x) ≥ len(y).
+TEXT ·axpyAVX2Asm(SB), NOSPLIT, $0-56
+	MOVQ         y_base+0(FP), DI
+	MOVQ         y_len+8(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	MOVQ         x_base+32(FP), SI
+
+aloop:
+	CMPQ    CX, $16
+	JB      a8
+	VMULPS  (SI), Y0, Y1
+	VMULPS  32(SI), Y0, Y2
+	VADDPS  (DI), Y1, Y1
+	VADDPS  32(DI), Y2, Y2
+	VMOVUPS Y1, (DI)
+	VMOVUPS Y2, 32(DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JMP     aloop
+
+a8:
+	CMPQ    CX, $8
+	JB      atail
+	VMULPS  (SI), Y0, Y1
+	VADDPS  (DI), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+
+atail:
+	TESTQ      CX, CX
+	JZ         adone
+	TAILMASK(CX, AX, Y3)
+	VMASKMOVPS (SI), Y3, Y1
+	VMASKMOVPS (DI), Y3, Y2
+	VMULPS     Y1, Y0, Y1
+	VADDPS     Y2, Y1, Y1
+	VMASKMOVPS Y1, Y3, (DI)
+
+adone:
+	VZEROUPPER
+	RET

@@ -24,6 +24,11 @@ var avx2Kernels = kernelSet{
 	gelu:      geluAVX2,
 	quantQ8_0: quantizeQ8_0AVX2,
 	axpy:      axpyAVX2,
+
+	q4x8Gemv: x8GemvAVX2(Q4_0, q4x8AVX2Asm),
+	q4x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
+	q8x8Gemv: x8GemvAVX2(Q8_0, q8x8AVX2Asm),
+	q8x8Tile: x8TileAVX2(Q8_0, q8x8AVX2Asm),
 }
 
 // archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU
@@ -106,3 +111,37 @@ func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
 
 //go:noescape
 func axpyAVX2Asm(y []float32, a float32, x []float32)
+
+// The AVX2 packed kernels take one token (pstride 0) or two; the 4-token
+// tile is two passes over the group's blocks, which stay in L1.
+type x8AVX2Kernel func(out *[16]float32, w, p []byte, blocks, pstride int)
+
+func x8GemvAVX2(dt DType, k x8AVX2Kernel) func(out *[8]float32, w, p []byte, blocks int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[8]float32, w, p []byte, blocks int) {
+		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
+			panic("kernels: x8 gemv: short operands")
+		}
+		var o [16]float32
+		k(&o, w, p, blocks, 0)
+		copy(out[:], o[:8])
+	}
+}
+
+func x8TileAVX2(dt DType, k x8AVX2Kernel) func(out *[32]float32, w, p []byte, blocks, pstride int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
+		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
+			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
+			panic("kernels: x8 tile: short operands")
+		}
+		k((*[16]float32)(out[:16]), w, p, blocks, pstride)
+		k((*[16]float32)(out[16:]), w, p[2*pstride:], blocks, pstride)
+	}
+}
+
+//go:noescape
+func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+
+//go:noescape
+func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)

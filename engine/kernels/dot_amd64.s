@@ -712,3 +712,161 @@ atail:
 adone:
 	VZEROUPPER
 	RET
+
+// The packed (x8) kernels for AVX2 (see x8.go): no VPDPBUSD, so each lane's
+// four products come from VPMADDUBSW (pairs, into int16, exact here) and
+// VPMADDWD by ones (into int32). A ymm holds four rows' two lanes each, so
+// a block is taken as two halves, rows 0–3 then 4–7. Q4_0 nibbles are
+// unsigned and the −8·Σx correction starts the lane sum; Q8_0 quants are
+// multiplied as |w|·(x·sign w), which needs no correction. Each lane's
+// integer sum equals the AVX-512 kernels' and the float operations after it
+// are the same, so both sets give the same bits on packed weights. Y15
+// holds int16 ones, Y14 the nibble mask; per half Y1–Y4 the rows' quants
+// for elements 0–7, 8–15, 16–23, 24–31 and Y5 their scales per lane.
+
+DATA x8IdxA<>+0(SB)/8, $0x0000000000000000
+DATA x8IdxA<>+8(SB)/8, $0x0000000100000001
+DATA x8IdxA<>+16(SB)/8, $0x0000000200000002
+DATA x8IdxA<>+24(SB)/8, $0x0000000300000003
+DATA x8IdxA<>+32(SB)/8, $0x0000000400000004
+DATA x8IdxA<>+40(SB)/8, $0x0000000500000005
+DATA x8IdxA<>+48(SB)/8, $0x0000000600000006
+DATA x8IdxA<>+56(SB)/8, $0x0000000700000007
+GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
+
+#define X8ACONST \
+	MOVL         $0x00010001, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14
+
+// X8ASCALES widens the scales of the half h (0 or 1) of the block at w.
+#define X8ASCALES(w, h) \
+	VCVTPH2PS (w), Y5; \
+	VMOVDQU   x8IdxA<>+(32*h)(SB), Y6; \
+	VPERMPS   Y5, Y6, Y5
+
+#define Q4X8AW(w, h) \
+	VMOVDQU (16+32*h)(w), Y1; \
+	VMOVDQU (80+32*h)(w), Y2; \
+	VPSRLW  $4, Y1, Y3; \
+	VPSRLW  $4, Y2, Y4; \
+	VPAND   Y14, Y1, Y1; \
+	VPAND   Y14, Y2, Y2; \
+	VPAND   Y14, Y3, Y3; \
+	VPAND   Y14, Y4, Y4; \
+	X8ASCALES(w, h)
+
+#define Q8X8AW(w, h) \
+	VMOVDQU (16+32*h)(w), Y1; \
+	VMOVDQU (80+32*h)(w), Y2; \
+	VMOVDQU (144+32*h)(w), Y3; \
+	VMOVDQU (208+32*h)(w), Y4; \
+	X8ASCALES(w, h)
+
+// Q4X8APROD adds to the int32 lanes of Y7 the products of quants wk with
+// the activation bytes at off(p).
+#define Q4X8APROD(p, off, wk) \
+	VPBROADCASTQ off(p), Y8; \
+	VPMADDUBSW   Y8, wk, Y9; \
+	VPMADDWD     Y15, Y9, Y9; \
+	VPADDD       Y9, Y7, Y7
+
+#define Q8X8APROD(p, off, wk) \
+	VPBROADCASTQ off(p), Y8; \
+	VPSIGNB      wk, Y8, Y8; \
+	VPABSB       wk, Y9; \
+	VPMADDUBSW   Y8, Y9, Y9; \
+	VPMADDWD     Y15, Y9, Y9; \
+	VPADDD       Y9, Y7, Y7
+
+// X8AFIN converts the lane sums, scales them by d_w·d_x and adds them to acc.
+#define X8AFIN(p, acc) \
+	VCVTDQ2PS    Y7, Y7; \
+	VBROADCASTSS 48(p), Y8; \
+	VMULPS       Y8, Y5, Y8; \
+	VFMADD231PS  Y8, Y7, acc
+
+#define Q4X8ATOK(p, acc) \
+	VPBROADCASTQ 32(p), Y7; \
+	Q4X8APROD(p, 0, Y1); \
+	Q4X8APROD(p, 8, Y2); \
+	Q4X8APROD(p, 16, Y3); \
+	Q4X8APROD(p, 24, Y4); \
+	X8AFIN(p, acc)
+
+#define Q8X8ATOK(p, acc) \
+	VPXOR Y7, Y7, Y7; \
+	Q8X8APROD(p, 0, Y1); \
+	Q8X8APROD(p, 8, Y2); \
+	Q8X8APROD(p, 16, Y3); \
+	Q8X8APROD(p, 24, Y4); \
+	X8AFIN(p, acc)
+
+// X8AOUT adds each row's two lanes of acc and stores the four sums at off(DX).
+#define X8AOUT(acc, xacc, off) \
+	VMOVSHDUP acc, Y6; \
+	VADDPS    Y6, acc, acc; \
+	VSHUFPS   $0x88, acc, acc, acc; \
+	VPERMQ    $0x08, acc, acc; \
+	VMOVUPS   xacc, off(DX)
+
+// X8A is the body of a kernel for one (R9 = 0) or two tokens (R9 the
+// prepared rows' stride): accumulators Y10, Y11 (token 0, halves 0 and 1)
+// and Y12, Y13 (token 1).
+#define X8A(load, tok, bb) \
+	X8ACONST; \
+	VXORPS Y10, Y10, Y10; \
+	VXORPS Y11, Y11, Y11; \
+	VXORPS Y12, Y12, Y12; \
+	VXORPS Y13, Y13, Y13; \
+	LEAQ   (DI)(R9*1), R11; \
+	TESTQ  CX, CX; \
+	JZ     done; \
+loop: \
+	load(SI, 0); \
+	tok(DI, Y10); \
+	TESTQ R9, R9; \
+	JZ    half1; \
+	tok(R11, Y12); \
+half1: \
+	load(SI, 1); \
+	tok(DI, Y11); \
+	TESTQ R9, R9; \
+	JZ    next; \
+	tok(R11, Y13); \
+next: \
+	ADDQ $bb, SI; \
+	ADDQ $64, DI; \
+	ADDQ $64, R11; \
+	DECQ CX; \
+	JNZ  loop; \
+done: \
+	MOVQ out+0(FP), DX; \
+	X8AOUT(Y10, X10, 0); \
+	X8AOUT(Y11, X11, 16); \
+	TESTQ R9, R9; \
+	JZ    ret; \
+	X8AOUT(Y12, X12, 32); \
+	X8AOUT(Y13, X13, 48); \
+ret: \
+	VZEROUPPER; \
+	RET
+
+// func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+TEXT ·q4x8AVX2Asm(SB), NOSPLIT, $0-72
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8A(Q4X8AW, Q4X8ATOK, 144)
+
+// func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8A(Q8X8AW, Q8X8ATOK, 272)

@@ -128,58 +128,77 @@ func FuzzX8(f *testing.F) {
 	f.Add(make([]byte, 1+3*(8*18+4*34)))
 	f.Add(append([]byte{1}, make([]byte, 2*(8*34+4*34))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k := asmKernels(t)
+		asmKernels(t)
 		if len(data) == 0 {
 			return
 		}
-		dt, pack, gemv, tile, ref := Q4_0, packQ4_0x8, k.q4x8Gemv, k.q4x8Tile, dotQ4_0Generic
-		if data[0]%2 == 1 {
-			dt, pack, gemv, tile, ref = Q8_0, packQ8_0x8, k.q8x8Gemv, k.q8x8Tile, dotQ8_0Generic
-		}
-		data = data[1:]
-		if gemv == nil {
-			t.Skip("no packed kernels")
-		}
-		bs := dt.BlockBytes()
-		per := 8*bs + 4*34
-		blocks := len(data) / per
-		if blocks == 0 {
-			return
-		}
-		w := append([]byte(nil), data[:8*bs*blocks]...)
-		x := append([]byte(nil), data[8*bs*blocks:per*blocks]...)
-		finiteScales(w, bs)
-		finiteScales(x, 34)
-		for i := 0; i < len(x); i += 34 { // activations within ±127, as QuantizeQ8_0 makes them
-			for j := 2; j < 34; j++ {
-				if x[i+j] == 0x80 {
-					x[i+j] = 0x81
-				}
+		var first []float32 // the first set's results: every set gives the same bits
+		for _, k := range kernelSets()[1:] {
+			dt, pack, gemv, tile, ref := Q4_0, packQ4_0x8, k.q4x8Gemv, k.q4x8Tile, dotQ4_0Generic
+			if data[0]%2 == 1 {
+				dt, pack, gemv, tile, ref = Q8_0, packQ8_0x8, k.q8x8Gemv, k.q8x8Tile, dotQ8_0Generic
 			}
-		}
-		rb, xrb := bs*blocks, 34*blocks
-		packed := make([]byte, blocks*x8BlockBytes(dt))
-		pack(packed, w, 8, blocks*QK)
-		pstride := blocks * x8PrepBytes
-		prep := make([]byte, 4*pstride)
-		for tk := 0; tk < 4; tk++ {
-			x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
-		}
-		var o32 [32]float32
-		tile(&o32, packed, prep, blocks, pstride)
-		for tk := 0; tk < 4; tk++ {
-			var o8 [8]float32
-			gemv(&o8, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
-			for row := 0; row < 8; row++ {
-				got := o8[row]
-				if tile := o32[tk*8+row]; math.Float32bits(tile) != math.Float32bits(got) && !(isNaN(tile) && isNaN(got)) {
-					t.Fatalf("token %d row %d: gemv %v, tile %v", tk, row, got, tile)
-				}
-				wr, xr := w[row*rb:(row+1)*rb], x[tk*xrb:(tk+1)*xrb]
-				if want := ref(wr, xr); !near(got, want, absDotQ(dt, wr, xr)) {
-					t.Errorf("%d blocks, token %d row %d: %v, generic %v", blocks, tk, row, got, want)
-				}
+			if gemv == nil {
+				continue
 			}
+			first = checkX8(t, k.name, data[1:], dt, pack, gemv, tile, ref, first)
 		}
 	})
+}
+
+// checkX8 is one kernel set's FuzzX8 case; it returns the tile's results
+// and compares them with first when that is not nil.
+func checkX8(t *testing.T, set string, data []byte, dt DType, pack func(out, data []byte, rows, cols int),
+	gemv func(out *[8]float32, w, p []byte, blocks int), tile func(out *[32]float32, w, p []byte, blocks, pstride int),
+	ref func(w, x []byte) float32, first []float32) []float32 {
+	bs := dt.BlockBytes()
+	per := 8*bs + 4*34
+	blocks := len(data) / per
+	if blocks == 0 {
+		return first
+	}
+	w := append([]byte(nil), data[:8*bs*blocks]...)
+	x := append([]byte(nil), data[8*bs*blocks:per*blocks]...)
+	finiteScales(w, bs)
+	finiteScales(x, 34)
+	for i := 0; i < len(x); i += 34 { // activations within ±127, as QuantizeQ8_0 makes them
+		for j := 2; j < 34; j++ {
+			if x[i+j] == 0x80 {
+				x[i+j] = 0x81
+			}
+		}
+	}
+	rb, xrb := bs*blocks, 34*blocks
+	packed := make([]byte, blocks*x8BlockBytes(dt))
+	pack(packed, w, 8, blocks*QK)
+	pstride := blocks * x8PrepBytes
+	prep := make([]byte, 4*pstride)
+	for tk := 0; tk < 4; tk++ {
+		x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
+	}
+	var o32 [32]float32
+	tile(&o32, packed, prep, blocks, pstride)
+	for tk := 0; tk < 4; tk++ {
+		var o8 [8]float32
+		gemv(&o8, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
+		for row := 0; row < 8; row++ {
+			got := o8[row]
+			if tile := o32[tk*8+row]; math.Float32bits(tile) != math.Float32bits(got) && !(isNaN(tile) && isNaN(got)) {
+				t.Fatalf("%s: token %d row %d: gemv %v, tile %v", set, tk, row, got, tile)
+			}
+			wr, xr := w[row*rb:(row+1)*rb], x[tk*xrb:(tk+1)*xrb]
+			if want := ref(wr, xr); !near(got, want, absDotQ(dt, wr, xr)) {
+				t.Errorf("%s: %d blocks, token %d row %d: %v, generic %v", set, blocks, tk, row, got, want)
+			}
+		}
+	}
+	if first == nil {
+		return o32[:]
+	}
+	for i, v := range o32 {
+		if math.Float32bits(v) != math.Float32bits(first[i]) && !(isNaN(v) && isNaN(first[i])) {
+			t.Fatalf("%s: result %d is %v, another set's %v", set, i, v, first[i])
+		}
+	}
+	return first
 }

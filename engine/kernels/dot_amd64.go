@@ -10,13 +10,15 @@ import "golang.org/x/sys/cpu"
 var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
 var avx2Kernels = kernelSet{
-	name:    "avx2",
-	f32:     dotF32AVX2,
-	f16:     dotF16AVX2,
-	bf16:    dotBF16AVX2,
-	q8_0:    dotQ8_0AVX2,
-	q4_0:    dotQ4_0AVX2,
-	tileF32: dotF32Tile4x2AVX2,
+	name:     "avx2",
+	f32:      dotF32AVX2,
+	f16:      dotF16AVX2,
+	bf16:     dotBF16AVX2,
+	q8_0:     dotQ8_0AVX2,
+	q4_0:     dotQ4_0AVX2,
+	tileF32:  dotF32Tile4x2AVX2,
+	tilePart: dotF32Tile4x2PartAVX2,
+	f16Rows4: dotF16Rows4AVX2,
 
 	tileRows:   4,
 	tileTokens: 2,
@@ -48,12 +50,14 @@ func archKernels() []kernelSet {
 	return sets
 }
 
-// The float dots accumulate in four 8-lane accumulators: whole 8-element
-// chunk c goes to accumulator c mod 4, in order, and a final partial chunk
-// (zero-padded) to accumulator 3. They are summed (acc0+acc1)+(acc2+acc3)
-// and the 8 lanes reduced by a fixed tree. dotF16 and dotBF16 widen first
-// and then follow the same sequence exactly, as does the tile kernel for
-// each of its pairs, so all of them agree bit for bit on equal inputs.
+// The float dots accumulate in one 8-lane accumulator: whole 8-element
+// chunks in order, then a final partial chunk (zero-padded), and the 8 lanes
+// reduced by a fixed tree. dotF16 and dotBF16 widen first and then follow
+// the same sequence exactly, as do the 4×2 tile (one accumulator per pair,
+// so eight pairs fit the sixteen registers) and the four-row F16 decode
+// kernel for each of their pairs, so all of them agree bit for bit on equal
+// inputs. One accumulator makes a single dot wait on the FMA latency; the
+// decode path runs four rows at once instead.
 
 // The Go wrappers bound the second operand by the first, as the generic
 // code does, so the assembly never reads past either slice.
@@ -87,14 +91,41 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
 //go:noescape
-func dotTile4x2AVX2(out *[8]float32, w, x []float32, n int)
+func dotTile4x2PartAVX2(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
 
+func dotF32Tile4x2PartAVX2(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int) {
+	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < ld+n || (flags&tileLast == 0 && n%8 != 0) {
+		panic("kernels: dotF32Tile4x2PartAVX2: bad operands")
+	}
+	dotTile4x2PartAVX2(acc, w, x, ld, n, flags)
+}
+
+// dotF32Tile4x2AVX2 is the whole tile: one last part over all n columns.
 func dotF32Tile4x2AVX2(out []float32, w, x []float32, n int) {
 	if n < 0 || len(w) < 4*n || len(x) < 2*n {
 		panic("kernels: dotF32Tile4x2AVX2: short operands")
 	}
-	dotTile4x2AVX2((*[8]float32)(out), w, x, n)
+	var acc [tileAccFloats]float32
+	dotTile4x2PartAVX2(&acc, w, x, n, n, tileLast)
+	copy(out[:8], acc[:8])
 }
+
+func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32) {
+	n := len(x)
+	if len(w) < 4*n {
+		panic("kernels: dotF16Rows4AVX2: short operands")
+	}
+	if n%8 != 0 { // the tail is the single-row dot's
+		for i := range out {
+			out[i] = dotF16AVX2Asm(w[i*n:(i+1)*n], x)
+		}
+		return
+	}
+	dotF16Rows4AVX2Asm(out, w, x, n)
+}
+
+//go:noescape
+func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n int)
 
 func quantizeQ8_0AVX2(dst []byte, x []float32) {
 	blocks := len(x) / QK

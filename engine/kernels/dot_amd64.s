@@ -31,12 +31,6 @@ GLOBL tailMask<>(SB), RODATA|NOPTR, $64
 	SUBQ  r, t; \
 	VMOVDQU (t), m
 
-// REDUCE4 sums the four accumulators into Y0 as (Y0+Y1)+(Y2+Y3).
-#define REDUCE4 \
-	VADDPS Y1, Y0, Y0; \
-	VADDPS Y3, Y2, Y2; \
-	VADDPS Y2, Y0, Y0
-
 // HSUM8 adds the eight lanes of y (x is its low half) into the low lane
 // of x as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); t is clobbered.
 #define HSUM8(y, x, t) \
@@ -78,61 +72,27 @@ TEXT ·dotF32AVX2Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
 	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
+	SHRQ   $3, DX
+	JZ     tail
 
 loop:
 	VMOVUPS     (SI), Y4
-	VMOVUPS     32(SI), Y5
-	VMOVUPS     64(SI), Y6
-	VMOVUPS     96(SI), Y7
 	VFMADD231PS (DI), Y4, Y0
-	VFMADD231PS 32(DI), Y5, Y1
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
-	ADDQ        $128, SI
-	ADDQ        $128, DI
+	ADDQ        $32, SI
+	ADDQ        $32, DI
 	DECQ        DX
 	JNZ         loop
 
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $8
-	JB          tail
-	VMOVUPS     (SI), Y4
-	VFMADD231PS (DI), Y4, Y0
-	ADDQ        $32, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VMOVUPS     (SI), Y4
-	VFMADD231PS (DI), Y4, Y1
-	ADDQ        $32, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VMOVUPS     (SI), Y4
-	VFMADD231PS (DI), Y4, Y2
-	ADDQ        $32, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-
 tail:
-	TESTQ       CX, CX
+	ANDQ        $7, CX
 	JZ          done
 	TAILMASK(CX, AX, Y8)
 	VMASKMOVPS  (SI), Y8, Y4
 	VMASKMOVPS  (DI), Y8, Y5
-	VFMADD231PS Y5, Y4, Y3
+	VFMADD231PS Y5, Y4, Y0
 
 done:
-	REDUCE4
 	HSUM8(Y0, X0, X1)
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
@@ -144,62 +104,28 @@ TEXT ·dotF16AVX2Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
 	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
+	SHRQ   $3, DX
+	JZ     tail
 
 loop:
 	VCVTPH2PS   (SI), Y4
-	VCVTPH2PS   16(SI), Y5
-	VCVTPH2PS   32(SI), Y6
-	VCVTPH2PS   48(SI), Y7
 	VFMADD231PS (DI), Y4, Y0
-	VFMADD231PS 32(DI), Y5, Y1
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
-	ADDQ        $64, SI
-	ADDQ        $128, DI
+	ADDQ        $16, SI
+	ADDQ        $32, DI
 	DECQ        DX
 	JNZ         loop
 
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $8
-	JB          tail
-	VCVTPH2PS   (SI), Y4
-	VFMADD231PS (DI), Y4, Y0
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VCVTPH2PS   (SI), Y4
-	VFMADD231PS (DI), Y4, Y1
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VCVTPH2PS   (SI), Y4
-	VFMADD231PS (DI), Y4, Y2
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-
 tail:
-	TESTQ       CX, CX
+	ANDQ        $7, CX
 	JZ          done
 	HALVES(CX)
 	VCVTPH2PS   X4, Y4
 	TAILMASK(CX, AX, Y8)
 	VMASKMOVPS  (DI), Y8, Y5
-	VFMADD231PS Y5, Y4, Y3
+	VFMADD231PS Y5, Y4, Y0
 
 done:
-	REDUCE4
 	HSUM8(Y0, X0, X1)
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
@@ -211,70 +137,30 @@ TEXT ·dotBF16AVX2Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
 	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
+	SHRQ   $3, DX
+	JZ     tail
 
 loop:
 	VPMOVZXWD   (SI), Y4
-	VPMOVZXWD   16(SI), Y5
-	VPMOVZXWD   32(SI), Y6
-	VPMOVZXWD   48(SI), Y7
 	VPSLLD      $16, Y4, Y4
-	VPSLLD      $16, Y5, Y5
-	VPSLLD      $16, Y6, Y6
-	VPSLLD      $16, Y7, Y7
 	VFMADD231PS (DI), Y4, Y0
-	VFMADD231PS 32(DI), Y5, Y1
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
-	ADDQ        $64, SI
-	ADDQ        $128, DI
+	ADDQ        $16, SI
+	ADDQ        $32, DI
 	DECQ        DX
 	JNZ         loop
 
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $8
-	JB          tail
-	VPMOVZXWD   (SI), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS (DI), Y4, Y0
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VPMOVZXWD   (SI), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS (DI), Y4, Y1
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-	CMPQ        CX, $8
-	JB          tail
-	VPMOVZXWD   (SI), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS (DI), Y4, Y2
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	SUBQ        $8, CX
-
 tail:
-	TESTQ       CX, CX
+	ANDQ        $7, CX
 	JZ          done
 	HALVES(CX)
 	VPMOVZXWD   X4, Y4
 	VPSLLD      $16, Y4, Y4
 	TAILMASK(CX, AX, Y8)
 	VMASKMOVPS  (DI), Y8, Y5
-	VFMADD231PS Y5, Y4, Y3
+	VFMADD231PS Y5, Y4, Y0
 
 done:
-	REDUCE4
 	HSUM8(Y0, X0, X1)
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
@@ -375,188 +261,157 @@ done:
 	VFMADD231PS Y13, Y10, Y6; \
 	VFMADD231PS Y13, Y11, Y7
 
-// func dotTile4x2AVX2(out *[8]float32, w, x []float32, n int)
+// func dotTile4x2PartAVX2(acc *[384]float32, w, x []float32, ld, n, flags int)
 //
-// Each pair needs dotF32's four accumulators, too many registers for eight
-// pairs, so the tile runs one accumulator (slot k: chunks c ≡ k mod 4) at a
-// time for all eight pairs, over segments of tileSeg chunks small enough
-// that the four passes of a segment find its six rows in L1. The sixteen
-// partial sums per pair live on the stack (slot k of pair p at
-// 256k+32p(SP)) between passes. Every accumulator sees the same FMAs in the
-// same order as in dotF32, and the sums combine in dotF32's order.
-#define tileSeg 64
+// The 4×2 float tile in parts along the columns: pair (row i, token t) has
+// one accumulator, Y(4t+i), and sees exactly dotF32AVX2Asm's FMAs; a part
+// runs n columns (a multiple of 8 unless it is the last), starting from the
+// accumulators saved in acc (flags&1) and saving them there, or, in the last
+// part (flags&2), ending with the masked partial chunk and dotF32's
+// reduction, the eight results stored at acc[0…7] (token-major). Rows and
+// tokens are ld floats apart.
+TEXT ·dotTile4x2PartAVX2(SB), NOSPLIT, $0-80
+	MOVQ  acc+0(FP), BX
+	MOVQ  w_base+8(FP), SI
+	MOVQ  x_base+32(FP), DI
+	MOVQ  ld+56(FP), R8
+	SHLQ  $2, R8
+	LEAQ  (R8)(R8*2), R9
+	MOVQ  n+64(FP), DX
+	MOVQ  flags+72(FP), R10
+	TESTQ $1, R10
+	JZ    zero
+	VMOVUPS 0(BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	VMOVUPS 128(BX), Y4
+	VMOVUPS 160(BX), Y5
+	VMOVUPS 192(BX), Y6
+	VMOVUPS 224(BX), Y7
+	JMP   start
 
-TEXT ·dotTile4x2AVX2(SB), 0, $1024-64
-	MOVQ w_base+8(FP), SI
-	MOVQ x_base+32(FP), DI
-	MOVQ n+56(FP), DX
-	MOVQ DX, R8
-	SHLQ $2, R8           // row stride, bytes
-	LEAQ (R8)(R8*2), R9   // three rows
-	MOVQ DX, R10
-	SHRQ $3, R10          // whole chunks left
-	ANDQ $7, DX           // floats in the partial chunk
-
-	VXORPS  Y0, Y0, Y0
-	XORQ    CX, CX
 zero:
-	VMOVUPS Y0, (SP)(CX*1)
-	ADDQ    $32, CX
-	CMPQ    CX, $1024
-	JB      zero
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 
-	TESTQ R10, R10
-	JZ    tail
+start:
+	MOVQ DX, R11
+	SHRQ $3, R11
+	JZ   rest
 
-segment:
-	MOVQ R10, R13
-	CMPQ R13, $tileSeg
-	JBE  passes
-	MOVQ $tileSeg, R13    // chunks in this segment
-
-passes:
-	XORQ R11, R11         // slot
-
-slot:
-	MOVQ    R11, CX
-	SHLQ    $8, CX        // the slot's partial sums
-	VMOVUPS (SP)(CX*1), Y0
-	VMOVUPS 32(SP)(CX*1), Y1
-	VMOVUPS 64(SP)(CX*1), Y2
-	VMOVUPS 96(SP)(CX*1), Y3
-	VMOVUPS 128(SP)(CX*1), Y4
-	VMOVUPS 160(SP)(CX*1), Y5
-	VMOVUPS 192(SP)(CX*1), Y6
-	VMOVUPS 224(SP)(CX*1), Y7
-	MOVQ    R11, R12      // chunk
-	MOVQ    R11, AX
-	SHLQ    $5, AX
-	LEAQ    (DI)(AX*1), BX
-	ADDQ    SI, AX
-
-chunk:
-	CMPQ    R12, R13
-	JAE     slotEnd
-	VMOVUPS (AX), Y8
-	VMOVUPS (AX)(R8*1), Y9
-	VMOVUPS (AX)(R8*2), Y10
-	VMOVUPS (AX)(R9*1), Y11
-	VMOVUPS (BX), Y12
-	VMOVUPS (BX)(R8*1), Y13
+loop:
+	VMOVUPS (SI), Y8
+	VMOVUPS (SI)(R8*1), Y9
+	VMOVUPS (SI)(R8*2), Y10
+	VMOVUPS (SI)(R9*1), Y11
+	VMOVUPS (DI), Y12
+	VMOVUPS (DI)(R8*1), Y13
 	TILEFMA
-	ADDQ    $128, AX
-	ADDQ    $128, BX
-	ADDQ    $4, R12
-	JMP     chunk
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    R11
+	JNZ     loop
 
-slotEnd:
-	VMOVUPS Y0, (SP)(CX*1)
-	VMOVUPS Y1, 32(SP)(CX*1)
-	VMOVUPS Y2, 64(SP)(CX*1)
-	VMOVUPS Y3, 96(SP)(CX*1)
-	VMOVUPS Y4, 128(SP)(CX*1)
-	VMOVUPS Y5, 160(SP)(CX*1)
-	VMOVUPS Y6, 192(SP)(CX*1)
-	VMOVUPS Y7, 224(SP)(CX*1)
-	INCQ    R11
-	CMPQ    R11, $4
-	JB      slot
+rest:
+	TESTQ   $2, R10
+	JNZ     last
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	VMOVUPS Y4, 128(BX)
+	VMOVUPS Y5, 160(BX)
+	VMOVUPS Y6, 192(BX)
+	VMOVUPS Y7, 224(BX)
+	VZEROUPPER
+	RET
 
-	MOVQ R13, AX
-	SHLQ $5, AX
-	ADDQ AX, SI
-	ADDQ AX, DI
-	SUBQ R13, R10
-	JNZ  segment
-
-tail:
-	// Slot 3 also takes the partial chunk, last, as in dotF32.
-	TESTQ      DX, DX
-	JZ         combine
-	TAILMASK(DX, R12, Y14)
+last:
+	MOVQ       DX, CX
+	ANDQ       $7, CX
+	JZ         reduce
+	TAILMASK(CX, AX, Y14)
 	VMASKMOVPS (SI), Y14, Y8
 	VMASKMOVPS (SI)(R8*1), Y14, Y9
 	VMASKMOVPS (SI)(R8*2), Y14, Y10
 	VMASKMOVPS (SI)(R9*1), Y14, Y11
 	VMASKMOVPS (DI), Y14, Y12
 	VMASKMOVPS (DI)(R8*1), Y14, Y13
-	VMOVUPS    768(SP), Y0
-	VMOVUPS    800(SP), Y1
-	VMOVUPS    832(SP), Y2
-	VMOVUPS    864(SP), Y3
-	VMOVUPS    896(SP), Y4
-	VMOVUPS    928(SP), Y5
-	VMOVUPS    960(SP), Y6
-	VMOVUPS    992(SP), Y7
 	TILEFMA
-	VMOVUPS    Y0, 768(SP)
-	VMOVUPS    Y1, 800(SP)
-	VMOVUPS    Y2, 832(SP)
-	VMOVUPS    Y3, 864(SP)
-	VMOVUPS    Y4, 896(SP)
-	VMOVUPS    Y5, 928(SP)
-	VMOVUPS    Y6, 960(SP)
-	VMOVUPS    Y7, 992(SP)
 
-combine:
-	// (slot0+slot1) + (slot2+slot3), as REDUCE4.
-	VMOVUPS 0(SP), Y0
-	VMOVUPS 32(SP), Y1
-	VMOVUPS 64(SP), Y2
-	VMOVUPS 96(SP), Y3
-	VMOVUPS 128(SP), Y4
-	VMOVUPS 160(SP), Y5
-	VMOVUPS 192(SP), Y6
-	VMOVUPS 224(SP), Y7
-	VADDPS  256(SP), Y0, Y0
-	VADDPS  288(SP), Y1, Y1
-	VADDPS  320(SP), Y2, Y2
-	VADDPS  352(SP), Y3, Y3
-	VADDPS  384(SP), Y4, Y4
-	VADDPS  416(SP), Y5, Y5
-	VADDPS  448(SP), Y6, Y6
-	VADDPS  480(SP), Y7, Y7
-	VMOVUPS 512(SP), Y8
-	VMOVUPS 544(SP), Y9
-	VMOVUPS 576(SP), Y10
-	VMOVUPS 608(SP), Y11
-	VMOVUPS 640(SP), Y12
-	VMOVUPS 672(SP), Y13
-	VMOVUPS 704(SP), Y14
-	VMOVUPS 736(SP), Y15
-	VADDPS  768(SP), Y8, Y8
-	VADDPS  800(SP), Y9, Y9
-	VADDPS  832(SP), Y10, Y10
-	VADDPS  864(SP), Y11, Y11
-	VADDPS  896(SP), Y12, Y12
-	VADDPS  928(SP), Y13, Y13
-	VADDPS  960(SP), Y14, Y14
-	VADDPS  992(SP), Y15, Y15
-	VADDPS  Y8, Y0, Y0
-	VADDPS  Y9, Y1, Y1
-	VADDPS  Y10, Y2, Y2
-	VADDPS  Y11, Y3, Y3
-	VADDPS  Y12, Y4, Y4
-	VADDPS  Y13, Y5, Y5
-	VADDPS  Y14, Y6, Y6
-	VADDPS  Y15, Y7, Y7
+reduce:
+	HSUM8(Y0, X0, X14)
+	HSUM8(Y1, X1, X14)
+	HSUM8(Y2, X2, X14)
+	HSUM8(Y3, X3, X14)
+	HSUM8(Y4, X4, X14)
+	HSUM8(Y5, X5, X14)
+	HSUM8(Y6, X6, X14)
+	HSUM8(Y7, X7, X14)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VZEROUPPER
+	RET
+
+// func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n int)
+// dotF16AVX2Asm for four rows (n values each, back to back, n a multiple
+// of 8) at once: each row its own accumulator, the activations loaded once.
+TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-64
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   n+56(FP), DX
+	MOVQ   DX, R8
+	SHLQ   $1, R8
+	LEAQ   (R8)(R8*2), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	SHRQ   $3, DX
+	JZ     done
+
+loop:
+	PREFETCHT0  1024(SI)
+	PREFETCHT0  1024(SI)(R8*1)
+	PREFETCHT0  1024(SI)(R8*2)
+	PREFETCHT0  1024(SI)(R9*1)
+	VMOVUPS     (DI), Y8
+	VCVTPH2PS   (SI), Y4
+	VCVTPH2PS   (SI)(R8*1), Y5
+	VCVTPH2PS   (SI)(R8*2), Y6
+	VCVTPH2PS   (SI)(R9*1), Y7
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y8, Y5, Y1
+	VFMADD231PS Y8, Y6, Y2
+	VFMADD231PS Y8, Y7, Y3
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	DECQ        DX
+	JNZ         loop
+
+done:
 	HSUM8(Y0, X0, X8)
 	HSUM8(Y1, X1, X8)
 	HSUM8(Y2, X2, X8)
 	HSUM8(Y3, X3, X8)
-	HSUM8(Y4, X4, X8)
-	HSUM8(Y5, X5, X8)
-	HSUM8(Y6, X6, X8)
-	HSUM8(Y7, X7, X8)
 	MOVQ   out+0(FP), DX
 	VMOVSS X0, 0(DX)
 	VMOVSS X1, 4(DX)
 	VMOVSS X2, 8(DX)
 	VMOVSS X3, 12(DX)
-	VMOVSS X4, 16(DX)
-	VMOVSS X5, 20(DX)
-	VMOVSS X6, 24(DX)
-	VMOVSS X7, 28(DX)
 	VZEROUPPER
 	RET
 

@@ -3,6 +3,8 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Q4_0 and Q8_0 weights interleaved eight rows at a time ("x8").
@@ -75,13 +77,26 @@ func (m Matrix) Repacked() Matrix {
 	if gemv, _ := x8Kernels(m.DType); m.x8 != nil || gemv == nil || m.Rows < x8Rows || m.Check() != nil {
 		return m
 	}
-	m.x8mem = allocOffHeap(m.Rows / x8Rows * (m.Cols / QK) * x8BlockBytes(m.DType))
+	groups := m.Rows / x8Rows
+	gb := (m.Cols / QK) * x8BlockBytes(m.DType)
+	m.x8mem = allocOffHeap(groups * gb)
 	m.x8 = m.x8mem.b
+	pack := packQ8_0x8
 	if m.DType == Q4_0 {
-		packQ4_0x8(m.x8, m.Data, m.Rows, m.Cols)
-	} else {
-		packQ8_0x8(m.x8, m.Data, m.Rows, m.Cols)
+		pack = packQ4_0x8
 	}
+	// Pack slices of groups on every core: loading (and re-planning, which
+	// loads layers while requests wait) is bound by this copy.
+	rb := m.DType.RowBytes(m.Cols)
+	parts := min(runtime.GOMAXPROCS(0), groups)
+	var wg sync.WaitGroup
+	for i := 0; i < parts; i++ {
+		lo, hi := groups*i/parts, groups*(i+1)/parts
+		wg.Go(func() {
+			pack(m.x8[lo*gb:hi*gb], m.Data[lo*x8Rows*rb:hi*x8Rows*rb], (hi-lo)*x8Rows, m.Cols)
+		})
+	}
+	wg.Wait()
 	return m
 }
 

@@ -22,6 +22,9 @@ var (
 	// dotF32TilePart: see kernelSet; nil without it.
 	dotF32TilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
 
+	// dotF32TileParts: see kernelSet; nil without it.
+	dotF32TileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
+
 	// dotF16Rows4: see kernelSet; nil without it.
 	dotF16Rows4 func(out *[4]float32, w []uint16, x []float32)
 
@@ -100,6 +103,9 @@ type kernelSet struct {
 	// saving them there, or, in the last part, storing the tile's results at
 	// acc[0…tileRows·tileTokens). The parts of a tile give tileF32's bits.
 	tilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
+	// tileParts, when not nil, is tilePart for tiles consecutive token tiles
+	// (tokens tt·j … tt·j+tt−1, accumulators at acc[j·tileAccFloats:]).
+	tileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
 	// axpy, when not nil, is Axpy (the same bits: multiply, then add).
 	axpy func(y []float32, a float32, x []float32)
 	// quantQ8_0, when not nil, is QuantizeQ8_0 for the activations of
@@ -135,6 +141,7 @@ func (k kernelSet) install() {
 	q8x8Gemv, q8x8Tile = k.q8x8Gemv, k.q8x8Tile
 	dotF16Rows4 = k.f16Rows4
 	dotF32TilePart = k.tilePart
+	dotF32TileParts = k.tileParts
 	quantizeActQ8_0 = k.quantQ8_0
 	axpy = k.axpy
 	if axpy == nil {

@@ -316,10 +316,13 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 	}
 	i := 0
 	if part := dotF32TilePart; part != nil && len(accs) > 0 {
-		// Columns in parts, then tokens, then the block's row tiles: a
-		// part's token slab is read from L2 once for all row tiles, whose
-		// parts stay in L1.
+		// Columns in parts, then the block's row tiles, then tokens: a
+		// part's rows stay in L1 while the token tiles stream from L2. The
+		// tiles that start at a multiple of tt go through tileParts in one
+		// call where the set has it; the overlapping last one alone.
 		rts := nb / tr
+		regular := tokens / tt
+		acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
 		for k0 := 0; k0 < cols; k0 += tilePartLength {
 			n, flags := tilePartLength, 0
 			if k0 > 0 {
@@ -328,17 +331,21 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 			if cols-k0 <= tilePartLength {
 				n, flags = cols-k0, flags|tileLast
 			}
-			for j := 0; j < tiles; j++ {
-				xs := x[tileStart(j)*cols+k0:]
-				for ri := 0; ri < rts; ri++ {
-					acc := (*[tileAccFloats]float32)(accs[(j*rts+ri)*tileAccFloats:])
-					part(acc, block[ri*tr*cols+k0:(ri+1)*tr*cols], xs, cols, n, flags)
+			for ri := 0; ri < rts; ri++ {
+				w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
+				j := 0
+				if parts := dotF32TileParts; parts != nil && regular > 0 {
+					parts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
+					j = regular
+				}
+				for ; j < tiles; j++ {
+					part((*[tileAccFloats]float32)(acc(ri, j)), w, x[tileStart(j)*cols+k0:], cols, n, flags)
 				}
 			}
 		}
-		for j := 0; j < tiles; j++ {
-			for ri := 0; ri < rts; ri++ {
-				storeTile(accs[(j*rts+ri)*tileAccFloats:][:tr*tt], ri*tr, tileStart(j))
+		for ri := 0; ri < rts; ri++ {
+			for j := 0; j < tiles; j++ {
+				storeTile(acc(ri, j)[:tr*tt], ri*tr, tileStart(j))
 			}
 		}
 		i = rts * tr

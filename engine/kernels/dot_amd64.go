@@ -10,15 +10,16 @@ import "golang.org/x/sys/cpu"
 var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
 var avx2Kernels = kernelSet{
-	name:     "avx2",
-	f32:      dotF32AVX2,
-	f16:      dotF16AVX2,
-	bf16:     dotBF16AVX2,
-	q8_0:     dotQ8_0AVX2,
-	q4_0:     dotQ4_0AVX2,
-	tileF32:  dotF32Tile4x2AVX2,
-	tilePart: dotF32Tile4x2PartAVX2,
-	f16Rows4: dotF16Rows4AVX2,
+	name:      "avx2",
+	f32:       dotF32AVX2,
+	f16:       dotF16AVX2,
+	bf16:      dotBF16AVX2,
+	q8_0:      dotQ8_0AVX2,
+	q4_0:      dotQ4_0AVX2,
+	tileF32:   dotF32Tile4x2AVX2,
+	tilePart:  dotF32Tile4x2PartAVX2,
+	tileParts: dotF32Tile4x2PartsAVX2,
+	f16Rows4:  dotF16Rows4AVX2,
 
 	tileRows:   4,
 	tileTokens: 2,
@@ -176,3 +177,17 @@ func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
 
 //go:noescape
 func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+
+func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles int) {
+	if tiles <= 0 {
+		return
+	}
+	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < (2*tiles-1)*ld+n || len(acc) < tiles*tileAccFloats ||
+		(flags&tileLast == 0 && n%8 != 0) {
+		panic("kernels: dotF32Tile4x2PartsAVX2: bad operands")
+	}
+	dotTile4x2PartsAVX2(&acc[0], w, x, ld, n, flags, tiles)
+}
+
+//go:noescape
+func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)

@@ -43,10 +43,17 @@ func (m *Model) Embed(ids []int, dst []float32) error {
 	if len(dst) != len(ids)*H {
 		return fmt.Errorf("%w: %d ids need %d floats, got %d", ErrInput, len(ids), len(ids)*H, len(dst))
 	}
-	for i, id := range ids {
+	for _, id := range ids {
 		if id < 0 || id >= m.Config.VocabSize {
 			return fmt.Errorf("%w: token id %d outside the vocabulary [0, %d)", ErrInput, id, m.Config.VocabSize)
 		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pool == nil { // the weights are unmapped
+		return fmt.Errorf("%w: model is closed", ErrNotHeld)
+	}
+	for i, id := range ids {
 		m.embed.Row(id, dst[i*H:(i+1)*H])
 	}
 	return nil
@@ -65,6 +72,9 @@ func (m *Model) Logits(hidden, dst []float32) error {
 	rows := len(hidden) / H
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.pool == nil {
+		return fmt.Errorf("%w: model is closed", ErrNotHeld)
+	}
 	m.ws.h = growTo(m.ws.h, len(hidden))
 	kernels.LayerNorm(m.ws.h, hidden, m.finalW, m.finalB, float32(m.Config.LayerNormEps))
 	kernels.MatMul(m.pool, dst, m.head, m.ws.h, m.headB, rows)

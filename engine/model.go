@@ -237,6 +237,15 @@ func (m *Model) Close() error {
 		m.pool.Close()
 		m.pool = nil
 	}
+	// Repacked weights live outside the Go heap: give them back now (a
+	// worker re-planning loads other layers right after).
+	for i := range m.layers {
+		l := &m.layers[i]
+		for _, w := range []*kernels.Matrix{&l.q, &l.k, &l.v, &l.dense, &l.fc1, &l.fc2} {
+			w.Free()
+		}
+	}
+	m.head.Free()
 	if m.closer != nil {
 		err := m.closer.Close()
 		m.closer = nil

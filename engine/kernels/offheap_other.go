@@ -6,3 +6,9 @@ package kernels
 type offHeap struct{ b []byte }
 
 func allocOffHeap(n int) *offHeap { return &offHeap{b: make([]byte, n)} }
+
+func (h *offHeap) free() {
+	if h != nil {
+		h.b = nil
+	}
+}

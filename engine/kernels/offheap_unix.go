@@ -13,8 +13,22 @@ import (
 // worth of live heap would raise the garbage collector's target by as much
 // (GOGC), letting garbage pile up to gigabytes. The mapping is returned to
 // the system once the offHeap is unreachable; every slice of it must keep
-// the offHeap reachable (Matrix holds both).
-type offHeap struct{ b []byte }
+// the offHeap reachable (Matrix holds both), or free releases it at once.
+type offHeap struct {
+	b       []byte
+	m       []byte // the whole mapping
+	cleanup runtime.Cleanup
+}
+
+// free returns the memory now; nothing may use b afterwards.
+func (h *offHeap) free() {
+	if h == nil || h.m == nil {
+		return
+	}
+	h.cleanup.Stop()
+	_ = unix.Munmap(h.m)
+	h.b, h.m = nil, nil
+}
 
 func allocOffHeap(n int) *offHeap {
 	if n == 0 {
@@ -32,7 +46,7 @@ func allocOffHeap(n int) *offHeap {
 	// Large pages, where the kernel offers them on request: a decode step
 	// streams all of this, and 4 KB pages cost a TLB miss every 4 KB.
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
-	h := &offHeap{b: b}
-	runtime.AddCleanup(h, func(m []byte) { _ = unix.Munmap(m) }, m)
+	h := &offHeap{b: b, m: m}
+	h.cleanup = runtime.AddCleanup(h, func(m []byte) { _ = unix.Munmap(m) }, m)
 	return h
 }

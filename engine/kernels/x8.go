@@ -100,6 +100,14 @@ func (m Matrix) Repacked() Matrix {
 	return m
 }
 
+// Free releases m's repacked copy now rather than when m is garbage; m
+// and every copy of it must not be used for products afterwards (Row and
+// the plain data stay valid).
+func (m *Matrix) Free() {
+	m.x8mem.free()
+	m.x8, m.x8mem = nil, nil
+}
+
 // IsRepacked reports whether m carries a repacked copy (see Repacked).
 func (m Matrix) IsRepacked() bool { return m.x8 != nil }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -280,6 +281,10 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		return
 	}
 	next.Epoch = cur.Epoch + 1
+	if mix := kernelMix(next, infos); mix != "" {
+		next.Explanation += "\n" + mix
+		c.log.Warn("workers run different kernel sets", "sets", mix)
+	}
 	if err := lead.PublishPlan(ctx, next, cur.Epoch); err != nil {
 		c.log.Error("cannot publish the plan", "epoch", next.Epoch, "err", err)
 		if stored, lerr := registry.LoadPlan(ctx, c.cfg.Etcd, c.cfg.Cluster); lerr == nil {
@@ -293,6 +298,35 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	c.plan = next
 	c.mu.Unlock()
 	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+}
+
+// kernelMix says which kernel sets the plan's workers run, when they do not
+// all run the same one: each set sums in its own order, so a replay on a
+// worker of another set rebuilds a KV cache that differs in its last bits,
+// and the continued answer may differ from the one the lost worker would
+// have given. Empty when the sets agree (or workers do not say).
+func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
+	inPlan := map[string]bool{}
+	for _, st := range p.Stages {
+		inPlan[st.WorkerID] = true
+	}
+	bySet := map[string][]string{}
+	for _, w := range infos {
+		if k := w.Labels["kernels"]; k != "" && inPlan[w.ID] {
+			bySet[k] = append(bySet[k], w.ID)
+		}
+	}
+	if len(bySet) < 2 {
+		return ""
+	}
+	sets := make([]string, 0, len(bySet))
+	for k, ids := range bySet {
+		sort.Strings(ids)
+		sets = append(sets, fmt.Sprintf("%s: %s", k, strings.Join(ids, ", ")))
+	}
+	sort.Strings(sets)
+	return "note: workers run different kernel sets (" + strings.Join(sets, "; ") +
+		"); a replay after a failure may continue an answer differently in rare close calls"
 }
 
 // probeNew starts probing every worker not yet verified: an Info call over

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -61,8 +62,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		cfg.LeaseTTL = 5 * time.Second
 	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
-		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID}}
-	log.Info("worker registering", "address", cfg.Address, "model", modelID,
+		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name()}}
+	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
 		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)
 	if err != nil {

@@ -33,8 +33,10 @@
 //     with AVX512-VNNI also VPDPBUSD Q8_0 and Q4_0 dots and tiles, and Q4_0
 //     and Q8_0 matrices repacked by eight rows at load (x8.go) for a GEMV
 //     and an 8×4 tile (without VNNI it keeps the AVX2 integer dots);
-//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots, a 4×2 float tile,
-//     VPMADDUBSW integer dots and a vectorized GELU;
+//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots with one accumulator, a 4×2
+//     float tile in column parts, a four-row F16 decode kernel, VPMADDUBSW
+//     integer dots, the repacked Q4_0/Q8_0 kernels, vectorized GELU, axpy
+//     and activation quantizer;
 //  3. generic.
 //
 // PHALANX_KERNELS names a set to use instead (see KernelsEnv).
@@ -44,9 +46,8 @@
 //
 // Within one set the 16-bit dots and the tile kernels accumulate exactly as
 // that set's float32 dot does, so decode and prefill give the same bits.
-// The avx2 float dots use four 8-lane accumulators (chunk c of 8 into
-// accumulator c mod 4, a zero-padded partial chunk into the fourth) summed
-// (a0+a1)+(a2+a3); the avx512 ones use two 16-lane accumulators (chunk c of
+// The avx2 float dots use one 8-lane accumulator (chunks in order, a
+// zero-padded partial chunk last); the avx512 ones use two 16-lane accumulators (chunk c of
 // 16 into accumulator c mod 2, a mask-loaded partial chunk into the next in
 // turn) summed a0+a1, then the high 8 lanes added to the low 8; both end
 // with the same fixed 8-lane tree. The avx512 integer dots put two blocks

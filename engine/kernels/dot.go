@@ -25,6 +25,9 @@ var (
 	// dotF32TileParts: see kernelSet; nil without it.
 	dotF32TileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
 
+	// dotF16TileParts: see kernelSet; nil without it.
+	dotF16TileParts func(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int)
+
 	// dotF16Rows4: see kernelSet; nil without it.
 	dotF16Rows4 func(out *[4]float32, w []uint16, x []float32)
 
@@ -106,6 +109,9 @@ type kernelSet struct {
 	// tileParts, when not nil, is tilePart for tiles consecutive token tiles
 	// (tokens tt·j … tt·j+tt−1, accumulators at acc[j·tileAccFloats:]).
 	tileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
+	// tilePartsH, when not nil, is tileParts with F16 rows widened inside
+	// the kernel (the same bits as widening them first).
+	tilePartsH func(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int)
 	// axpy, when not nil, is Axpy (the same bits: multiply, then add).
 	axpy func(y []float32, a float32, x []float32)
 	// quantQ8_0, when not nil, is QuantizeQ8_0 for the activations of
@@ -142,6 +148,7 @@ func (k kernelSet) install() {
 	dotF16Rows4 = k.f16Rows4
 	dotF32TilePart = k.tilePart
 	dotF32TileParts = k.tileParts
+	dotF16TileParts = k.tilePartsH
 	quantizeActQ8_0 = k.quantQ8_0
 	axpy = k.axpy
 	if axpy == nil {

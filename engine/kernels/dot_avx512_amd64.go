@@ -29,6 +29,7 @@ func avx512Set() kernelSet {
 		f16Rows4:   dotF16Rows4AVX512,
 		tilePart:   dotF32Tile4x3PartAVX512,
 		tileParts:  dotF32Tile4x3PartsAVX512,
+		tilePartsH: dotF16Tile4x3PartsAVX512,
 		quantQ8_0:  quantizeQ8_0AVX512,
 		axpy:       axpyAVX512,
 	}
@@ -221,3 +222,17 @@ func dotF32Tile4x3PartsAVX512(acc []float32, w, x []float32, ld, n, flags, tiles
 
 //go:noescape
 func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
+
+func dotF16Tile4x3PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
+	if tiles <= 0 {
+		return
+	}
+	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < (3*tiles-1)*ld+n || len(acc) < tiles*tileAccFloats ||
+		(flags&2 == 0 && n%32 != 0) {
+		panic("kernels: dotF16Tile4x3PartsAVX512: bad operands")
+	}
+	dotTile4x3PartsF16AVX512(&acc[0], w, x, ld, n, flags, tiles)
+}
+
+//go:noescape
+func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)

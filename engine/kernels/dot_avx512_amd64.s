@@ -1295,6 +1295,161 @@ nexttile:
 	VZEROUPPER
 	RET
 
+// The 4×3 tile parts with F16 rows, widened in registers (VCVTPH2PS is
+// exact, so the bits are those of widening first): rows are ld halves
+// apart (R15 bytes; AX walks row 3), tokens ld floats. Otherwise as
+// dotTile4x3PartsAVX512.
+
+// TLOADH loads the chunk at F16 byte offset offh of the four rows (widened)
+// and at float byte offset off of the three tokens.
+#define TLOADH(offh, off) \
+	VCVTPH2PS offh(SI), Z24; \
+	VCVTPH2PS offh(SI)(R15*1), Z25; \
+	VCVTPH2PS offh(SI)(R15*2), Z26; \
+	VCVTPH2PS offh(AX), Z27; \
+	VMOVUPS   off(DI), Z28; \
+	VMOVUPS   off(DI)(R8*1), Z29; \
+	VMOVUPS   off(DI)(R8*2), Z30
+
+// TAILK11 is TAILK with R11 for scratch (AX is the row-3 pointer here).
+#define TAILK11 \
+	MOVL  $1, R11; \
+	SHLL  CX, R11; \
+	DECL  R11; \
+	KMOVW R11, K1
+
+// TLOADHK loads the partial chunk in the lanes of K1, zeros elsewhere.
+#define TLOADHK \
+	VMOVDQU16.Z (SI), K1, Y24; \
+	VMOVDQU16.Z (SI)(R15*1), K1, Y25; \
+	VMOVDQU16.Z (SI)(R15*2), K1, Y26; \
+	VMOVDQU16.Z (AX), K1, Y27; \
+	VCVTPH2PS   Y24, Z24; \
+	VCVTPH2PS   Y25, Z25; \
+	VCVTPH2PS   Y26, Z26; \
+	VCVTPH2PS   Y27, Z27; \
+	VMOVUPS.Z   (DI), K1, Z28; \
+	VMOVUPS.Z   (DI)(R8*1), K1, Z29; \
+	VMOVUPS.Z   (DI)(R8*2), K1, Z30
+
+// func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+TEXT ·dotTile4x3PartsF16AVX512(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), R13
+	MOVQ x_base+32(FP), R14
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), R15
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	MOVQ tiles+80(FP), R12
+
+tile:
+	MOVQ R13, SI
+	MOVQ R14, DI
+	LEAQ (SI)(R15*2), AX
+	ADDQ R15, AX
+	TESTQ $1, R10
+	JZ    zero
+	TACC(TACCLOAD)
+	JMP   start
+
+zero:
+	TACC(TACCZERO)
+
+start:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest
+
+loop:
+	TLOADH(0, 0)
+	TFMA0
+	TLOADH(32, 64)
+	TFMA1
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  loop
+
+rest:
+	TESTQ $2, R10
+	JNZ   last
+	TACC(TACCSTORE)
+	JMP nexttile
+
+last:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail0
+	TLOADH(0, 0)
+	TFMA0
+	ADDQ $32, SI
+	ADDQ $32, AX
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   combine
+	TAILK11
+	TLOADHK
+	TFMA1
+	JMP  combine
+
+tail0:
+	TESTQ CX, CX
+	JZ    combine
+	TAILK11
+	TLOADHK
+	TFMA0
+
+combine:
+	VADDPS Z12, Z0, Z0
+	VADDPS Z13, Z1, Z1
+	VADDPS Z14, Z2, Z2
+	VADDPS Z15, Z3, Z3
+	VADDPS Z16, Z4, Z4
+	VADDPS Z17, Z5, Z5
+	VADDPS Z18, Z6, Z6
+	VADDPS Z19, Z7, Z7
+	VADDPS Z20, Z8, Z8
+	VADDPS Z21, Z9, Z9
+	VADDPS Z22, Z10, Z10
+	VADDPS Z23, Z11, Z11
+	HSUM16(Z0, Y0, X0, Y12, X12)
+	HSUM16(Z1, Y1, X1, Y12, X12)
+	HSUM16(Z2, Y2, X2, Y12, X12)
+	HSUM16(Z3, Y3, X3, Y12, X12)
+	HSUM16(Z4, Y4, X4, Y12, X12)
+	HSUM16(Z5, Y5, X5, Y12, X12)
+	HSUM16(Z6, Y6, X6, Y12, X12)
+	HSUM16(Z7, Y7, X7, Y12, X12)
+	HSUM16(Z8, Y8, X8, Y12, X12)
+	HSUM16(Z9, Y9, X9, Y12, X12)
+	HSUM16(Z10, Y10, X10, Y12, X12)
+	HSUM16(Z11, Y11, X11, Y12, X12)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VMOVSS X8, 32(BX)
+	VMOVSS X9, 36(BX)
+	VMOVSS X10, 40(BX)
+	VMOVSS X11, 44(BX)
+
+nexttile:
+	ADDQ $1536, BX
+	ADDQ R9, R14
+	DECQ R12
+	JNZ  tile
+	VZEROUPPER
+	RET
+
 // func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
 // QuantizeQ8_0 for whole blocks, bit for bit on finite input: amax by
 // VMAXPS (exact), d = amax/127 and 1/d by scalar division, the fp16 scale

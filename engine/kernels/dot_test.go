@@ -45,7 +45,7 @@ func current() kernelSet {
 		tileF32: dotF32Tile, tileRows: tileRows, tileTokens: tileTokens,
 		tileQ8_0: dotQ8_0Tile, tileQ4_0: dotQ4_0Tile, qTileRows: qTileRows, qTileToks: qTileTokens,
 		widenF16: widenF16, q4Prep: q4Prep, q4PrepDot: q4PrepDot,
-		q4x8Gemv: q4x8Gemv, q4x8Tile: q4x8Tile, q8x8Gemv: q8x8Gemv, q8x8Tile: q8x8Tile, f16Rows4: dotF16Rows4, tilePart: dotF32TilePart, tileParts: dotF32TileParts, quantQ8_0: quantizeActQ8_0, axpy: axpy, gelu: geluNew,
+		q4x8Gemv: q4x8Gemv, q4x8Tile: q4x8Tile, q8x8Gemv: q8x8Gemv, q8x8Tile: q8x8Tile, f16Rows4: dotF16Rows4, tilePart: dotF32TilePart, tileParts: dotF32TileParts, tilePartsH: dotF16TileParts, quantQ8_0: quantizeActQ8_0, axpy: axpy, gelu: geluNew,
 	}
 }
 

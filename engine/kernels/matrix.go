@@ -256,6 +256,12 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 		accs := scratch[wide:]
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
+			if m.DType == F16 && dotF16TileParts != nil && len(accs) > 0 {
+				// F16 rows go to the tile as they are: it widens them in
+				// registers, so there is no widening pass over scratch.
+				dotBlockF16(y, m.u16()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
+				continue
+			}
 			var block []float32 // rows r0 … r0+nb-1, back to back
 			if m.DType == F32 {
 				block = m.f32()[r0*cols : (r0+nb)*cols]
@@ -364,6 +370,55 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := dotF32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
+			if bias != nil {
+				v += bias[r0+i]
+			}
+			y[t*rows+r0+i] = v
+		}
+	}
+}
+
+// dotBlockF16 is dotBlock's part path for F16 rows, which the set's
+// dotF16TileParts widens in registers; rows past the last tile of four go
+// through dotF16, which gives the same bits as widening and dotF32.
+func dotBlockF16(y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+	tr, tt := tileRows, tileTokens
+	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
+	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
+	for k0 := 0; k0 < cols; k0 += tilePartLength {
+		n, flags := tilePartLength, 0
+		if k0 > 0 {
+			flags |= tileCont
+		}
+		if cols-k0 <= tilePartLength {
+			n, flags = cols-k0, flags|tileLast
+		}
+		for ri := 0; ri < rts; ri++ {
+			w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
+			dotF16TileParts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
+			if regular < tiles { // the last tile overlaps the one before
+				dotF16TileParts(acc(ri, regular), w, x[(tokens-tt)*cols+k0:], cols, n, flags, 1)
+			}
+		}
+	}
+	for ri := 0; ri < rts; ri++ {
+		for j := 0; j < tiles; j++ {
+			t := min(j*tt, tokens-tt)
+			out := acc(ri, j)
+			for tk := 0; tk < tt; tk++ {
+				for k := 0; k < tr; k++ {
+					v := out[tk*tr+k]
+					if bias != nil {
+						v += bias[r0+ri*tr+k]
+					}
+					y[(t+tk)*rows+r0+ri*tr+k] = v
+				}
+			}
+		}
+	}
+	for i := rts * tr; i < nb; i++ {
+		for t := 0; t < tokens; t++ {
+			v := dotF16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
 			if bias != nil {
 				v += bias[r0+i]
 			}

@@ -206,11 +206,16 @@ func loadLayer(cfg *Config, src TensorSource, i int) (layer, error) {
 	return l, nil
 }
 
+// matrices are the layer's weight matrices.
+func (l *layer) matrices() []*kernels.Matrix {
+	return []*kernels.Matrix{&l.q, &l.k, &l.v, &l.dense, &l.fc1, &l.fc2}
+}
+
 // WeightBytes is the size of the weights this model reads per token.
 func (m *Model) WeightBytes() int64 {
 	var n int64
 	for _, l := range m.layers {
-		for _, w := range []kernels.Matrix{l.q, l.k, l.v, l.dense, l.fc1, l.fc2} {
+		for _, w := range l.matrices() {
 			n += int64(w.Bytes())
 		}
 	}
@@ -240,8 +245,7 @@ func (m *Model) Close() error {
 	// Repacked weights live outside the Go heap: give them back now (a
 	// worker re-planning loads other layers right after).
 	for i := range m.layers {
-		l := &m.layers[i]
-		for _, w := range []*kernels.Matrix{&l.q, &l.k, &l.v, &l.dense, &l.fc1, &l.fc2} {
+		for _, w := range m.layers[i].matrices() {
 			w.Free()
 		}
 	}

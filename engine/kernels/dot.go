@@ -19,9 +19,6 @@ var (
 	// reference QuantizeQ8_0).
 	quantizeActQ8_0 = QuantizeQ8_0
 
-	// dotF32TilePart: see kernelSet; nil without it.
-	dotF32TilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
-
 	// dotF32TileParts: see kernelSet; nil without it.
 	dotF32TileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
 
@@ -31,21 +28,12 @@ var (
 	// dotF16Rows4: see kernelSet; nil without it.
 	dotF16Rows4 func(out *[4]float32, w []uint16, x []float32)
 
-	// q4Prep and q4PrepDot: see kernelSet; nil without them.
-	q4Prep    func(x []byte) []byte
-	q4PrepDot func(w, p []byte) float32
-
-	// dotF32Tile, when not nil, computes a tileRows×tileTokens block of
-	// dot products at once, sharing loads between them:
-	//
-	//	out[t*tileRows+i] = dotF32(w[i*n:(i+1)*n], x[t*n:(t+1)*n])
-	//
-	// bit for bit, so the prefill path gives the decode path's results.
-	dotF32Tile           func(out []float32, w, x []float32, n int)
+	// tileRows×tileTokens is the float tile of the set's tile parts
+	// (dotF32TileParts).
 	tileRows, tileTokens int
 
-	// dotQ8_0Tile and dotQ4_0Tile, when not nil, do the same for
-	// qTileRows rows of Q8_0 or Q4_0 weights (blocks blocks each, back to
+	// dotQ8_0Tile and dotQ4_0Tile, when not nil, compute a block of dot
+	// products of qTileRows rows of Q8_0 or Q4_0 weights (blocks blocks each, back to
 	// back) against qTileTokens Q8_0 activation rows (back to back):
 	//
 	//	out[t*qTileRows+i] = dotQ8_0(w row i, x row t)
@@ -72,6 +60,13 @@ const (
 	tilePartLength = 1024
 )
 
+// tilePartsOK reports whether a tileParts call's operands are in bounds
+// for tt tokens per tile, parts aligned to align columns.
+func tilePartsOK(lw, lx, lacc, tt, ld, n, flags, tiles, align int) bool {
+	return n >= 0 && ld >= n && lw >= 3*ld+n && lx >= (tt*tiles-1)*ld+n && lacc >= tiles*tileAccFloats &&
+		(flags&tileLast != 0 || n%align == 0)
+}
+
 // kernelSet is one implementation of every dot kernel; an architecture
 // offers the sets its CPU can run (archKernels), best first.
 type kernelSet struct {
@@ -81,33 +76,26 @@ type kernelSet struct {
 	bf16 func(a []uint16, b []float32) float32
 	q8_0 func(w, x []byte) float32
 	q4_0 func(w, x []byte) float32
-	// The tiles may be nil; see dotF32Tile and dotQ8_0Tile.
-	tileF32              func(out []float32, w, x []float32, n int)
+	// The tiles may be nil; see tileParts and dotQ8_0Tile.
 	tileRows, tileTokens int
 	tileQ8_0, tileQ4_0   func(out []float32, w, x []byte, blocks int)
 	qTileRows, qTileToks int
 	widenF16             func(dst []float32, src []uint16) // may be nil
-	// q4Prep expands a row of Q8_0 activations once per product and
-	// q4PrepDot takes it in place of the activations: the Q4_0 decode dot
-	// without recomputing the activation side per weight row. Both nil, or
-	// both set and giving exactly q4_0's bits.
-	q4Prep    func(x []byte) []byte
-	q4PrepDot func(w, p []byte) float32
 	// q4x8Gemv and q4x8Tile read Q4_0 matrices repacked by eight rows,
 	// q8x8Gemv and q8x8Tile Q8_0 ones (x8.go); each pair both nil, or both
 	// set and agreeing bit for bit.
 	q4x8Gemv, q8x8Gemv func(out *[8]float32, w, p []byte, blocks int)
 	q4x8Tile, q8x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
-	// tilePart, when not nil, runs tileF32 over the columns in parts so
-	// that a part's rows and tokens stay in L1: rows and tokens are ld
-	// floats apart; a part covers n columns (a multiple of tilePartAlign
-	// unless it is the last, flags&tileLast), starting from the
-	// accumulators saved in acc by the previous part (flags&tileCont) and
-	// saving them there, or, in the last part, storing the tile's results at
-	// acc[0…tileRows·tileTokens). The parts of a tile give tileF32's bits.
-	tilePart func(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
-	// tileParts, when not nil, is tilePart for tiles consecutive token tiles
-	// (tokens tt·j … tt·j+tt−1, accumulators at acc[j·tileAccFloats:]).
+	// tileParts, when not nil, computes tileRows×tileTokens blocks of dot
+	// products (rows of w, tokens of x, each ld floats apart) in parts along
+	// the columns, so that a part's rows and tokens stay in L1: a part covers
+	// n columns (a multiple of tilePartAlign unless it is the last,
+	// flags&tileLast), starting from the accumulators saved in acc by the
+	// previous part (flags&tileCont) and saving them there, or, in the last
+	// part, storing the pairs' results token-major at
+	// acc[0…tileRows·tileTokens). One call runs the part for tiles token
+	// tiles in a row (tokens tt·j … tt·j+tt−1, accumulators at
+	// acc[j·tileAccFloats:]). Every pair gets f32's bits, whatever the parts.
 	tileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
 	// tilePartsH, when not nil, is tileParts with F16 rows widened inside
 	// the kernel (the same bits as widening them first).
@@ -140,13 +128,11 @@ func (k kernelSet) install() {
 	installed = k.name
 	dotF32, dotF16, dotBF16 = k.f32, k.f16, k.bf16
 	dotQ8_0, dotQ4_0 = k.q8_0, k.q4_0
-	dotF32Tile, tileRows, tileTokens = k.tileF32, k.tileRows, k.tileTokens
+	tileRows, tileTokens = k.tileRows, k.tileTokens
 	dotQ8_0Tile, dotQ4_0Tile = k.tileQ8_0, k.tileQ4_0
-	q4Prep, q4PrepDot = k.q4Prep, k.q4PrepDot
 	q4x8Gemv, q4x8Tile = k.q4x8Gemv, k.q4x8Tile
 	q8x8Gemv, q8x8Tile = k.q8x8Gemv, k.q8x8Tile
 	dotF16Rows4 = k.f16Rows4
-	dotF32TilePart = k.tilePart
 	dotF32TileParts = k.tileParts
 	dotF16TileParts = k.tilePartsH
 	quantizeActQ8_0 = k.quantQ8_0

@@ -16,8 +16,6 @@ var avx2Kernels = kernelSet{
 	bf16:      dotBF16AVX2,
 	q8_0:      dotQ8_0AVX2,
 	q4_0:      dotQ4_0AVX2,
-	tileF32:   dotF32Tile4x2AVX2,
-	tilePart:  dotF32Tile4x2PartAVX2,
 	tileParts: dotF32Tile4x2PartsAVX2,
 	f16Rows4:  dotF16Rows4AVX2,
 
@@ -91,26 +89,6 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 //go:noescape
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
-//go:noescape
-func dotTile4x2PartAVX2(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
-
-func dotF32Tile4x2PartAVX2(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int) {
-	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < ld+n || (flags&tileLast == 0 && n%8 != 0) {
-		panic("kernels: dotF32Tile4x2PartAVX2: bad operands")
-	}
-	dotTile4x2PartAVX2(acc, w, x, ld, n, flags)
-}
-
-// dotF32Tile4x2AVX2 is the whole tile: one last part over all n columns.
-func dotF32Tile4x2AVX2(out []float32, w, x []float32, n int) {
-	if n < 0 || len(w) < 4*n || len(x) < 2*n {
-		panic("kernels: dotF32Tile4x2AVX2: short operands")
-	}
-	var acc [tileAccFloats]float32
-	dotTile4x2PartAVX2(&acc, w, x, n, n, tileLast)
-	copy(out[:8], acc[:8])
-}
-
 func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32) {
 	n := len(x)
 	if len(w) < 4*n {
@@ -145,31 +123,23 @@ func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
 func axpyAVX2Asm(y []float32, a float32, x []float32)
 
 // The AVX2 packed kernels take one token (pstride 0) or two; the 4-token
-// tile is two passes over the group's blocks, which stay in L1.
+// tile is two passes over the group's blocks, which stay in L1. x8Gemv and
+// x8Tile check the operands.
 type x8AVX2Kernel func(out *[16]float32, w, p []byte, blocks, pstride int)
 
 func x8GemvAVX2(dt DType, k x8AVX2Kernel) func(out *[8]float32, w, p []byte, blocks int) {
-	bb := x8BlockBytes(dt)
-	return func(out *[8]float32, w, p []byte, blocks int) {
-		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
-			panic("kernels: x8 gemv: short operands")
-		}
+	return x8Gemv(dt, func(out *[8]float32, w, p []byte, blocks int) {
 		var o [16]float32
 		k(&o, w, p, blocks, 0)
 		copy(out[:], o[:8])
-	}
+	})
 }
 
 func x8TileAVX2(dt DType, k x8AVX2Kernel) func(out *[32]float32, w, p []byte, blocks, pstride int) {
-	bb := x8BlockBytes(dt)
-	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
-		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
-			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
-			panic("kernels: x8 tile: short operands")
-		}
+	return x8Tile(dt, func(out *[32]float32, w, p []byte, blocks, pstride int) {
 		k((*[16]float32)(out[:16]), w, p, blocks, pstride)
 		k((*[16]float32)(out[16:]), w, p[2*pstride:], blocks, pstride)
-	}
+	})
 }
 
 //go:noescape
@@ -182,8 +152,7 @@ func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles i
 	if tiles <= 0 {
 		return
 	}
-	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < (2*tiles-1)*ld+n || len(acc) < tiles*tileAccFloats ||
-		(flags&tileLast == 0 && n%8 != 0) {
+	if !tilePartsOK(len(w), len(x), len(acc), 2, ld, n, flags, tiles, 8) {
 		panic("kernels: dotF32Tile4x2PartsAVX2: bad operands")
 	}
 	dotTile4x2PartsAVX2(&acc[0], w, x, ld, n, flags, tiles)

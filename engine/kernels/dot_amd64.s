@@ -261,114 +261,17 @@ done:
 	VFMADD231PS Y13, Y10, Y6; \
 	VFMADD231PS Y13, Y11, Y7
 
-// func dotTile4x2PartAVX2(acc *[384]float32, w, x []float32, ld, n, flags int)
+// func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
 //
 // The 4×2 float tile in parts along the columns: pair (row i, token t) has
 // one accumulator, Y(4t+i), and sees exactly dotF32AVX2Asm's FMAs; a part
 // runs n columns (a multiple of 8 unless it is the last), starting from the
 // accumulators saved in acc (flags&1) and saving them there, or, in the last
 // part (flags&2), ending with the masked partial chunk and dotF32's
-// reduction, the eight results stored at acc[0…7] (token-major). Rows and
-// tokens are ld floats apart.
-TEXT ·dotTile4x2PartAVX2(SB), NOSPLIT, $0-80
-	MOVQ  acc+0(FP), BX
-	MOVQ  w_base+8(FP), SI
-	MOVQ  x_base+32(FP), DI
-	MOVQ  ld+56(FP), R8
-	SHLQ  $2, R8
-	LEAQ  (R8)(R8*2), R9
-	MOVQ  n+64(FP), DX
-	MOVQ  flags+72(FP), R10
-	TESTQ $1, R10
-	JZ    zero
-	VMOVUPS 0(BX), Y0
-	VMOVUPS 32(BX), Y1
-	VMOVUPS 64(BX), Y2
-	VMOVUPS 96(BX), Y3
-	VMOVUPS 128(BX), Y4
-	VMOVUPS 160(BX), Y5
-	VMOVUPS 192(BX), Y6
-	VMOVUPS 224(BX), Y7
-	JMP   start
-
-zero:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-
-start:
-	MOVQ DX, R11
-	SHRQ $3, R11
-	JZ   rest
-
-loop:
-	VMOVUPS (SI), Y8
-	VMOVUPS (SI)(R8*1), Y9
-	VMOVUPS (SI)(R8*2), Y10
-	VMOVUPS (SI)(R9*1), Y11
-	VMOVUPS (DI), Y12
-	VMOVUPS (DI)(R8*1), Y13
-	TILEFMA
-	ADDQ    $32, SI
-	ADDQ    $32, DI
-	DECQ    R11
-	JNZ     loop
-
-rest:
-	TESTQ   $2, R10
-	JNZ     last
-	VMOVUPS Y0, 0(BX)
-	VMOVUPS Y1, 32(BX)
-	VMOVUPS Y2, 64(BX)
-	VMOVUPS Y3, 96(BX)
-	VMOVUPS Y4, 128(BX)
-	VMOVUPS Y5, 160(BX)
-	VMOVUPS Y6, 192(BX)
-	VMOVUPS Y7, 224(BX)
-	VZEROUPPER
-	RET
-
-last:
-	MOVQ       DX, CX
-	ANDQ       $7, CX
-	JZ         reduce
-	TAILMASK(CX, AX, Y14)
-	VMASKMOVPS (SI), Y14, Y8
-	VMASKMOVPS (SI)(R8*1), Y14, Y9
-	VMASKMOVPS (SI)(R8*2), Y14, Y10
-	VMASKMOVPS (SI)(R9*1), Y14, Y11
-	VMASKMOVPS (DI), Y14, Y12
-	VMASKMOVPS (DI)(R8*1), Y14, Y13
-	TILEFMA
-
-reduce:
-	HSUM8(Y0, X0, X14)
-	HSUM8(Y1, X1, X14)
-	HSUM8(Y2, X2, X14)
-	HSUM8(Y3, X3, X14)
-	HSUM8(Y4, X4, X14)
-	HSUM8(Y5, X5, X14)
-	HSUM8(Y6, X6, X14)
-	HSUM8(Y7, X7, X14)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-	VZEROUPPER
-	RET
-
-// func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
-// dotTile4x2PartAVX2 for tiles token tiles in a row (tile j's tokens 2j,
-// 2j+1, its accumulators at acc+384j), the same rows.
+// reduction, the eight results stored at acc[0…7] (token-major). One call
+// runs the part for tiles token tiles in a row (tile j's tokens 2j, 2j+1,
+// its accumulators at acc+384j) over the same four rows. Rows and tokens
+// are ld floats apart.
 TEXT ·dotTile4x2PartsAVX2(SB), NOSPLIT, $0-88
 	MOVQ  acc+0(FP), BX
 	MOVQ  w_base+8(FP), R13

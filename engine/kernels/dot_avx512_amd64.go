@@ -22,12 +22,10 @@ func avx512Set() kernelSet {
 		bf16:       dotBF16AVX512,
 		q8_0:       dotQ8_0AVX2,
 		q4_0:       dotQ4_0AVX2,
-		tileF32:    dotF32Tile4x3AVX512,
 		tileRows:   4,
 		tileTokens: 3,
 		widenF16:   widenF16AVX512,
 		f16Rows4:   dotF16Rows4AVX512,
-		tilePart:   dotF32Tile4x3PartAVX512,
 		tileParts:  dotF32Tile4x3PartsAVX512,
 		tilePartsH: dotF16Tile4x3PartsAVX512,
 		quantQ8_0:  quantizeQ8_0AVX512,
@@ -37,31 +35,11 @@ func avx512Set() kernelSet {
 		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
 		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
 		k.qTileRows, k.qTileToks = 4, 3
-		k.q4Prep, k.q4PrepDot = prepQ4_0AVX512, dotQ4_0PrepAVX512
 		k.q4x8Gemv, k.q4x8Tile = x8Gemv(Q4_0, q4x8GemvAVX512Asm), x8Tile(Q4_0, q4x8TileAVX512Asm)
 		k.q8x8Gemv, k.q8x8Tile = x8Gemv(Q8_0, q8x8GemvAVX512Asm), x8Tile(Q8_0, q8x8TileAVX512Asm)
 	}
 	return k
 }
-
-// q4PrepBytes is the expanded size of a row of cols activations.
-func q4PrepBytes(cols int) int { return (cols/QK + 1) / 2 * 192 }
-
-func prepQ4_0AVX512(x []byte) []byte {
-	p := make([]byte, q4PrepBytes(len(x)/34*QK))
-	prepQ4_0AVX512Asm(x[:len(x)/34*34], p)
-	return p
-}
-
-func dotQ4_0PrepAVX512(w, p []byte) float32 {
-	return dotQ4_0PrepAVX512Asm(w, p[:(len(w)/18+1)/2*192])
-}
-
-//go:noescape
-func prepQ4_0AVX512Asm(x, p []byte)
-
-//go:noescape
-func dotQ4_0PrepAVX512Asm(w, p []byte) float32
 
 // The float dots accumulate in two 16-lane accumulators: whole 16-element
 // chunk c goes to accumulator c mod 2, in order, and a final partial chunk
@@ -109,20 +87,10 @@ func widenF16AVX512(dst []float32, src []uint16) { widenF16AVX512Asm(dst[:len(sr
 func widenF16AVX512Asm(dst []float32, src []uint16)
 
 //go:noescape
-func dotTile4x3AVX512(out *[12]float32, w, x []float32, n int)
-
-//go:noescape
 func dotQ8_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
 
 //go:noescape
 func dotQ4_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
-
-func dotF32Tile4x3AVX512(out []float32, w, x []float32, n int) {
-	if n < 0 || len(w) < 4*n || len(x) < 3*n {
-		panic("kernels: dotF32Tile4x3AVX512: short operands")
-	}
-	dotTile4x3AVX512((*[12]float32)(out), w, x, n)
-}
 
 func dotQ8_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
 	if blocks < 0 || len(w) < 4*34*blocks || len(x) < 3*34*blocks {
@@ -136,28 +104,6 @@ func dotQ4_0Tile4x3AVX512(out []float32, w, x []byte, blocks int) {
 		panic("kernels: dotQ4_0Tile4x3AVX512: short operands")
 	}
 	dotQ4_0Tile4x3AVX512Asm((*[12]float32)(out), w, x, blocks)
-}
-
-// x8Gemv and x8Tile check the operands of the packed kernels for dt.
-func x8Gemv(dt DType, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
-	bb := x8BlockBytes(dt)
-	return func(out *[8]float32, w, p []byte, blocks int) {
-		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
-			panic("kernels: x8 gemv: short operands")
-		}
-		kernel(out, w, p, blocks)
-	}
-}
-
-func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
-	bb := x8BlockBytes(dt)
-	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
-		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
-			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
-			panic("kernels: x8 tile: short operands")
-		}
-		kernel(out, w, p, blocks, pstride)
-	}
 }
 
 //go:noescape
@@ -183,16 +129,6 @@ func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32) {
 //go:noescape
 func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)
 
-func dotF32Tile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int) {
-	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < 2*ld+n || (flags&2 == 0 && n%32 != 0) {
-		panic("kernels: dotF32Tile4x3PartAVX512: bad operands")
-	}
-	dotTile4x3PartAVX512(acc, w, x, ld, n, flags)
-}
-
-//go:noescape
-func dotTile4x3PartAVX512(acc *[tileAccFloats]float32, w, x []float32, ld, n, flags int)
-
 func quantizeQ8_0AVX512(dst []byte, x []float32) {
 	blocks := len(x) / QK
 	if len(dst) < blocks*34 {
@@ -213,8 +149,7 @@ func dotF32Tile4x3PartsAVX512(acc []float32, w, x []float32, ld, n, flags, tiles
 	if tiles <= 0 {
 		return
 	}
-	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < (3*tiles-1)*ld+n || len(acc) < tiles*tileAccFloats ||
-		(flags&2 == 0 && n%32 != 0) {
+	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 32) {
 		panic("kernels: dotF32Tile4x3PartsAVX512: bad operands")
 	}
 	dotTile4x3PartsAVX512(&acc[0], w, x, ld, n, flags, tiles)
@@ -227,8 +162,7 @@ func dotF16Tile4x3PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, fla
 	if tiles <= 0 {
 		return
 	}
-	if n < 0 || ld < n || len(w) < 3*ld+n || len(x) < (3*tiles-1)*ld+n || len(acc) < tiles*tileAccFloats ||
-		(flags&2 == 0 && n%32 != 0) {
+	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 32) {
 		panic("kernels: dotF16Tile4x3PartsAVX512: bad operands")
 	}
 	dotTile4x3PartsF16AVX512(&acc[0], w, x, ld, n, flags, tiles)

@@ -239,116 +239,6 @@ done:
 #define TFMA0 TFMA(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11)
 #define TFMA1 TFMA(Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
 
-// func dotTile4x3AVX512(out *[12]float32, w, x []float32, n int)
-TEXT ·dotTile4x3AVX512(SB), NOSPLIT, $0-64
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   n+56(FP), DX
-	MOVQ   DX, R8
-	SHLQ   $2, R8
-	LEAQ   (R8)(R8*2), R9
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	MOVQ   DX, BX
-	SHRQ   $5, BX
-	JZ     rest
-
-loop:
-	TLOAD(0)
-	TFMA0
-	TLOAD(64)
-	TFMA1
-	ADDQ $128, SI
-	ADDQ $128, DI
-	DECQ BX
-	JNZ  loop
-
-rest:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail0
-	TLOAD(0)
-	TFMA0
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JZ   combine
-	TAILK
-	TLOADK
-	TFMA1
-	JMP  combine
-
-tail0:
-	TESTQ CX, CX
-	JZ    combine
-	TAILK
-	TLOADK
-	TFMA0
-
-combine:
-	VADDPS Z12, Z0, Z0
-	VADDPS Z13, Z1, Z1
-	VADDPS Z14, Z2, Z2
-	VADDPS Z15, Z3, Z3
-	VADDPS Z16, Z4, Z4
-	VADDPS Z17, Z5, Z5
-	VADDPS Z18, Z6, Z6
-	VADDPS Z19, Z7, Z7
-	VADDPS Z20, Z8, Z8
-	VADDPS Z21, Z9, Z9
-	VADDPS Z22, Z10, Z10
-	VADDPS Z23, Z11, Z11
-	HSUM16(Z0, Y0, X0, Y12, X12)
-	HSUM16(Z1, Y1, X1, Y12, X12)
-	HSUM16(Z2, Y2, X2, Y12, X12)
-	HSUM16(Z3, Y3, X3, Y12, X12)
-	HSUM16(Z4, Y4, X4, Y12, X12)
-	HSUM16(Z5, Y5, X5, Y12, X12)
-	HSUM16(Z6, Y6, X6, Y12, X12)
-	HSUM16(Z7, Y7, X7, Y12, X12)
-	HSUM16(Z8, Y8, X8, Y12, X12)
-	HSUM16(Z9, Y9, X9, Y12, X12)
-	HSUM16(Z10, Y10, X10, Y12, X12)
-	HSUM16(Z11, Y11, X11, Y12, X12)
-	MOVQ   out+0(FP), DX
-	VMOVSS X0, 0(DX)
-	VMOVSS X1, 4(DX)
-	VMOVSS X2, 8(DX)
-	VMOVSS X3, 12(DX)
-	VMOVSS X4, 16(DX)
-	VMOVSS X5, 20(DX)
-	VMOVSS X6, 24(DX)
-	VMOVSS X7, 28(DX)
-	VMOVSS X8, 32(DX)
-	VMOVSS X9, 36(DX)
-	VMOVSS X10, 40(DX)
-	VMOVSS X11, 44(DX)
-	VZEROUPPER
-	RET
-
 // The integer dots and tiles. Registers: token x in Z12–Z14, its
 // −bias·Σx in Z15–Z17 and its scales (lanes 0–7 block b, 8–15 block b+1)
 // in Z18–Z20; the current weight row's unsigned bytes in Z21 and scales in
@@ -710,80 +600,6 @@ done:
 	VZEROUPPER
 	RET
 
-// func prepQ4_0AVX512Asm(x []byte, p []byte)
-// Expands Q8_0 activations once per product for the Q4_0 decode dot: per
-// pair of blocks 192 bytes — the bytes (zx), −8·Σx per group of four (zc)
-// and the two scales widened to 16 lanes (zs) — exactly what QTOK2 and
-// QTOK1 compute in registers, so dotQ4_0PrepAVX512Asm gives the bits of
-// dotQ4_0AVX512Asm.
-TEXT ·prepQ4_0AVX512Asm(SB), NOSPLIT, $0-48
-	MOVQ x_base+0(FP), DI
-	MOVQ x_len+8(FP), CX
-	MOVQ p_base+24(FP), SI
-	QCONST(0x0f0f0f0f, 0x08080808)
-
-ploop:
-	CMPQ CX, $68
-	JB   pone
-	QTOK2(DI, Z12, Y12, Z15, Z18, Y18)
-	VMOVDQU64 Z12, (SI)
-	VMOVDQU64 Z15, 64(SI)
-	VMOVUPS   Z18, 128(SI)
-	ADDQ $68, DI
-	ADDQ $192, SI
-	SUBQ $68, CX
-	JMP  ploop
-
-pone:
-	CMPQ CX, $34
-	JB   pdone
-	QTOK1(DI, Z12, Y12, Z15, Z18, Y18)
-	VMOVDQU64 Z12, (SI)
-	VMOVDQU64 Z15, 64(SI)
-	VMOVUPS   Z18, 128(SI)
-
-pdone:
-	VZEROUPPER
-	RET
-
-// func dotQ4_0PrepAVX512Asm(w, p []byte) float32
-// dotQ4_0AVX512Asm over activations expanded by prepQ4_0AVX512Asm: the
-// activation side of every block is loaded, not recomputed per row.
-TEXT ·dotQ4_0PrepAVX512Asm(SB), NOSPLIT, $0-52
-	MOVQ   w_base+0(FP), SI
-	MOVQ   w_len+8(FP), CX
-	MOVQ   p_base+24(FP), DI
-	QCONST(0x0f0f0f0f, 0x08080808)
-	VPXORD Z0, Z0, Z0
-
-qloop:
-	CMPQ CX, $36
-	JB   qone
-	VMOVDQU64 (DI), Z12
-	VMOVDQU64 64(DI), Z15
-	VMOVUPS   128(DI), Z18
-	QROW4_2(SI)
-	QPAIR(Z15, Z12, Z18, Z0)
-	ADDQ $36, SI
-	ADDQ $192, DI
-	SUBQ $36, CX
-	JMP  qloop
-
-qone:
-	CMPQ CX, $18
-	JB   qdone
-	VMOVDQU64 (DI), Z12
-	VMOVDQU64 64(DI), Z15
-	VMOVUPS   128(DI), Z18
-	QROW4_1(SI)
-	QPAIR1(Z15, Z12, Z18, Z0)
-
-qdone:
-	HSUM16(Z0, Y0, X0, Y1, X1)
-	VMOVSS X0, ret+48(FP)
-	VZEROUPPER
-	RET
-
 // The packed (x8) kernels (see x8.go). Z31 holds the weight constant (Q4_0:
 // the nibble mask; Q8_0: 0x80 to make the quants unsigned), Z30 the lane
 // index of each row's scale (0,0,1,1,…,7,7); per block Z1–Z4 the eight
@@ -1054,14 +870,14 @@ done:
 	VZEROUPPER
 	RET
 
-// The 4×3 float tile in parts along the columns (prefill over long rows):
-// a part runs dotTile4x3AVX512's loop over n columns (a multiple of 32
-// unless it is the last part) with the 24 accumulators loaded from acc
-// (flags&1; zero otherwise) and stored back to acc, or, in the last part
-// (flags&2), the tail, the combination and the reduction done exactly as
-// dotTile4x3AVX512 does them, the twelve results stored at acc[0…11]. The
-// parts of a pair thus follow the whole tile's sequence, whose bits are
-// dotF32's, while a part's rows and tokens stay in L1.
+// The 4×3 float tile runs in parts along the columns: a part runs the
+// pairs' FMAs over n columns (a multiple of 32 unless it is the last part)
+// with the 24 accumulators loaded from acc (flags&1; zero otherwise) and
+// stored back to acc, or, in the last part (flags&2), ends with the masked
+// tail, the combination acc0+acc1 and dotF32's reduction, the twelve
+// results stored at acc[0…11]. A pair thus sees exactly dotF32AVX512Asm's
+// sequence, whatever the parts, while a part's rows and tokens stay in L1;
+// one part over all n columns is the whole tile.
 
 // TACC(op) applies op(offset, reg) to the 24 accumulators' slots in acc (BX).
 #define TACC(op) \
@@ -1076,113 +892,10 @@ done:
 #define TACCSTORE(off, z) VMOVUPS z, off(BX)
 #define TACCZERO(off, z) VPXORD z, z, z
 
-// func dotTile4x3PartAVX512(acc *[384]float32, w, x []float32, ld, n, flags int)
-TEXT ·dotTile4x3PartAVX512(SB), NOSPLIT, $0-80
-	MOVQ acc+0(FP), BX
-	MOVQ w_base+8(FP), SI
-	MOVQ x_base+32(FP), DI
-	MOVQ ld+56(FP), R8
-	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R9
-	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
-	TESTQ $1, R10
-	JZ    zero
-	TACC(TACCLOAD)
-	JMP   start
-
-zero:
-	TACC(TACCZERO)
-
-start:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest
-
-loop:
-	TLOAD(0)
-	TFMA0
-	TLOAD(64)
-	TFMA1
-	ADDQ $128, SI
-	ADDQ $128, DI
-	DECQ R11
-	JNZ  loop
-
-rest:
-	TESTQ $2, R10
-	JNZ   last
-	TACC(TACCSTORE)
-	VZEROUPPER
-	RET
-
-last:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail0
-	TLOAD(0)
-	TFMA0
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JZ   combine
-	TAILK
-	TLOADK
-	TFMA1
-	JMP  combine
-
-tail0:
-	TESTQ CX, CX
-	JZ    combine
-	TAILK
-	TLOADK
-	TFMA0
-
-combine:
-	VADDPS Z12, Z0, Z0
-	VADDPS Z13, Z1, Z1
-	VADDPS Z14, Z2, Z2
-	VADDPS Z15, Z3, Z3
-	VADDPS Z16, Z4, Z4
-	VADDPS Z17, Z5, Z5
-	VADDPS Z18, Z6, Z6
-	VADDPS Z19, Z7, Z7
-	VADDPS Z20, Z8, Z8
-	VADDPS Z21, Z9, Z9
-	VADDPS Z22, Z10, Z10
-	VADDPS Z23, Z11, Z11
-	HSUM16(Z0, Y0, X0, Y12, X12)
-	HSUM16(Z1, Y1, X1, Y12, X12)
-	HSUM16(Z2, Y2, X2, Y12, X12)
-	HSUM16(Z3, Y3, X3, Y12, X12)
-	HSUM16(Z4, Y4, X4, Y12, X12)
-	HSUM16(Z5, Y5, X5, Y12, X12)
-	HSUM16(Z6, Y6, X6, Y12, X12)
-	HSUM16(Z7, Y7, X7, Y12, X12)
-	HSUM16(Z8, Y8, X8, Y12, X12)
-	HSUM16(Z9, Y9, X9, Y12, X12)
-	HSUM16(Z10, Y10, X10, Y12, X12)
-	HSUM16(Z11, Y11, X11, Y12, X12)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-	VMOVSS X8, 32(BX)
-	VMOVSS X9, 36(BX)
-	VMOVSS X10, 40(BX)
-	VMOVSS X11, 44(BX)
-	VZEROUPPER
-	RET
-
 // func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
-// dotTile4x3PartAVX512 for tiles token tiles in a row (tile j's tokens 3j,
-// 3j+1, 3j+2, its accumulators at acc+384j), the same rows: one call per
-// row tile and part instead of one per tile.
+// One part for tiles token tiles in a row (tile j's tokens 3j, 3j+1, 3j+2,
+// its accumulators at acc+384j), the same four rows: one call per row tile
+// and part. Rows and tokens are ld floats apart.
 TEXT ·dotTile4x3PartsAVX512(SB), NOSPLIT, $0-88
 	MOVQ acc+0(FP), BX
 	MOVQ w_base+8(FP), R13

@@ -42,10 +42,10 @@ func withEachKernelSet(t *testing.T, f func(t *testing.T)) {
 func current() kernelSet {
 	return kernelSet{
 		name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0,
-		tileF32: dotF32Tile, tileRows: tileRows, tileTokens: tileTokens,
+		tileRows: tileRows, tileTokens: tileTokens,
 		tileQ8_0: dotQ8_0Tile, tileQ4_0: dotQ4_0Tile, qTileRows: qTileRows, qTileToks: qTileTokens,
-		widenF16: widenF16, q4Prep: q4Prep, q4PrepDot: q4PrepDot,
-		q4x8Gemv: q4x8Gemv, q4x8Tile: q4x8Tile, q8x8Gemv: q8x8Gemv, q8x8Tile: q8x8Tile, f16Rows4: dotF16Rows4, tilePart: dotF32TilePart, tileParts: dotF32TileParts, tilePartsH: dotF16TileParts, quantQ8_0: quantizeActQ8_0, axpy: axpy, gelu: geluNew,
+		widenF16: widenF16,
+		q4x8Gemv: q4x8Gemv, q4x8Tile: q4x8Tile, q8x8Gemv: q8x8Gemv, q8x8Tile: q8x8Tile, f16Rows4: dotF16Rows4, tileParts: dotF32TileParts, tilePartsH: dotF16TileParts, quantQ8_0: quantizeActQ8_0, axpy: axpy, gelu: geluNew,
 	}
 }
 
@@ -203,13 +203,14 @@ func TestDotBitIdentity(t *testing.T) {
 				if got, want := k.bf16(bf, b), k.f32(wbf, b); math.Float32bits(got) != math.Float32bits(want) {
 					t.Errorf("n=%d: dotBF16 %v, dotF32 of the widened row %v", n, got, want)
 				}
-				if k.tileF32 == nil {
+				if k.tileParts == nil {
 					continue
 				}
+				// One part over the whole row is the whole tile.
 				tr, tt := k.tileRows, k.tileTokens
 				w, x := randVec(r, tr*n), randVec(r, tt*n)
-				out := make([]float32, tr*tt)
-				k.tileF32(out, w, x, n)
+				out := make([]float32, tileAccFloats)
+				k.tileParts(out, w, x, n, n, tileLast, 1)
 				for tk := 0; tk < tt; tk++ {
 					for i := 0; i < tr; i++ {
 						want := k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n])

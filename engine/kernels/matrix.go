@@ -182,21 +182,18 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 // activations holds the forms of one MatMuls call's activations that
 // quantized products share, made on first use.
 type activations struct {
-	xq    []byte   // Q8_0 rows
-	q4    [][]byte // q4Prep of each row
-	x8    []byte   // x8Prep of each row, back to back
-	ready struct{ xq, q4, x8 bool }
+	xq []byte // Q8_0 rows, nil until made
+	x8 []byte // x8Prep of each row, back to back, nil until made
 }
 
 func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
-	if !a.ready.xq {
+	if a.xq == nil {
 		xrb := Q8_0.RowBytes(cols)
 		a.xq = make([]byte, tokens*xrb)
 		// Quantize every token row in parallel.
 		p.Run(tokens, func(_, t int) {
 			quantizeActQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
 		})
-		a.ready.xq = true
 	}
 	return a.xq
 }
@@ -242,130 +239,108 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 		}
 	}
 	// Several tokens (prefill, or a batch of sessions): take a block of rows
-	// small enough to stay in cache (16-bit rows widened once), and pass
-	// every token over it, so each weight is read from memory once per call.
+	// small enough to stay in cache (16-bit rows widened once, unless the
+	// set's F16 tile widens them in registers), and pass every token over
+	// it, so each weight is read from memory once per call.
+	accN := tilePartScratch(tokens)
+	f16InRegs := m.DType == F16 && dotF16TileParts != nil && accN > 0
+	wide := 0 // widened rows (16-bit and K-quant weights) per worker
+	if m.DType != F32 && !f16InRegs {
+		wide = prefillBlock * cols
+	}
 	return chunks, func(worker, c int) {
 		lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
-		// Per worker: the widened rows (16-bit and K-quant weights), then
-		// the tile parts' accumulators.
-		wide := 0
-		if m.DType != F32 {
-			wide = prefillBlock * cols
-		}
-		scratch := p.scratchFor(worker, wide+tilePartScratch(cols, tokens))
+		scratch := p.scratchFor(worker, wide+accN)
 		accs := scratch[wide:]
 		for r0 := lo; r0 < hi; r0 += prefillBlock {
 			nb := min(prefillBlock, hi-r0)
-			if m.DType == F16 && dotF16TileParts != nil && len(accs) > 0 {
-				// F16 rows go to the tile as they are: it widens them in
-				// registers, so there is no widening pass over scratch.
+			switch {
+			case f16InRegs:
 				dotBlockF16(y, m.u16()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
-				continue
-			}
-			var block []float32 // rows r0 … r0+nb-1, back to back
-			if m.DType == F32 {
-				block = m.f32()[r0*cols : (r0+nb)*cols]
-			} else {
-				block = scratch[:nb*cols]
+			case m.DType == F32:
+				dotBlock(y, m.f32()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
+			default:
+				block := scratch[:nb*cols] // rows r0 … r0+nb-1, back to back
 				for i := 0; i < nb; i++ {
 					m.Row(r0+i, block[i*cols:(i+1)*cols])
 				}
+				dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
 			}
-			dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
 		}
 	}
 }
 
-// maxTile bounds the pairs of any tile kernel (tileRows×tileTokens,
-// qTileRows×qTileTokens).
+// maxTile bounds the pairs of a quantized tile (qTileRows×qTileTokens).
 const maxTile = 16
 
-// tilePartScratch is the accumulator space dotBlock needs for a product
-// of tokens tokens over cols columns (0 when it does not split the tiles).
-func tilePartScratch(cols, tokens int) int {
-	if dotF32TilePart == nil || cols <= tilePartLength || tokens < tileTokens {
+// tilePartScratch is the accumulator space the tile parts need for a
+// product of tokens tokens (0 when the set has none or a tile would not
+// fill).
+func tilePartScratch(tokens int) int {
+	if dotF32TileParts == nil || tokens < tileTokens {
 		return 0
 	}
 	return (tokens + tileTokens - 1) / tileTokens * prefillBlock / tileRows * tileAccFloats
 }
 
-// dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
-// nb rows of block (each of cols values) and every token t; y has rows
-// values per token. Where a tile kernel exists it takes tileRows rows and
-// tileTokens tokens at a time, sharing their loads (rows outer, so a tile's
-// rows stay in L1 while the tokens pass); its results are dotF32's bits, so
-// the split does not show in the output. Over long rows, where the set has
-// tile parts, it goes through the columns tilePartLength at a time for all
-// tokens, keeping each tile's accumulators in accs (tilePartScratch).
-func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+// tileBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
+// whole tiles of tileRows rows among the nb rows of block (each of cols
+// values, float32 or F16 for parts) and every token t, and returns how
+// many rows that covered; y has rows values per token. It goes through the
+// columns tilePartLength at a time, then the row tiles, then the tokens: a
+// part's rows stay in L1 while the token tiles stream from L2, one parts
+// call per part and row tile covering the tiles that start at a multiple
+// of tileTokens; when tileTokens does not divide the tokens, a last tile
+// overlaps the one before it (its pairs are computed twice, with the same
+// bits), so no token falls to the slower single dot. Each tile's
+// accumulators live in accs (tilePartScratch) between parts; the results
+// are the set's dot bits, so the split does not show in the output.
+func tileBlock[T float32 | uint16](parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+	y []float32, block []T, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) int {
 	tr, tt := tileRows, tileTokens
-	// storeTile stores a tile's results (token-major) for rows i… and
-	// tokens t…
-	storeTile := func(out []float32, i, t int) {
-		for tk := 0; tk < tt; tk++ {
-			yt := y[(t+tk)*rows+r0+i:][:tr]
-			for k, v := range out[tk*tr : (tk+1)*tr] {
-				if bias != nil {
-					v += bias[r0+i+k]
-				}
-				yt[k] = v
-			}
+	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
+	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
+	for k0 := 0; k0 == 0 || k0 < cols; k0 += tilePartLength { // one part at least: it ends the tiles
+		n, flags := tilePartLength, 0
+		if k0 > 0 {
+			flags |= tileCont
 		}
-	}
-	// Tiles cover the tokens tt at a time; when tt does not divide them the
-	// last tile overlaps the one before it (its pairs are computed twice,
-	// with the same bits), so no token falls to the slower single dot.
-	tileStart := func(j int) int { return min(j*tt, tokens-tt) }
-	tiles := 0
-	if tt > 0 {
-		tiles = (tokens + tt - 1) / tt
-	}
-	i := 0
-	if part := dotF32TilePart; part != nil && len(accs) > 0 {
-		// Columns in parts, then the block's row tiles, then tokens: a
-		// part's rows stay in L1 while the token tiles stream from L2. The
-		// tiles that start at a multiple of tt go through tileParts in one
-		// call where the set has it; the overlapping last one alone.
-		rts := nb / tr
-		regular := tokens / tt
-		acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
-		for k0 := 0; k0 < cols; k0 += tilePartLength {
-			n, flags := tilePartLength, 0
-			if k0 > 0 {
-				flags |= tileCont
-			}
-			if cols-k0 <= tilePartLength {
-				n, flags = cols-k0, flags|tileLast
-			}
-			for ri := 0; ri < rts; ri++ {
-				w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
-				j := 0
-				if parts := dotF32TileParts; parts != nil && regular > 0 {
-					parts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
-					j = regular
-				}
-				for ; j < tiles; j++ {
-					part((*[tileAccFloats]float32)(acc(ri, j)), w, x[tileStart(j)*cols+k0:], cols, n, flags)
-				}
-			}
+		if cols-k0 <= tilePartLength {
+			n, flags = cols-k0, flags|tileLast
 		}
 		for ri := 0; ri < rts; ri++ {
-			for j := 0; j < tiles; j++ {
-				storeTile(acc(ri, j)[:tr*tt], ri*tr, tileStart(j))
+			w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
+			parts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
+			if regular < tiles {
+				parts(acc(ri, regular), w, x[(tokens-tt)*cols+k0:], cols, n, flags, 1)
 			}
 		}
-		i = rts * tr
-	} else if tile := dotF32Tile; tile != nil && tokens >= tt {
-		var buf [maxTile]float32
-		out := buf[:tr*tt]
-		for ; i+tr <= nb; i += tr {
-			w := block[i*cols : (i+tr)*cols]
-			for j := 0; j < tiles; j++ {
-				t := tileStart(j)
-				tile(out, w, x[t*cols:(t+tt)*cols], cols)
-				storeTile(out, i, t)
+	}
+	for ri := 0; ri < rts; ri++ {
+		for j := 0; j < tiles; j++ {
+			t, out := min(j*tt, tokens-tt), acc(ri, j)
+			for tk := 0; tk < tt; tk++ {
+				yt := y[(t+tk)*rows+r0+ri*tr:][:tr]
+				for k, v := range out[tk*tr : (tk+1)*tr] {
+					if bias != nil {
+						v += bias[r0+ri*tr+k]
+					}
+					yt[k] = v
+				}
 			}
 		}
+	}
+	return rts * tr
+}
+
+// dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
+// nb float32 rows of block (each of cols values) and every token t: whole
+// tiles through the set's tile parts (tileBlock) when accs has room, the
+// rest by single dots, whose bits the tiles give.
+func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+	i := 0
+	if len(accs) > 0 {
+		i = tileBlock(dotF32TileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
@@ -378,45 +353,12 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 	}
 }
 
-// dotBlockF16 is dotBlock's part path for F16 rows, which the set's
-// dotF16TileParts widens in registers; rows past the last tile of four go
-// through dotF16, which gives the same bits as widening and dotF32.
+// dotBlockF16 is dotBlock for F16 rows, which the set's dotF16TileParts
+// widens in registers; rows past the last tile go through dotF16, which
+// gives the same bits as widening and dotF32.
 func dotBlockF16(y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
-	tr, tt := tileRows, tileTokens
-	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
-	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
-	for k0 := 0; k0 < cols; k0 += tilePartLength {
-		n, flags := tilePartLength, 0
-		if k0 > 0 {
-			flags |= tileCont
-		}
-		if cols-k0 <= tilePartLength {
-			n, flags = cols-k0, flags|tileLast
-		}
-		for ri := 0; ri < rts; ri++ {
-			w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
-			dotF16TileParts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
-			if regular < tiles { // the last tile overlaps the one before
-				dotF16TileParts(acc(ri, regular), w, x[(tokens-tt)*cols+k0:], cols, n, flags, 1)
-			}
-		}
-	}
-	for ri := 0; ri < rts; ri++ {
-		for j := 0; j < tiles; j++ {
-			t := min(j*tt, tokens-tt)
-			out := acc(ri, j)
-			for tk := 0; tk < tt; tk++ {
-				for k := 0; k < tr; k++ {
-					v := out[tk*tr+k]
-					if bias != nil {
-						v += bias[r0+ri*tr+k]
-					}
-					y[(t+tk)*rows+r0+ri*tr+k] = v
-				}
-			}
-		}
-	}
-	for i := rts * tr; i < nb; i++ {
+	i := tileBlock(dotF16TileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := dotF16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
 			if bias != nil {
@@ -442,20 +384,8 @@ func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, 
 	if m.DType == Q4_0 {
 		dot, tile = dotQ4_0, dotQ4_0Tile
 	}
-	// dotRT is one (row, token) product; for Q4_0 with an expanding kernel
-	// set the activation side is prepared once per token, not per row.
+	// dotRT is one (row, token) product.
 	dotRT := func(r, t int) float32 { return dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]) }
-	if m.DType == Q4_0 && q4PrepDot != nil {
-		if !act.ready.q4 {
-			act.q4 = make([][]byte, tokens)
-			for t := range act.q4 {
-				act.q4[t] = q4Prep(xq[t*xrb : (t+1)*xrb])
-			}
-			act.ready.q4 = true
-		}
-		xp, pdot := act.q4, q4PrepDot
-		dotRT = func(r, t int) float32 { return pdot(m.rowData(r), xp[t]) }
-	}
 	store := func(t, r int, v float32) {
 		if bias != nil {
 			v += bias[r]

@@ -127,24 +127,3 @@ func TestRowBytes(t *testing.T) {
 		t.Error("partial block matrix accepted")
 	}
 }
-
-// The expanded-activation Q4_0 dot gives the plain dot's bits, for every
-// block count (odd ones end with a single-block step).
-func TestQ4PrepBitIdentical(t *testing.T) {
-	withEachKernelSet(t, testQ4Prep)
-}
-
-func testQ4Prep(t *testing.T) {
-	if q4PrepDot == nil {
-		t.Skip("this kernel set has no expanded Q4_0 dot")
-	}
-	r := rand.New(rand.NewPCG(11, 12))
-	for nb := 1; nb <= 9; nb++ {
-		cols := nb * QK
-		w := quantize(Q4_0, 1, cols, randVec(r, cols))
-		x := quantize(Q8_0, 1, cols, randVec(r, cols))
-		if got, want := q4PrepDot(w, q4Prep(x)), dotQ4_0(w, x); got != want {
-			t.Fatalf("%d blocks: %v expanded, %v plain", nb, got, want)
-		}
-	}
-}

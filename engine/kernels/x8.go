@@ -68,6 +68,28 @@ func x8Kernels(dt DType) (func(out *[8]float32, w, p []byte, blocks int), func(o
 	return nil, nil
 }
 
+// x8Gemv and x8Tile check the operands of the packed kernels for dt.
+func x8Gemv(dt DType, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[8]float32, w, p []byte, blocks int) {
+		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
+			panic("kernels: x8 gemv: short operands")
+		}
+		kernel(out, w, p, blocks)
+	}
+}
+
+func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
+		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
+			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
+			panic("kernels: x8 tile: short operands")
+		}
+		kernel(out, w, p, blocks, pstride)
+	}
+}
+
 // Repacked returns m with a second copy of its data in the layout the
 // installed kernels read fastest, or m itself when there is none (the
 // layouts exist for Q4_0 and Q8_0 on kernel sets with x8 kernels). The copy is
@@ -190,12 +212,11 @@ func (m Matrix) planX8(p *Pool, y []float32, xq []byte, bias []float32, tokens i
 	blocks := cols / QK
 	xrb := Q8_0.RowBytes(cols)
 	pstride := blocks * x8PrepBytes
-	if !act.ready.x8 {
+	if act.x8 == nil {
 		act.x8 = make([]byte, tokens*pstride)
 		p.Run(tokens, func(_, t int) {
 			x8Prep(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
 		})
-		act.ready.x8 = true
 	}
 	prep := act.x8
 	groups := m.Rows / x8Rows

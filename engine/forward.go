@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -97,8 +98,19 @@ func (m *Model) Forward(hidden []float32, spans []Span) error {
 	return m.ForwardTrace(hidden, spans, nil)
 }
 
+// ForwardContext is Forward that stops between layers once ctx is done:
+// then it returns ctx's error, every cache is as it was before the call and
+// hidden holds partial results.
+func (m *Model) ForwardContext(ctx context.Context, hidden []float32, spans []Span) error {
+	return m.forward(ctx, hidden, spans, nil)
+}
+
 // ForwardTrace is Forward with a Tracer.
 func (m *Model) ForwardTrace(hidden []float32, spans []Span, trace Tracer) error {
+	return m.forward(context.Background(), hidden, spans, trace)
+}
+
+func (m *Model) forward(ctx context.Context, hidden []float32, spans []Span, trace Tracer) error {
 	cfg := m.Config
 	H := cfg.HiddenSize
 	rows := 0
@@ -137,6 +149,14 @@ func (m *Model) ForwardTrace(hidden []float32, spans []Span, trace Tracer) error
 	}
 	m.prepare(spans, rows)
 	for li := range m.layers {
+		if err := ctx.Err(); err != nil {
+			// Layers before li appended to their caches; positions from n
+			// on are dropped again.
+			for _, s := range spans {
+				_ = s.Cache.Truncate(s.Cache.n)
+			}
+			return err
+		}
 		m.layer(li, hidden, spans, rows, trace)
 	}
 	for _, s := range spans {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"testing"
 )
@@ -233,5 +234,67 @@ func TestCacheTruncateAndGrowth(t *testing.T) {
 	}
 	if c.Bytes() < c.BytesFor(c.Len()) {
 		t.Errorf("cache reports %d bytes for %d positions", c.Bytes(), c.Len())
+	}
+}
+
+// A forward pass stopped between layers leaves every cache as it was, so
+// the same tokens sent again compute exactly what an uninterrupted pass does.
+func TestForwardContextStopsBetweenLayers(t *testing.T) {
+	m := loadFull(t, fixtureDir(fixtures[0]))
+	if m.Layers.Len() < 2 {
+		t.Skip("fixture has one layer")
+	}
+	H := m.Config.HiddenSize
+	ids := []int{1, 2, 3, 4, 5}
+	embed := func(ids []int) []float32 {
+		x := make([]float32, len(ids)*H)
+		if err := m.Embed(ids, x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	want := m.NewCache()
+	xw := embed(ids[:2])
+	if err := m.Forward(xw, []Span{{Cache: want, Tokens: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	xw = embed(ids[2:])
+	if err := m.Forward(xw, []Span{{Cache: want, Tokens: 3}}); err != nil {
+		t.Fatal(err)
+	}
+
+	got := m.NewCache()
+	x := embed(ids[:2])
+	if err := m.Forward(x, []Span{{Cache: got, Tokens: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	// Cancelled after the first layer has appended to its cache.
+	ctx, cancel := context.WithCancel(context.Background())
+	x = embed(ids[2:])
+	err := m.forward(ctx, x, []Span{{Cache: got, Tokens: 3}}, func(layer int, name string, _ []float32) {
+		if name == "out" {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled forward returned %v, want context.Canceled", err)
+	}
+	if got.Len() != 2 {
+		t.Fatalf("cache holds %d positions after a cancelled step, want 2", got.Len())
+	}
+	for li := range got.k {
+		if len(got.k[li]) != 2*m.Config.KVDim() || len(got.v[li]) != 2*m.Config.KVDim() {
+			t.Fatalf("layer %d keeps %d key floats after a cancelled step", li, len(got.k[li]))
+		}
+	}
+	if err := m.ForwardContext(ctx, embed(ids[2:]), []Span{{Cache: got, Tokens: 3}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("forward with a done context returned %v", err)
+	}
+	x = embed(ids[2:])
+	if err := m.ForwardContext(context.Background(), x, []Span{{Cache: got, Tokens: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(x, xw); d != 0 {
+		t.Fatalf("after a cancelled step the same tokens differ by %g", d)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,17 @@ type CoordinatorConfig struct {
 	KVReservePerLayer uint64
 	// FixedBytes is each worker's overhead the planner assumes. Default 256 MiB.
 	FixedBytes uint64
+	// MaxSessions bounds the generations running at once; 0 derives it
+	// from the workers' KV cache budgets (see AutoMaxSessions).
+	MaxSessions int
+	// MaxQueue bounds the requests waiting for a session; past it they are
+	// refused at once. Default 2 × MaxSessions (64 while derived).
+	MaxQueue int
+	// QueueTimeout bounds a request's wait for a session. Default 30 s.
+	QueueTimeout time.Duration
+	// PrefillChunk bounds the prompt tokens of one session in one step;
+	// default 512.
+	PrefillChunk int
 	// DialOptions for stage connections (TLS credentials, stats handlers);
 	// plaintext unless they set transport credentials.
 	DialOptions []grpc.DialOption
@@ -58,6 +70,7 @@ type Coordinator struct {
 	tok     *tokenizer.Tokenizer
 	gen     *textgen.Generator
 	sched   *Scheduler
+	admit   *Admission
 	modelID string
 	size    shard.ModelSize
 
@@ -133,7 +146,19 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		started:   time.Now(),
 	}
 	c.sched = NewScheduler(ends, SchedulerConfig{Wire: cfg.Wire, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
-		CapacityGone: c.capacityGone})
+		CapacityGone: c.capacityGone, PrefillChunk: cfg.PrefillChunk})
+	limit, queue := cfg.MaxSessions, cfg.MaxQueue
+	if limit <= 0 {
+		limit = defaultMaxSessions
+	}
+	if queue <= 0 {
+		queue = 2 * limit
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = 30 * time.Second
+		c.cfg.QueueTimeout = cfg.QueueTimeout
+	}
+	c.admit = NewAdmission(limit, queue, cfg.QueueTimeout)
 	return c, nil
 }
 
@@ -460,9 +485,58 @@ func (c *Coordinator) updateRoute() {
 			return
 		}
 		route.Stages = append(route.Stages, RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
+		if n, err := strconv.Atoi(byID[st.WorkerID].Labels[LabelMaxStepRows]); err == nil && n > 0 &&
+			(route.MaxStepRows == 0 || n < route.MaxStepRows) {
+			route.MaxStepRows = n
+		}
 	}
 	c.sched.SetRoute(route)
-	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages))
+	limit := c.cfg.MaxSessions
+	if limit <= 0 {
+		limit = AutoMaxSessions(plan, byID, c.size, c.ends.Config.KVDim())
+		c.admit.SetLimit(limit)
+	}
+	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit,
+		"max_step_rows", route.MaxStepRows)
+}
+
+// LabelMaxStepRows is the worker label that publishes the rows its stage
+// takes in one step.
+const LabelMaxStepRows = "max_step_rows"
+
+// defaultMaxSessions is the session limit before a plan gives the workers'
+// budgets.
+const defaultMaxSessions = 64
+
+// sessionTokensBudgeted is the length a session is assumed to reach when the
+// session limit is derived from KV cache budgets: long enough for a chat
+// turn, a quarter of Phi-2's window.
+const sessionTokensBudgeted = 512
+
+// AutoMaxSessions derives the session limit from the plan: for each stage,
+// the KV cache budget its worker has left after its layers (what it offers,
+// less the weights and the worker's reserve) divided by the cache of one
+// sessionTokensBudgeted-token session over its layers (f32 keys and
+// values); the smallest stage decides, within [4, MaxQueuedSteps/2].
+// Sessions that grow longer are still served while the budget lasts; a
+// worker out of budget refuses the step with RESOURCE_EXHAUSTED.
+func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, size shard.ModelSize, kvDim int) int {
+	limit := MaxQueuedSteps / 2
+	for _, st := range plan.Stages {
+		layers := uint64(st.End - st.Start)
+		w, ok := workers[st.WorkerID]
+		if !ok || layers == 0 {
+			continue
+		}
+		used := layers*size.LayerBytes + workerReserve
+		if w.MemoryFree <= used {
+			limit = min(limit, 4)
+			continue
+		}
+		perSession := layers * sessionTokensBudgeted * uint64(kvDim) * 2 * 4
+		limit = min(limit, int((w.MemoryFree-used)/perSession))
+	}
+	return max(limit, 4)
 }
 
 // MaxMessageBytes bounds gRPC messages between coordinator and workers: a
@@ -503,6 +577,8 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 		PlanExplanation: plan.Explanation, ActiveSessions: int32(c.sched.ActiveSessions()),
 		QueueDepth: int32(c.sched.QueueDepth()), TokensPerSecond: c.tokenRate(st), Goroutines: int32(runtime.NumGoroutine()),
 	}
+	as := c.admit.Stats()
+	resp.MaxSessions, resp.QueuedRequests, resp.MaxQueuedRequests, resp.RefusedRequests = int32(as.Limit), int32(as.Queued), int32(as.MaxQueue), as.Refused
 	if planErr != nil {
 		resp.PlanExplanation = "cannot plan: " + planErr.Error() + "\n" + plan.Explanation
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -44,7 +45,7 @@ func FuzzStageStep(f *testing.F) {
 		}
 		before, _ := s.Stats()
 		resp := &phalanxpb.StageResponse{}
-		_, err := s.step(&req, resp, nil)
+		_, err := s.step(context.Background(), &req, resp, nil)
 		after, bytes := s.Stats()
 		if err != nil && after != before {
 			t.Fatalf("a rejected step changed the sessions: %d → %d (%v)", before, after, err)

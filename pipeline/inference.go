@@ -193,6 +193,15 @@ func (s *InferenceServer) Generate(req *phalanxpb.GenerateRequest, stream phalan
 func (c *Coordinator) Generate(ctx context.Context, requestID string, req textgen.Request, emit func(textgen.Chunk) error) (*textgen.Result, error) {
 	ctx, span := tracer.Start(ctx, "phalanx.generate", trace.WithAttributes(attribute.String("phalanx.request_id", requestID)))
 	defer span.End()
+	release, err := c.admit.Acquire(ctx)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+		if m := c.metrics; m != nil {
+			m.Requests.WithLabelValues("refused").Inc()
+		}
+		return nil, err
+	}
+	defer release()
 	sess := c.sched.NewSession()
 	defer sess.Close()
 	span.SetAttributes(attribute.String("phalanx.session", sess.ID))

@@ -53,19 +53,29 @@ func (c *cluster) close() {
 
 func startCluster(t *testing.T, dir string, bounds []int, wireDT phalanxpb.DType, budget int64) *cluster {
 	t.Helper()
+	return startClusterWith(t, dir, bounds, StageConfig{CacheBudget: budget}, SchedulerConfig{Wire: wireDT, ReplanTimeout: 2 * time.Second}, 10*time.Second)
+}
+
+// startClusterWith starts stages configured like stageCfg (each with its
+// own worker id) and a scheduler configured by schedCfg; stageTimeout is the
+// stage clients' silence limit.
+func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg StageConfig, schedCfg SchedulerConfig, stageTimeout time.Duration) *cluster {
+	t.Helper()
 	ends, err := engine.Load(dir, engine.Options{Embedding: true, Head: true, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &cluster{ends: ends}
-	route := &Route{Epoch: 7}
+	route := &Route{Epoch: 7, MaxStepRows: stageCfg.MaxStepRows}
 	for i := 0; i+1 < len(bounds); i++ {
 		r := engine.LayerRange{Start: bounds[i], End: bounds[i+1]}
 		m, err := engine.Load(dir, engine.Options{Layers: r, Threads: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := NewStageServer(StageConfig{WorkerID: fmt.Sprint("w", i), CacheBudget: budget})
+		sc := stageCfg
+		sc.WorkerID = fmt.Sprint("w", i)
+		srv := NewStageServer(sc)
 		srv.Install(m, 7)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -82,11 +92,34 @@ func startCluster(t *testing.T, dir string, bounds []int, wireDT phalanxpb.DType
 		}
 		c.conns = append(c.conns, conn)
 		route.Stages = append(route.Stages, RouteStage{WorkerID: fmt.Sprint("w", i), Layers: r,
-			Client: NewStageClient(lis.Addr().String(), conn, 10*time.Second)})
+			Client: NewStageClient(lis.Addr().String(), conn, stageTimeout)})
 	}
-	c.sched = NewScheduler(ends, SchedulerConfig{Wire: wireDT, ReplanTimeout: 2 * time.Second})
+	c.sched = NewScheduler(ends, schedCfg)
 	c.sched.SetRoute(route)
 	return c
+}
+
+// waitSessions waits (at most 5 s) until every server holds want sessions:
+// releases travel asynchronously.
+func waitSessions(t *testing.T, servers []*StageServer, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var held []int
+		ok := true
+		for _, s := range servers {
+			n, _ := s.Stats()
+			held = append(held, n)
+			ok = ok && n == want
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stages hold %v sessions after 5 s, want %d each", held, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func localLogits(t *testing.T, dir string, ids []int) []float32 {
@@ -125,9 +158,7 @@ func TestPipelineBitIdentical(t *testing.T) {
 				}
 			}
 			sess.Close()
-			if n, _ := c.servers[0].Stats(); n != 0 {
-				t.Errorf("release left %d sessions", n)
-			}
+			waitSessions(t, c.servers, 0)
 			c.close()
 		}
 	}

@@ -30,6 +30,9 @@ import (
 type Route struct {
 	Epoch  uint64
 	Stages []RouteStage
+	// MaxStepRows is the fewest rows a stage of the route takes in one
+	// step (0: no limit known); steps and replays are cut to fit it.
+	MaxStepRows int
 }
 
 // RouteStage is one stage of a route.
@@ -49,6 +52,10 @@ type SchedulerConfig struct {
 	MaxBatchRows int
 	// MaxBatchSessions bounds the sessions of one micro-batch; default 64.
 	MaxBatchSessions int
+	// PrefillChunk bounds the tokens one session puts in one step; default
+	// 512. A longer prompt (or a replayed history) goes in chunks, each a
+	// step of its own, so other sessions' decode steps run in between.
+	PrefillChunk int
 	// Wire is the dtype of activations between stages; default f32.
 	Wire phalanxpb.DType
 	// ReplanTimeout bounds how long a step waits for a working pipeline
@@ -74,6 +81,10 @@ type Scheduler struct {
 	route        *Route
 	routeChanged chan struct{} // closed and replaced by every SetRoute
 
+	relMu   sync.Mutex
+	relIDs  []string      // sessions to release on every stage
+	relKick chan struct{} // wakes the releaser
+
 	stepID  atomic.Uint64
 	active  atomic.Int64
 	waiting atomic.Int64
@@ -94,14 +105,19 @@ type StepStats struct {
 }
 
 type stepItem struct {
-	ctx    context.Context // the request's, for its trace
+	ctx    context.Context // the request's: its trace, and it going away cancels the step
 	sess   *Session
 	hist   []int // the session's tokens before ids, for replay
 	ids    []int
 	pos    int
-	logits []float32
+	logits []float32 // nil for a prefill chunk before the last
 	done   chan error
 }
+
+// MaxQueuedSteps bounds the steps waiting for a micro-batch. A session has
+// at most one step waiting, so admission's session limit keeps the queue
+// below it.
+const MaxQueuedSteps = 4096
 
 // NewScheduler starts the scheduler over ends, which must hold the
 // embedding and the head. It routes nothing until SetRoute.
@@ -112,6 +128,10 @@ func NewScheduler(ends *engine.Model, cfg SchedulerConfig) *Scheduler {
 	if cfg.MaxBatchSessions <= 0 {
 		cfg.MaxBatchSessions = 64
 	}
+	if cfg.PrefillChunk <= 0 {
+		cfg.PrefillChunk = 512
+	}
+	cfg.PrefillChunk = min(cfg.PrefillChunk, cfg.MaxBatchRows)
 	if cfg.Wire == phalanxpb.DType_DTYPE_UNSPECIFIED {
 		cfg.Wire = phalanxpb.DType_DTYPE_F32
 	}
@@ -124,10 +144,11 @@ func NewScheduler(ends *engine.Model, cfg SchedulerConfig) *Scheduler {
 	if cfg.ReplanTimeout <= 0 {
 		cfg.ReplanTimeout = 60 * time.Second
 	}
-	s := &Scheduler{ends: ends, cfg: cfg, queue: make(chan *stepItem, 1024), stop: make(chan struct{}),
-		routeChanged: make(chan struct{})}
-	s.wg.Add(1)
+	s := &Scheduler{ends: ends, cfg: cfg, queue: make(chan *stepItem, MaxQueuedSteps), stop: make(chan struct{}),
+		routeChanged: make(chan struct{}), relKick: make(chan struct{}, 1)}
+	s.wg.Add(2)
 	go s.dispatch()
+	go s.releaser()
 	return s
 }
 
@@ -191,6 +212,10 @@ type Session struct {
 	pos     int
 	history []int
 	closed  bool
+	// inflight is a step its caller stopped waiting for (ctx ended) that
+	// the scheduler has not finished; Close releases the caches after it,
+	// or the step would re-create what the release freed.
+	inflight *stepItem
 }
 
 // NewSession opens a session.
@@ -205,7 +230,8 @@ func (s *Scheduler) NewSession() *Session {
 func (ss *Session) Len() int { return ss.pos }
 
 // Forward runs ids through the pipeline after what the session holds and
-// writes the logits of the last of them.
+// writes the logits of the last of them. A long ids goes in chunks of
+// PrefillChunk tokens, one step each, so other sessions' steps interleave.
 func (ss *Session) Forward(ctx context.Context, ids []int, logits []float32) error {
 	if ss.closed {
 		return errors.New("pipeline: session closed")
@@ -215,6 +241,34 @@ func (ss *Session) Forward(ctx context.Context, ids []int, logits []float32) err
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		ss.span = sc
+	}
+	chunk := ss.s.cfg.PrefillChunk
+	if r := ss.s.Route(); r != nil && r.MaxStepRows > 0 {
+		chunk = min(chunk, r.MaxStepRows)
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), chunk)
+		var out []float32
+		if n == len(ids) {
+			out = logits
+		}
+		if err := ss.step(ctx, ids[:n], out); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+func (ss *Session) step(ctx context.Context, ids []int, logits []float32) error {
+	if ss.inflight != nil {
+		// The last step was abandoned by its caller; wait until it is done
+		// so its answer cannot land after this one.
+		<-ss.inflight.done
+		ss.inflight = nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	it := &stepItem{ctx: ctx, sess: ss, hist: ss.history, ids: ids, pos: ss.pos, logits: logits, done: make(chan error, 1)}
 	ss.s.waiting.Add(1)
@@ -235,31 +289,83 @@ func (ss *Session) Forward(ctx context.Context, ids []int, logits []float32) err
 	case <-ctx.Done():
 		// The step may still complete; a later step of this session starts
 		// at ss.pos, which truncates whatever it left behind.
+		ss.inflight = it
 		return ctx.Err()
 	}
 }
 
-// Close releases the session's KV caches on every stage.
+// Close releases the session's KV caches on every stage: at once, or, if a
+// step its caller abandoned is still running, as soon as it ends.
 func (ss *Session) Close() {
 	if ss.closed {
 		return
 	}
 	ss.closed = true
 	ss.s.active.Add(-1)
-	r := ss.s.Route()
-	if r == nil {
+	if it := ss.inflight; it != nil {
+		ss.inflight = nil
+		go func() {
+			<-it.done
+			ss.s.release(ss.ID)
+		}()
 		return
 	}
-	for _, st := range r.Stages {
-		ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), ss.span), 5*time.Second)
-		_, _ = st.Client.Client().Release(ctx, &phalanxpb.ReleaseRequest{SessionIds: []string{ss.ID}})
-		cancel()
+	ss.s.release(ss.ID)
+}
+
+// release queues a session for the releaser, which frees it on every stage.
+func (s *Scheduler) release(id string) {
+	s.relMu.Lock()
+	s.relIDs = append(s.relIDs, id)
+	s.relMu.Unlock()
+	select {
+	case s.relKick <- struct{}{}:
+	default:
+	}
+}
+
+// releaser frees released sessions' caches on every stage of the route, in
+// one Release call per stage for all the sessions that ended meanwhile, so
+// a crowd of clients leaving at once costs a few calls, not thousands.
+// Sessions a stage does not get (it is down, or the call fails) are freed
+// there by its idle timeout.
+func (s *Scheduler) releaser() {
+	defer s.wg.Done()
+	for stopping := false; !stopping; {
+		select {
+		case <-s.stop:
+			stopping = true // one last round for sessions closed before
+		case <-s.relKick:
+		}
+		s.relMu.Lock()
+		ids := s.relIDs
+		s.relIDs = nil
+		s.relMu.Unlock()
+		r := s.Route()
+		if r == nil || len(ids) == 0 {
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, st := range r.Stages {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := st.Client.Client().Release(ctx, &phalanxpb.ReleaseRequest{SessionIds: ids}); err != nil {
+					s.cfg.Logger.Warn("could not release sessions; the stage frees them after its idle timeout",
+						"worker", st.WorkerID, "sessions", len(ids), "err", err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
 
 // dispatch forms micro-batches: it keeps one in flight per stage (so every
 // stage works at once) and puts every step waiting at that moment into the
 // next one (continuous batching: sessions join and leave between steps).
+// Steps whose caller has gone away are dropped here, never computed.
 func (s *Scheduler) dispatch() {
 	defer s.wg.Done()
 	var running sync.WaitGroup
@@ -272,10 +378,22 @@ func (s *Scheduler) dispatch() {
 			held.done <- errors.New("pipeline: scheduler closed")
 		}
 	}()
+	abandoned := func(it *stepItem) bool {
+		if err := it.ctx.Err(); err != nil {
+			s.waiting.Add(-1)
+			it.done <- err
+			return true
+		}
+		return false
+	}
 	for {
 		limit := 1
+		maxRows := s.cfg.MaxBatchRows
 		if r := s.Route(); r != nil {
 			limit = max(1, len(r.Stages))
+			if r.MaxStepRows > 0 {
+				maxRows = min(maxRows, r.MaxStepRows)
+			}
 		}
 		limit = min(limit, s.cfg.InFlight)
 		for inFlight >= limit {
@@ -298,13 +416,19 @@ func (s *Scheduler) dispatch() {
 			case first = <-s.queue:
 			}
 		}
+		if abandoned(first) {
+			continue
+		}
 		batch := []*stepItem{first}
 		rows := len(first.ids)
 	gather:
 		for len(batch) < s.cfg.MaxBatchSessions {
 			select {
 			case it := <-s.queue:
-				if rows+len(it.ids) > s.cfg.MaxBatchRows {
+				if abandoned(it) {
+					continue
+				}
+				if rows+len(it.ids) > maxRows {
 					held = it // starts the next batch
 					break gather
 				}
@@ -326,17 +450,35 @@ func (s *Scheduler) dispatch() {
 
 func (s *Scheduler) runBatch(batch []*stepItem) {
 	s.waiting.Add(-int64(len(batch)))
-	err := s.forward(batch, false)
+	// The batch's steps are cancelled, on the workers too, once every
+	// session in it has gone away.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var left atomic.Int64
+	left.Store(int64(len(batch)))
+	for _, it := range batch {
+		stop := context.AfterFunc(it.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	parts := make([]stepPart, len(batch))
+	for i, it := range batch {
+		parts[i] = stepPart{it: it, ids: it.ids, pos: it.pos, logits: it.logits}
+	}
+	err := s.forward(ctx, parts, false)
 	if retryable(err) {
-		err = s.replay(batch, err)
+		err = s.replay(ctx, batch, err)
 	}
 	var st *status.Status
 	if err != nil && len(batch) > 1 {
 		if st, _ = status.FromError(err); st.Code() == codes.ResourceExhausted {
 			// One session does not fit: run them one by one so only the
 			// ones that do not fit fail.
-			for _, it := range batch {
-				it.done <- s.forward([]*stepItem{it}, false)
+			for i, it := range batch {
+				it.done <- s.forward(it.ctx, parts[i:i+1], false)
 			}
 			return
 		}
@@ -367,8 +509,9 @@ func retryable(err error) bool {
 // empty), waiting for the route to change between attempts, for at most
 // ReplanTimeout. Because prefill and decode compute the same bits, the
 // rebuilt caches and the logits are exactly those of a run without the
-// failure.
-func (s *Scheduler) replay(batch []*stepItem, cause error) error {
+// failure. Histories go in chunks and steps no bigger than normal traffic's,
+// so a replay is never refused for its size.
+func (s *Scheduler) replay(ctx context.Context, batch []*stepItem, cause error) error {
 	deadline := time.Now().Add(s.cfg.ReplanTimeout)
 	backoff := 20 * time.Millisecond
 	s.cfg.Logger.Warn("step failed; replaying its sessions", "sessions", len(batch), "cause", cause)
@@ -382,6 +525,9 @@ func (s *Scheduler) replay(batch []*stepItem, cause error) error {
 		select {
 		case <-changed:
 		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
 		case <-s.stop:
 			t.Stop()
 			return status.Error(codes.Unavailable, "pipeline: scheduler closed")
@@ -392,7 +538,7 @@ func (s *Scheduler) replay(batch []*stepItem, cause error) error {
 				return status.Errorf(codes.Unavailable, "pipeline: capacity lost: %v (after: %v)", gone, cause)
 			}
 		}
-		err := s.forward(batch, true)
+		err := s.replayOnce(ctx, batch)
 		if !retryable(err) {
 			if err == nil {
 				s.cfg.Logger.Info("replay succeeded", "sessions", len(batch), "attempts", attempt)
@@ -404,9 +550,62 @@ func (s *Scheduler) replay(batch []*stepItem, cause error) error {
 	}
 }
 
-// forward runs one micro-batch through every stage and the head; with
-// replay, each session's whole history goes first, from position 0.
-func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
+// replayOnce sends every session's history and new tokens from position 0:
+// in round k, the k-th chunk of every session whose history is that long,
+// packed into steps within the row limit. The last chunk of a session
+// writes its logits.
+func (s *Scheduler) replayOnce(ctx context.Context, batch []*stepItem) error {
+	r := s.Route()
+	chunk, maxRows := s.cfg.PrefillChunk, s.cfg.MaxBatchRows
+	if r != nil && r.MaxStepRows > 0 {
+		chunk, maxRows = min(chunk, r.MaxStepRows), min(maxRows, r.MaxStepRows)
+	}
+	all := make([][]int, len(batch))
+	for i, it := range batch {
+		all[i] = append(append(make([]int, 0, it.pos+len(it.ids)), it.hist[:it.pos]...), it.ids...)
+	}
+	for round := 0; ; round++ {
+		var parts []stepPart
+		for i, it := range batch {
+			lo := round * chunk
+			if lo >= len(all[i]) || it.ctx.Err() != nil {
+				continue
+			}
+			hi := min(lo+chunk, len(all[i]))
+			p := stepPart{it: it, ids: all[i][lo:hi], pos: lo}
+			if hi == len(all[i]) {
+				p.logits = it.logits
+			}
+			parts = append(parts, p)
+		}
+		if len(parts) == 0 {
+			return ctx.Err()
+		}
+		for len(parts) > 0 {
+			n, rows := 0, 0
+			for n < len(parts) && n < s.cfg.MaxBatchSessions && rows+len(parts[n].ids) <= maxRows {
+				rows += len(parts[n].ids)
+				n++
+			}
+			if err := s.forward(ctx, parts[:n], true); err != nil {
+				return err
+			}
+			parts = parts[n:]
+		}
+	}
+}
+
+// stepPart is one session's share of a step: ids at positions pos..., and
+// where the logits of the last of them go (nil: not wanted).
+type stepPart struct {
+	it     *stepItem
+	ids    []int
+	pos    int
+	logits []float32
+}
+
+// forward runs one step through every stage and the head.
+func (s *Scheduler) forward(ctx context.Context, parts []stepPart, replay bool) error {
 	r := s.Route()
 	if r == nil || len(r.Stages) == 0 {
 		return status.Error(codes.Unavailable, "pipeline: no plan yet")
@@ -414,18 +613,17 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 	H, V := s.ends.Config.HiddenSize, s.ends.Config.VocabSize
 	rows := 0
 	var ids []int
-	spans := make([]*phalanxpb.SessionSpan, len(batch))
-	lastRow := make([]int, len(batch))
-	for i, it := range batch {
-		pos, n := it.pos, len(it.ids)
-		if replay {
-			ids = append(ids, it.hist[:it.pos]...)
-			pos, n = 0, it.pos+len(it.ids)
-		}
-		ids = append(ids, it.ids...)
-		spans[i] = &phalanxpb.SessionSpan{SessionId: it.sess.ID, Position: int32(pos), Tokens: int32(n)}
-		rows += n
+	spans := make([]*phalanxpb.SessionSpan, len(parts))
+	lastRow := make([]int, len(parts))
+	heads := 0
+	for i, p := range parts {
+		ids = append(ids, p.ids...)
+		spans[i] = &phalanxpb.SessionSpan{SessionId: p.it.sess.ID, Position: int32(p.pos), Tokens: int32(len(p.ids))}
+		rows += len(p.ids)
 		lastRow[i] = rows - 1
+		if p.logits != nil {
+			heads++
+		}
 	}
 	x := make([]float32, rows*H)
 	if err := s.ends.Embed(ids, x); err != nil {
@@ -439,17 +637,14 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 	// A step's spans hang under the first session's request; the others
 	// are linked, so each request's trace shows every stage it crossed.
 	var links []trace.Link
-	for _, it := range batch[1:] {
-		if sc := trace.SpanContextFromContext(it.ctx); sc.IsValid() {
+	for _, p := range parts[1:] {
+		if sc := trace.SpanContextFromContext(p.it.ctx); sc.IsValid() {
 			links = append(links, trace.Link{SpanContext: sc})
 		}
 	}
-	parent := batch[0].ctx
-	if parent == nil {
-		parent = context.Background()
-	}
+	parent := parts[0].it.ctx
 	if s.metrics != nil {
-		s.metrics.BatchSessions.Observe(float64(len(batch)))
+		s.metrics.BatchSessions.Observe(float64(len(parts)))
 	}
 	for i, st := range r.Stages {
 		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
@@ -461,13 +656,13 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 		sctx, span := tracer.Start(parent, "phalanx.stage_step", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.String("phalanx.worker", st.WorkerID), attribute.Int("phalanx.stage", i),
 				attribute.Int64("phalanx.step", int64(stepID)), attribute.Int("phalanx.rows", rows),
-				attribute.Int("phalanx.sessions", len(batch)), attribute.Bool("phalanx.replay", replay)))
+				attribute.Int("phalanx.sessions", len(parts)), attribute.Bool("phalanx.replay", replay)))
 		if span.SpanContext().IsValid() {
 			req.TraceContext = map[string]string{}
 			otel.GetTextMapPropagator().Inject(sctx, propagation.MapCarrier(req.TraceContext))
 		}
 		start := time.Now()
-		resp, err := st.Client.Step(context.Background(), req)
+		resp, err := st.Client.Step(ctx, req)
 		if err != nil {
 			span.SetStatus(otelcodes.Error, err.Error())
 			span.End()
@@ -486,23 +681,33 @@ func (s *Scheduler) forward(batch []*stepItem, replay bool) error {
 			return fmt.Errorf("%w: %s answered %d rows: %v", ErrStageDown, st.Client.Address, n, err)
 		}
 	}
-	// The head runs on the last row of every session.
-	last := make([]float32, len(batch)*H)
-	for i, lr := range lastRow {
-		copy(last[i*H:(i+1)*H], x[lr*H:(lr+1)*H])
-	}
-	logits := make([]float32, len(batch)*V)
+	// The head runs on the last row of every session that wants logits.
 	headStart := time.Now()
-	if err := s.ends.Logits(last, logits); err != nil {
-		return status.Errorf(codes.Internal, "%v", err)
+	if heads > 0 {
+		last := make([]float32, heads*H)
+		k := 0
+		for i, p := range parts {
+			if p.logits != nil {
+				copy(last[k*H:(k+1)*H], x[lastRow[i]*H:(lastRow[i]+1)*H])
+				k++
+			}
+		}
+		logits := make([]float32, heads*V)
+		if err := s.ends.Logits(last, logits); err != nil {
+			return status.Errorf(codes.Internal, "%v", err)
+		}
+		k = 0
+		for _, p := range parts {
+			if p.logits != nil {
+				copy(p.logits, logits[k*V:(k+1)*V])
+				k++
+			}
+		}
 	}
 	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		s.cfg.Logger.Debug("step", "step", stepID, "sessions", len(batch), "rows", rows, "stage_rtt_ms", stageMs,
+		s.cfg.Logger.Debug("step", "step", stepID, "sessions", len(parts), "rows", rows, "stage_rtt_ms", stageMs,
 			"stage_compute_ms", computeMs, "head_ms", float64(time.Since(headStart).Microseconds())/1000,
 			"total_ms", float64(time.Since(stepStart).Microseconds())/1000)
-	}
-	for i, it := range batch {
-		copy(it.logits, logits[i*V:(i+1)*V])
 	}
 	s.statsMu.Lock()
 	s.stats.Steps++

@@ -14,14 +14,19 @@ import (
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
 
-// ErrStageDown reports a stage whose stream broke or did not answer in
-// time; its steps in flight are lost and must be replayed elsewhere.
+// ErrStageDown reports a stage whose stream broke or fell silent; its steps
+// in flight are lost and must be replayed elsewhere.
 var ErrStageDown = errors.New("pipeline: stage unavailable")
 
 // StageClient is the coordinator's end of one worker's step stream. Steps
 // from many goroutines share the stream; answers are matched in order. A
 // broken stream fails every step in flight with ErrStageDown and is
 // reopened by the next step.
+//
+// A stage is judged by progress, not by how long a step takes: while steps
+// are in flight, the worker sends a heartbeat about once a second, and
+// only a stream silent for the whole timeout counts as dead. A step whose
+// caller goes away is cancelled on the worker.
 type StageClient struct {
 	Address string
 	conn    *grpc.ClientConn
@@ -33,6 +38,9 @@ type StageClient struct {
 	cancel  context.CancelFunc
 	pending []chan stepResult
 	gen     int // stream generation, so a dead receiver does not touch a new stream
+	// heard is when the stream last showed life while steps were in
+	// flight: a message received, or the first step sent after a pause.
+	heard time.Time
 }
 
 type stepResult struct {
@@ -40,8 +48,9 @@ type stepResult struct {
 	err  error
 }
 
-// NewStageClient wraps a connection. timeout bounds each step (a hung
-// worker counts as failed after it); 0 means 30 s.
+// NewStageClient wraps a connection. A stream with steps in flight that
+// stays silent (no answer, no heartbeat) for timeout counts as failed; 0
+// means 30 s.
 func NewStageClient(addr string, conn *grpc.ClientConn, timeout time.Duration) *StageClient {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -54,7 +63,8 @@ func (c *StageClient) Client() phalanxpb.StageClient { return c.client }
 
 // Step sends one step and waits for its answer. A step-level error the
 // worker reports is returned as a gRPC status error; a broken or silent
-// stream as ErrStageDown.
+// stream as ErrStageDown. When ctx ends first, the step is cancelled on the
+// worker and ctx's error returned.
 func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*phalanxpb.StageResponse, error) {
 	ch := make(chan stepResult, 1)
 	c.mu.Lock()
@@ -65,6 +75,9 @@ func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*p
 		}
 	}
 	gen := c.gen
+	if len(c.pending) == 0 {
+		c.heard = time.Now() // silence while idle does not count
+	}
 	c.pending = append(c.pending, ch)
 	if err := c.stream.Send(req); err != nil {
 		c.breakLocked(gen, fmt.Errorf("send: %w", err))
@@ -76,30 +89,42 @@ func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*p
 
 	timer := time.NewTimer(c.timeout)
 	defer timer.Stop()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
+	for {
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return nil, r.err
+			}
+			if code := codes.Code(r.resp.GetErrorCode()); code != codes.OK {
+				return nil, status.Error(code, r.resp.GetErrorMessage())
+			}
+			if r.resp.GetStepId() != req.GetStepId() {
+				err := fmt.Errorf("%w: %s answered step %d to step %d", ErrStageDown, c.Address, r.resp.GetStepId(), req.GetStepId())
+				c.Reset(err)
+				return nil, err
+			}
+			return r.resp, nil
+		case <-timer.C:
+			c.mu.Lock()
+			silent := time.Since(c.heard)
+			if gen == c.gen && c.stream != nil && silent >= c.timeout {
+				c.breakLocked(gen, fmt.Errorf("%w: %s sent nothing for %v with step %d in flight", ErrStageDown, c.Address,
+					silent.Round(time.Millisecond), req.GetStepId()))
+			}
+			c.mu.Unlock()
+			timer.Reset(max(c.timeout-silent, time.Millisecond))
+		case <-ctx.Done():
+			// The answer still comes, CANCELLED or not, and is dropped (ch
+			// is buffered), which keeps the stream's answers in order.
+			c.mu.Lock()
+			if gen == c.gen && c.stream != nil {
+				if err := c.stream.Send(&phalanxpb.StageRequest{StepId: req.GetStepId(), Cancel: true}); err != nil {
+					c.breakLocked(gen, fmt.Errorf("send cancel: %w", err))
+				}
+			}
+			c.mu.Unlock()
+			return nil, ctx.Err()
 		}
-		if code := codes.Code(r.resp.GetErrorCode()); code != codes.OK {
-			return nil, status.Error(code, r.resp.GetErrorMessage())
-		}
-		if r.resp.GetStepId() != req.GetStepId() {
-			err := fmt.Errorf("%w: %s answered step %d to step %d", ErrStageDown, c.Address, r.resp.GetStepId(), req.GetStepId())
-			c.Reset(err)
-			return nil, err
-		}
-		return r.resp, nil
-	case <-timer.C:
-		err := fmt.Errorf("%w: %s did not answer step %d within %v", ErrStageDown, c.Address, req.GetStepId(), c.timeout)
-		c.mu.Lock()
-		c.breakLocked(gen, err)
-		c.mu.Unlock()
-		return nil, err
-	case <-ctx.Done():
-		// The answer still comes and is dropped (ch is buffered); the step
-		// may have been applied, which replay by position tolerates.
-		return nil, ctx.Err()
 	}
 }
 
@@ -135,6 +160,11 @@ func (c *StageClient) receive(stream phalanxpb.Stage_ProcessClient, gen int) {
 			c.breakLocked(gen, err)
 			c.mu.Unlock()
 			return
+		}
+		c.heard = time.Now()
+		if resp.GetProgress() {
+			c.mu.Unlock()
+			continue
 		}
 		if len(c.pending) == 0 {
 			c.breakLocked(gen, fmt.Errorf("unexpected answer to step %d", resp.GetStepId()))

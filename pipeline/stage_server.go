@@ -37,6 +37,9 @@ type StageConfig struct {
 	// StepDelay is added before every step: a testing aid that makes a fast
 	// model slow enough to interrupt at a chosen moment.
 	StepDelay time.Duration
+	// Heartbeat is how often a running step tells the coordinator it is
+	// alive (StageResponse.progress); default 1 s.
+	Heartbeat time.Duration
 	Logger    *slog.Logger
 }
 
@@ -49,6 +52,9 @@ func (c *StageConfig) defaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -74,9 +80,16 @@ type StageServer struct {
 
 var _ phalanxpb.StageServer = (*StageServer)(nil)
 
+// stageSession is one session's KV cache. Steps hold it by pointer while
+// they compute (busy > 0) with s.mu released: Release and idle eviction may
+// drop it from the map meanwhile, which frees it once the step is done.
 type stageSession struct {
 	cache    *engine.KVCache
 	lastUsed time.Time
+	busy     int // steps computing on it; idle eviction skips it
+	// bytes is the cache's size after its last step: read under s.mu by
+	// Stats and the budget, while a step may be growing the cache itself.
+	bytes int64
 }
 
 // NewStageServer returns a server that holds no layers yet.
@@ -150,7 +163,7 @@ func (s *StageServer) Stats() (sessions int, cacheBytes int64) {
 func (s *StageServer) cacheBytesLocked() int64 {
 	var n int64
 	for _, ss := range s.sessions {
-		n += ss.cache.Bytes()
+		n += ss.bytes
 	}
 	return n
 }
@@ -176,64 +189,166 @@ func (s *StageServer) evictIdle(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, ss := range s.sessions {
-		if now.Sub(ss.lastUsed) > s.cfg.IdleTimeout {
+		if ss.busy == 0 && now.Sub(ss.lastUsed) > s.cfg.IdleTimeout {
 			delete(s.sessions, id)
 			s.cfg.Logger.Info("session evicted after idle timeout", "session", id, "idle", now.Sub(ss.lastUsed).Round(time.Second))
 		}
 	}
 }
 
-// Process implements the step stream.
+// queuedStep is a step received on a stream and not yet answered.
+type queuedStep struct {
+	req    *phalanxpb.StageRequest
+	ctx    context.Context // done when the step is cancelled or the stream ends
+	cancel context.CancelFunc
+}
+
+// maxQueuedSteps bounds the steps a stream reads ahead of the one
+// computing, so cancels behind them are seen; the coordinator keeps far
+// fewer in flight. Past it, gRPC flow control holds the sender back.
+const maxQueuedSteps = 256
+
+// Process implements the step stream. A reader goroutine takes steps off
+// the stream as they come, so a cancel reaches a step that is queued or
+// running; steps are computed one after another and answered in order.
+// When the stream ends (the coordinator gave up on it), the running step
+// stops between layers and the queued ones are dropped.
 func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
+	ctx := stream.Context()
+	queue := make(chan *queuedStep, maxQueuedSteps)
+	var mu sync.Mutex
+	byID := map[uint64]*queuedStep{}
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			if req.GetCancel() {
+				mu.Lock()
+				if q := byID[req.GetStepId()]; q != nil {
+					q.cancel()
+				}
+				mu.Unlock()
+				continue
+			}
+			qctx, cancel := context.WithCancel(ctx)
+			q := &queuedStep{req: req, ctx: qctx, cancel: cancel}
+			mu.Lock()
+			byID[req.GetStepId()] = q
+			mu.Unlock()
+			select {
+			case queue <- q:
+			case <-ctx.Done():
+				cancel()
+				return
+			}
+		}
+	}()
+	var sendMu sync.Mutex // the step's answer and the heartbeats share Send
+	send := func(resp *phalanxpb.StageResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(resp)
+	}
 	var buf []float32
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	var sendErr error
+	for q := range queue {
+		if sendErr == nil {
+			buf, sendErr = s.answer(q, send, buf)
 		}
-		if err != nil {
-			return err
-		}
-		resp := &phalanxpb.StageResponse{StepId: req.GetStepId()}
-		if s.cfg.StepDelay > 0 {
-			time.Sleep(s.cfg.StepDelay)
-		}
-		ctx := otel.GetTextMapPropagator().Extract(stream.Context(), propagation.MapCarrier(req.GetTraceContext()))
-		_, span := tracer.Start(ctx, "phalanx.worker_step", trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("phalanx.worker", s.cfg.WorkerID), attribute.Int64("phalanx.step", int64(req.GetStepId())),
-				attribute.Int("phalanx.sessions", len(req.GetSpans())), attribute.Int("phalanx.layer_start", int(req.GetLayerStart())),
-				attribute.Int("phalanx.layer_end", int(req.GetLayerEnd()))))
-		buf, err = s.step(req, resp, buf)
-		code := codes.OK
-		if err != nil {
-			st := status.Convert(err)
-			code = st.Code()
-			resp.ErrorCode = int32(st.Code())
-			resp.ErrorMessage = st.Message()
-			resp.Hidden = nil
-			span.SetStatus(otelcodes.Error, st.Message())
-		}
-		span.SetAttributes(attribute.Float64("phalanx.compute_ms", resp.GetComputeMs()))
-		span.End()
-		if m := s.metrics; m != nil {
-			m.Steps.WithLabelValues(code.String()).Inc()
-			if err == nil {
-				m.StepTime.Observe(resp.GetComputeMs() / 1000)
-				if sh := resp.GetHidden().GetShape(); len(sh) > 0 {
-					m.Rows.Add(float64(sh[0]))
+		q.cancel()
+		mu.Lock()
+		delete(byID, q.req.GetStepId())
+		mu.Unlock()
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	if err := <-recvErr; !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// answer computes one step, sending heartbeats while it runs, and sends its
+// answer.
+func (s *StageServer) answer(q *queuedStep, send func(*phalanxpb.StageResponse) error, buf []float32) ([]float32, error) {
+	req := q.req
+	resp := &phalanxpb.StageResponse{StepId: req.GetStepId()}
+	stopBeat := make(chan struct{})
+	beatDone := make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		t := time.NewTicker(s.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopBeat:
+				return
+			case <-q.ctx.Done():
+				return
+			case <-t.C:
+				if send(&phalanxpb.StageResponse{StepId: req.GetStepId(), Progress: true}) != nil {
+					return
 				}
 			}
 		}
-		if err := stream.Send(resp); err != nil {
-			return err
+	}()
+	if s.cfg.StepDelay > 0 {
+		t := time.NewTimer(s.cfg.StepDelay)
+		select {
+		case <-t.C:
+		case <-q.ctx.Done():
+			t.Stop()
 		}
 	}
+	ctx := otel.GetTextMapPropagator().Extract(q.ctx, propagation.MapCarrier(req.GetTraceContext()))
+	_, span := tracer.Start(ctx, "phalanx.worker_step", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("phalanx.worker", s.cfg.WorkerID), attribute.Int64("phalanx.step", int64(req.GetStepId())),
+			attribute.Int("phalanx.sessions", len(req.GetSpans())), attribute.Int("phalanx.layer_start", int(req.GetLayerStart())),
+			attribute.Int("phalanx.layer_end", int(req.GetLayerEnd()))))
+	buf, err := s.step(q.ctx, req, resp, buf)
+	close(stopBeat)
+	<-beatDone
+	code := codes.OK
+	if err != nil {
+		st := status.Convert(err)
+		code = st.Code()
+		resp.ErrorCode = int32(st.Code())
+		resp.ErrorMessage = st.Message()
+		resp.Hidden = nil
+		span.SetStatus(otelcodes.Error, st.Message())
+	}
+	span.SetAttributes(attribute.Float64("phalanx.compute_ms", resp.GetComputeMs()))
+	span.End()
+	if m := s.metrics; m != nil {
+		m.Steps.WithLabelValues(code.String()).Inc()
+		if err == nil {
+			m.StepTime.Observe(resp.GetComputeMs() / 1000)
+			if sh := resp.GetHidden().GetShape(); len(sh) > 0 {
+				m.Rows.Add(float64(sh[0]))
+			}
+		}
+	}
+	return buf, send(resp)
 }
 
-// step validates and runs one request; on error nothing has changed.
-func (s *StageServer) step(req *phalanxpb.StageRequest, resp *phalanxpb.StageResponse, buf []float32) ([]float32, error) {
+// step validates and runs one request; on error nothing has changed. A
+// step whose ctx ends (cancelled, or its stream gone) stops between layers
+// with CANCELLED.
+func (s *StageServer) step(ctx context.Context, req *phalanxpb.StageRequest, resp *phalanxpb.StageResponse, buf []float32) ([]float32, error) {
+	if ctx.Err() != nil {
+		return buf, status.Error(codes.Canceled, "stage: step cancelled")
+	}
 	s.compute.Lock()
 	defer s.compute.Unlock()
+	if ctx.Err() != nil {
+		return buf, status.Error(codes.Canceled, "stage: step cancelled")
+	}
 	s.mu.Lock()
 	m, epoch := s.model, s.epoch
 	s.mu.Unlock()
@@ -284,53 +399,82 @@ func (s *StageServer) step(req *phalanxpb.StageRequest, resp *phalanxpb.StageRes
 		return buf, status.Errorf(codes.InvalidArgument, "stage: reply dtype %v", replyDType)
 	}
 
-	// Resolve sessions and check positions and memory before touching any cache.
+	// Resolve sessions and check positions and memory before touching any
+	// cache. New sessions enter the map at once, marked busy, so a Release
+	// that arrives while the step computes removes them for good.
 	s.mu.Lock()
-	now := time.Now()
-	caches := make([]*engine.KVCache, len(spans))
-	fresh := map[string]*stageSession{}
+	sessions := make([]*stageSession, len(spans))
+	var fresh []string
+	undo := func() { // on refusal: forget the sessions this step made
+		for _, id := range fresh {
+			if ss := s.sessions[id]; ss != nil && ss.busy == 0 && ss.cache.Len() == 0 {
+				delete(s.sessions, id)
+			}
+		}
+	}
 	var grow int64
 	seen := make(map[string]bool, len(spans))
 	for i, sp := range spans {
 		id := sp.GetSessionId()
 		if seen[id] {
+			undo()
 			s.mu.Unlock()
 			return buf, status.Errorf(codes.InvalidArgument, "stage: session %q appears twice in one step", id)
 		}
 		seen[id] = true
 		ss := s.sessions[id]
 		if ss == nil {
-			ss = &stageSession{cache: m.NewCache()}
-			fresh[id] = ss
+			ss = &stageSession{cache: m.NewCache(), lastUsed: time.Now()}
+			s.sessions[id] = ss
+			fresh = append(fresh, id)
 		}
 		held, pos := ss.cache.Len(), int(sp.GetPosition())
 		if pos > held {
+			undo()
 			s.mu.Unlock()
 			return buf, status.Errorf(codes.FailedPrecondition, "stage: session %q: step at position %d, worker holds %d positions (replay from %d)", id, pos, held, held)
 		}
 		grow += ss.cache.BytesFor(pos+int(sp.GetTokens())) - ss.cache.BytesFor(held)
-		caches[i] = ss.cache
+		sessions[i] = ss
 	}
 	if b := s.budget; b > 0 && s.cacheBytesLocked()+grow > b {
 		used := s.cacheBytesLocked()
+		undo()
+		n := len(s.sessions)
 		s.mu.Unlock()
 		return buf, status.Errorf(codes.ResourceExhausted, "stage: KV caches would need %d more bytes; %d of %d in use by %d sessions",
-			grow, used, b, len(s.sessions))
+			grow, used, b, n)
+	}
+	for _, ss := range sessions {
+		ss.busy++
 	}
 	s.mu.Unlock()
 
-	for i, sp := range spans {
-		if pos := int(sp.GetPosition()); pos < caches[i].Len() {
-			// Replay or rollback; cannot fail: pos is in [0, Len).
-			_ = caches[i].Truncate(pos)
-		}
-	}
 	es := make([]engine.Span, len(spans))
 	for i, sp := range spans {
-		es[i] = engine.Span{Cache: caches[i], Tokens: int(sp.GetTokens())}
+		if pos := int(sp.GetPosition()); pos < sessions[i].cache.Len() {
+			// Replay or rollback; cannot fail: pos is in [0, Len).
+			_ = sessions[i].cache.Truncate(pos)
+		}
+		es[i] = engine.Span{Cache: sessions[i].cache, Tokens: int(sp.GetTokens())}
 	}
 	start := time.Now()
-	if err := m.Forward(x, es); err != nil {
+	err = m.ForwardContext(ctx, x, es)
+	s.mu.Lock()
+	now := time.Now()
+	for _, ss := range sessions {
+		ss.busy--
+		ss.lastUsed = now
+		ss.bytes = ss.cache.Bytes() // no other step runs: s.compute is held
+	}
+	if err != nil {
+		undo()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			return buf, status.Error(codes.Canceled, "stage: step cancelled")
+		}
 		// Shapes were checked above; what is left is a programming error.
 		return buf, status.Errorf(codes.Internal, "stage: forward: %v", err)
 	}
@@ -339,14 +483,6 @@ func (s *StageServer) step(req *phalanxpb.StageRequest, resp *phalanxpb.StageRes
 	if err := wire.EncodeF32Into(resp.Hidden, rows, H, x, replyDType); err != nil {
 		return buf, status.Errorf(codes.Internal, "stage: encode: %v", err)
 	}
-	s.mu.Lock()
-	for id, ss := range fresh {
-		s.sessions[id] = ss
-	}
-	for _, sp := range spans {
-		s.sessions[sp.GetSessionId()].lastUsed = now
-	}
-	s.mu.Unlock()
 	return buf, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -62,7 +63,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		cfg.LeaseTTL = 5 * time.Second
 	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
-		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name()}}
+		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
+			LabelMaxStepRows: strconv.Itoa(cfg.Stage.cfg.MaxStepRows)}}
 	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
 		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)

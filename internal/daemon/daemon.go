@@ -192,8 +192,12 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	id := fs.String("id", "", "coordinator id for leader election (default: hostname-listen)")
 	threads := fs.Int("threads", 0, "kernel threads for the embedding and head (0: one per CPU)")
 	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 (exact) or f16 (half the bytes)")
-	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage silent this long on one step counts as failed")
+	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage with steps in flight that sends nothing this long (no answer, no heartbeat) counts as failed")
 	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
+	maxSessions := fs.Int("max-sessions", 0, "generations running at once (0: derived from the workers' KV cache budgets)")
+	maxQueue := fs.Int("max-queue", 0, "requests waiting for a session; past it they get 429 / RESOURCE_EXHAUSTED at once (0: 2 × max-sessions)")
+	queueTimeout := fs.Duration("queue-timeout", 30*time.Second, "how long a request waits for a session before 429 / RESOURCE_EXHAUSTED")
+	prefillChunk := fs.Int("prefill-chunk", 512, "prompt tokens of one session per step: longer prompts go in chunks, interleaved with other sessions' decode steps")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
@@ -264,6 +268,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
 		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
+		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk,
 		DialOptions: stageDialOptions(nodeTLS),
 	})
 	if err != nil {
@@ -349,6 +354,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	speed := fs.Float64("speed", 0, "layer-steps per second to report (0: measure at start)")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease: a worker silent this long leaves the cluster")
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
+	maxStepRows := fs.Int("max-step-rows", 8192, "rows (tokens) one step may carry; published, so the coordinator cuts steps and replays to fit")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
@@ -397,7 +403,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopTracing()
-	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay, Logger: log})
+	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay,
+		MaxStepRows: *maxStepRows, Logger: log})
 	defer stage.Close()
 	if *metricsAddr != "" {
 		reg := newRegistry()

@@ -133,7 +133,16 @@ func writeStatus(w http.ResponseWriter, err error) {
 	switch st.Code() {
 	case codes.InvalidArgument, codes.OutOfRange:
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "", st.Message())
-	case codes.Unavailable, codes.ResourceExhausted:
+	case codes.ResourceExhausted:
+		// Full: at the session limit with the queue full, or a worker out
+		// of KV cache budget. Worth retrying later, as Retry-After says.
+		retry := pipeline.RetryDelay(err)
+		if retry <= 0 {
+			retry = pipeline.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "overloaded", st.Message())
+	case codes.Unavailable:
 		writeError(w, http.StatusServiceUnavailable, "server_error", "unavailable", st.Message())
 	case codes.Canceled, codes.DeadlineExceeded:
 		writeError(w, 499, "server_error", "canceled", st.Message())

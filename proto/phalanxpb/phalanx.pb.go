@@ -806,9 +806,16 @@ type ClusterStatusResponse struct {
 	// window.
 	TokensPerSecond float64 `protobuf:"fixed64,10,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
 	// Goroutines running in the coordinator process.
-	Goroutines    int32 `protobuf:"varint,11,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Goroutines int32 `protobuf:"varint,11,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// Admission: generations allowed to run at once, requests waiting for
+	// one of those places, the most that may wait, and requests refused with
+	// RESOURCE_EXHAUSTED (HTTP 429) since the coordinator started.
+	MaxSessions       int32  `protobuf:"varint,12,opt,name=max_sessions,json=maxSessions,proto3" json:"max_sessions,omitempty"`
+	QueuedRequests    int32  `protobuf:"varint,13,opt,name=queued_requests,json=queuedRequests,proto3" json:"queued_requests,omitempty"`
+	MaxQueuedRequests int32  `protobuf:"varint,14,opt,name=max_queued_requests,json=maxQueuedRequests,proto3" json:"max_queued_requests,omitempty"`
+	RefusedRequests   uint64 `protobuf:"varint,15,opt,name=refused_requests,json=refusedRequests,proto3" json:"refused_requests,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -914,6 +921,34 @@ func (x *ClusterStatusResponse) GetTokensPerSecond() float64 {
 func (x *ClusterStatusResponse) GetGoroutines() int32 {
 	if x != nil {
 		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMaxSessions() int32 {
+	if x != nil {
+		return x.MaxSessions
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetQueuedRequests() int32 {
+	if x != nil {
+		return x.QueuedRequests
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMaxQueuedRequests() int32 {
+	if x != nil {
+		return x.MaxQueuedRequests
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetRefusedRequests() uint64 {
+	if x != nil {
+		return x.RefusedRequests
 	}
 	return 0
 }
@@ -1335,7 +1370,14 @@ type StageRequest struct {
 	// span joins the trace of the request that sent it. A step stream lives
 	// longer than any request, so the context travels per step rather than
 	// in the stream's gRPC metadata.
-	TraceContext  map[string]string `protobuf:"bytes,8,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TraceContext map[string]string `protobuf:"bytes,8,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Cancels the earlier step step_id on this stream instead of being a step:
+	// the coordinator no longer wants its answer (every session in it has gone
+	// away). A queued step is skipped, a running one stops between layers;
+	// either way it changes no cache and is still answered, in order, with
+	// CANCELLED. A cancel of a step already answered or unknown is ignored. A
+	// cancel carries no other field and gets no answer of its own.
+	Cancel        bool `protobuf:"varint,9,opt,name=cancel,proto3" json:"cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,6 +1468,13 @@ func (x *StageRequest) GetTraceContext() map[string]string {
 	return nil
 }
 
+func (x *StageRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
 // StageResponse answers one StageRequest.
 type StageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1444,8 +1493,13 @@ type StageResponse struct {
 	// UNAVAILABLE before any layers are loaded) and its message. A rejected
 	// step changed nothing on the worker, carries no hidden states, and the
 	// stream stays open. 0 (OK) for a step that was applied.
-	ErrorCode     int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorCode    int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// A heartbeat, not an answer: the worker is computing step_id and is
+	// alive. Sent about once a second while a step runs, so the coordinator
+	// judges a stage by its progress, not by how long one step takes. Carries
+	// no other field; the answer to step_id still follows.
+	Progress      bool `protobuf:"varint,6,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1513,6 +1567,13 @@ func (x *StageResponse) GetErrorMessage() string {
 		return x.ErrorMessage
 	}
 	return ""
+}
+
+func (x *StageResponse) GetProgress() bool {
+	if x != nil {
+		return x.Progress
+	}
+	return false
 }
 
 // ReleaseRequest names the sessions whose KV caches can be freed.
@@ -1809,7 +1870,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"$\n" +
 	"\x10TokenizeResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xa0\x03\n" +
+	"\x14ClusterStatusRequest\"\xc7\x04\n" +
 	"\x15ClusterStatusResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x14\n" +
@@ -1826,7 +1887,11 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	" \x01(\x01R\x0ftokensPerSecond\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\v \x01(\x05R\n" +
-	"goroutines\"\x9d\x03\n" +
+	"goroutines\x12!\n" +
+	"\fmax_sessions\x18\f \x01(\x05R\vmaxSessions\x12'\n" +
+	"\x0fqueued_requests\x18\r \x01(\x05R\x0equeuedRequests\x12.\n" +
+	"\x13max_queued_requests\x18\x0e \x01(\x05R\x11maxQueuedRequests\x12)\n" +
+	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\"\x9d\x03\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1862,7 +1927,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12\x16\n" +
-	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\x9c\x03\n" +
+	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\xb4\x03\n" +
 	"\fStageRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1f\n" +
 	"\vlayer_start\x18\x02 \x01(\x05R\n" +
@@ -1873,10 +1938,11 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x06hidden\x18\x06 \x01(\v2\x12.phalanx.v1.TensorR\x06hidden\x122\n" +
 	"\vreply_dtype\x18\a \x01(\x0e2\x11.phalanx.v1.DTypeR\n" +
 	"replyDtype\x12O\n" +
-	"\rtrace_context\x18\b \x03(\v2*.phalanx.v1.StageRequest.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\b \x03(\v2*.phalanx.v1.StageRequest.TraceContextEntryR\ftraceContext\x12\x16\n" +
+	"\x06cancel\x18\t \x01(\bR\x06cancel\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x01\n" +
 	"\rStageResponse\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\x04R\x06stepId\x12*\n" +
 	"\x06hidden\x18\x02 \x01(\v2\x12.phalanx.v1.TensorR\x06hidden\x12\x1d\n" +
@@ -1884,7 +1950,8 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"compute_ms\x18\x03 \x01(\x01R\tcomputeMs\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x04 \x01(\x05R\terrorCode\x12#\n" +
-	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\"1\n" +
+	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\x12\x1a\n" +
+	"\bprogress\x18\x06 \x01(\bR\bprogress\"1\n" +
 	"\x0eReleaseRequest\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\"-\n" +

@@ -27,7 +27,7 @@ type CoordinatorMetrics struct {
 func NewCoordinatorMetrics(reg prometheus.Registerer, c *Coordinator) *CoordinatorMetrics {
 	m := &CoordinatorMetrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phalanx_requests_total",
-			Help: "Generation requests by outcome (ok, error, canceled)."}, []string{"outcome"}),
+			Help: "Generation requests by outcome (ok, error, canceled, refused)."}, []string{"outcome"}),
 		PromptTokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "phalanx_prompt_tokens_total",
 			Help: "Prompt tokens processed."}),
 		GeneratedTokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "phalanx_generated_tokens_total",
@@ -48,6 +48,10 @@ func NewCoordinatorMetrics(reg prometheus.Registerer, c *Coordinator) *Coordinat
 			func() float64 { return float64(c.sched.QueueDepth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_active_sessions", Help: "Open generation sessions."},
 			func() float64 { return float64(c.sched.ActiveSessions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_max_sessions", Help: "Generations admitted to run at once."},
+			func() float64 { return float64(c.admit.Stats().Limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_admission_queue", Help: "Requests waiting for a session."},
+			func() float64 { return float64(c.admit.Stats().Queued) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_plan_epoch", Help: "Epoch of the plan routed to (0: none)."},
 			func() float64 {
 				if r := c.sched.Route(); r != nil {

@@ -26,8 +26,9 @@ import (
 
 // CoordinatorConfig configures a coordinator.
 type CoordinatorConfig struct {
-	ID         string
-	ModelDir   string
+	ID string
+	// Model is a Hugging Face model directory or a GGUF file.
+	Model      string
 	Cluster    string
 	Etcd       *clientv3.Client
 	MinWorkers int
@@ -109,29 +110,25 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.FixedBytes == 0 {
 		cfg.FixedBytes = 256 << 20
 	}
-	mcfg, err := engine.LoadConfig(cfg.ModelDir)
+	mf, err := engine.Open(cfg.Model)
 	if err != nil {
 		return nil, err
 	}
+	mcfg := mf.Config
 	if cfg.KVReservePerLayer == 0 {
 		cfg.KVReservePerLayer = uint64(mcfg.MaxPositionEmbeddings) * uint64(mcfg.KVDim()) * 2 * 4
 	}
-	modelID, err := engine.ModelID(cfg.ModelDir)
+	modelID, layerBytes := mf.ID, mf.MaxLayerBytes()
+	ends, err := mf.Load(engine.Options{Embedding: true, Head: true, Threads: cfg.Threads})
 	if err != nil {
 		return nil, err
 	}
-	layerBytes, err := engine.LayerBytes(cfg.ModelDir)
+	tok, err := mf.Tokenizer()
 	if err != nil {
-		return nil, err
-	}
-	ends, err := engine.Load(cfg.ModelDir, engine.Options{Embedding: true, Head: true, Threads: cfg.Threads})
-	if err != nil {
-		return nil, err
-	}
-	tok, err := tokenizer.FromHFDir(cfg.ModelDir)
-	if err != nil {
-		cfg.Logger.Warn("no usable tokenizer in the model directory: only token-id requests will work", "err", err)
+		cfg.Logger.Warn("the model's tokenizer cannot be read: only token-id requests will work", "err", err)
 		tok = nil
+	} else if tok == nil {
+		cfg.Logger.Warn("the model ships no tokenizer: only token-id requests will work")
 	}
 	c := &Coordinator{
 		cfg: cfg, log: cfg.Logger, ends: ends, tok: tok, modelID: modelID,

@@ -18,12 +18,14 @@ import (
 
 // WorkerConfig configures a worker's agent.
 type WorkerConfig struct {
-	ID       string
-	Address  string // advertised host:port of the Stage service
-	Version  string
-	ModelDir string
-	Cluster  string
-	Threads  int
+	ID      string
+	Address string // advertised host:port of the Stage service
+	Version string
+	// Model is the worker's copy of the model: a Hugging Face directory or
+	// a GGUF file. Only the planned layers' bytes are read.
+	Model   string
+	Cluster string
+	Threads int
 	// MemoryFree is what the worker offers for layers and KV caches; 0
 	// means the machine's available memory.
 	MemoryFree uint64
@@ -42,20 +44,17 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	modelID, err := engine.ModelID(cfg.ModelDir)
+	mf, err := engine.Open(cfg.Model)
 	if err != nil {
 		return err
 	}
-	mcfg, err := engine.LoadConfig(cfg.ModelDir)
-	if err != nil {
-		return err
-	}
+	modelID, mcfg := mf.ID, mf.Config
 	total, avail := systemMemory()
 	if cfg.MemoryFree == 0 {
 		cfg.MemoryFree = avail
 	}
 	if cfg.Speed <= 0 {
-		if cfg.Speed, err = Calibrate(cfg.ModelDir, cfg.Threads); err != nil {
+		if cfg.Speed, err = Calibrate(mf, cfg.Threads); err != nil {
 			return fmt.Errorf("calibration: %w", err)
 		}
 	}
@@ -106,7 +105,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			log.Info("plan keeps this worker's layers", "epoch", plan.Epoch, "layers", want)
 		default:
 			start := time.Now()
-			m, err := engine.Load(cfg.ModelDir, engine.Options{Layers: want, Threads: cfg.Threads})
+			m, err := mf.Load(engine.Options{Layers: want, Threads: cfg.Threads})
 			if err != nil {
 				log.Error("cannot load the planned layers", "epoch", plan.Epoch, "layers", want, "err", err)
 				continue
@@ -131,8 +130,8 @@ const workerReserve = 256 << 20
 
 // Calibrate measures decode speed in layer-steps per second on the first
 // layer of the model: the planner's measure of a worker.
-func Calibrate(dir string, threads int) (float64, error) {
-	m, err := engine.Load(dir, engine.Options{Layers: engine.LayerRange{Start: 0, End: 1}, Threads: threads})
+func Calibrate(mf *engine.ModelFiles, threads int) (float64, error) {
+	m, err := mf.Load(engine.Options{Layers: engine.LayerRange{Start: 0, End: 1}, Threads: threads})
 	if err != nil {
 		return 0, err
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -349,5 +350,50 @@ func TestClusterExternalEtcd(t *testing.T) {
 		if !slices.Equal(toks, gc.Greedy.Tokens) {
 			t.Errorf("%s: %v, want %v", gc.Name, toks, gc.Greedy.Tokens)
 		}
+	}
+}
+
+// The cluster serves a GGUF file as it serves a directory: coordinator and
+// workers open it through the same door, each worker maps only its layers,
+// and two workers give the greedy tokens of one process on the same file.
+func TestClusterServesGGUF(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	dir := fixture(t, "phi-tiny-f32")
+	for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+		t.Run(typ.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "phi-tiny-"+strings.ToLower(typ.String())+".gguf")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := engine.WriteGGUF(context.Background(), dir, f, engine.GGUFOptions{Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			local, err := engine.LoadGGUF(path, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer local.Close()
+			c := startCluster(t, path, clusterOpts{workers: 2, workerArgs: []string{"--speed", "100"}})
+			if st := c.status(); len(st.GetStages()) != 2 || !strings.HasPrefix(st.GetModel(), "phi-tiny-") {
+				t.Fatalf("plan over the GGUF: %v", st)
+			}
+			for _, gc := range goldenCases(t, dir) {
+				want, err := engine.Greedy(local, gc.InputIDs, len(gc.Greedy.Tokens))
+				if err != nil {
+					t.Fatal(err)
+				}
+				toks, _, _, err := c.generate(context.Background(), tokenRequest(gc.InputIDs, len(want)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(toks, want) {
+					t.Errorf("%s: cluster on %s %v, one process %v", gc.Name, typ, toks, want)
+				}
+			}
+		})
 	}
 }

@@ -183,7 +183,7 @@ func hostname() string {
 func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	model := fs.String("model", "", "model directory (Hugging Face layout): the coordinator holds the embedding, final norm and lm_head")
+	model := fs.String("model", "", "model: a Hugging Face directory or a .gguf file; the coordinator holds the embedding, final norm, lm_head and tokenizer")
 	listen := fs.String("listen", "127.0.0.1:7070", "host:port of the Inference gRPC API")
 	etcdEps := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated (with --embedded-etcd: the address to serve etcd clients on)")
 	embedded := fs.String("embedded-etcd", "", "run etcd inside the coordinator with its data in this directory")
@@ -266,7 +266,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer stopTracing()
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
-		ID: *id, ModelDir: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
+		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
 		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk,
 		DialOptions: stageDialOptions(nodeTLS),
@@ -343,7 +343,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	model := fs.String("model", "", "model directory (the worker's own copy, Hugging Face layout)")
+	model := fs.String("model", "", "the worker's own copy of the model: a Hugging Face directory or a .gguf file (only its planned layers are read)")
 	listen := fs.String("listen", "127.0.0.1:7071", "host:port of the Stage gRPC service")
 	advertise := fs.String("advertise", "", "host:port the coordinator dials (default: --listen's)")
 	etcdEps := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
@@ -430,7 +430,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	go stage.Run(ctx)
 	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
 	return pipeline.RunWorker(ctx, pipeline.WorkerConfig{
-		ID: *name, Address: addr, Version: Version, ModelDir: *model, Cluster: *cluster, Threads: *threads,
+		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
 		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stage, Logger: log,
 	})
 }

@@ -646,12 +646,16 @@ func (s *Scheduler) forward(ctx context.Context, parts []stepPart, replay bool) 
 	if s.metrics != nil {
 		s.metrics.BatchSessions.Observe(float64(len(parts)))
 	}
+	// The activations travel straight: encoded once for the first stage,
+	// each stage's reply (checked, not decoded) is the next stage's input,
+	// and only the last reply is decoded.
+	hidden := new(phalanxpb.Tensor)
+	if err := wire.EncodeF32Into(hidden, rows, H, x, s.cfg.Wire); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
 	for i, st := range r.Stages {
 		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
-			StepId: stepID, Spans: spans, Hidden: new(phalanxpb.Tensor), ReplyDtype: s.cfg.Wire}
-		if err := wire.EncodeF32Into(req.Hidden, rows, H, x, s.cfg.Wire); err != nil {
-			return status.Errorf(codes.Internal, "%v", err)
-		}
+			StepId: stepID, Spans: spans, Hidden: hidden, ReplyDtype: s.cfg.Wire}
 		wireBytes += uint64(len(req.Hidden.Data))
 		sctx, span := tracer.Start(parent, "phalanx.stage_step", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.String("phalanx.worker", st.WorkerID), attribute.Int("phalanx.stage", i),
@@ -675,11 +679,15 @@ func (s *Scheduler) forward(ctx context.Context, parts []stepPart, replay bool) 
 			s.metrics.WireBytes.WithLabelValues(st.WorkerID).Add(float64(len(req.Hidden.Data)))
 		}
 		computeMs[i] = resp.GetComputeMs()
-		var n int
-		if x, n, err = wire.DecodeF32(resp.GetHidden(), H, rows, x); err != nil || n != rows {
+		hidden = resp.GetHidden()
+		if err := wire.Check(hidden, rows, H, s.cfg.Wire); err != nil {
 			st.Client.Reset(fmt.Errorf("bad answer: %v", err))
-			return fmt.Errorf("%w: %s answered %d rows: %v", ErrStageDown, st.Client.Address, n, err)
+			return fmt.Errorf("%w: %s answered a bad tensor: %v", ErrStageDown, st.Client.Address, err)
 		}
+	}
+	var err error
+	if x, _, err = wire.DecodeF32(hidden, H, rows, x); err != nil {
+		return status.Errorf(codes.Internal, "pipeline: decode the last stage's answer: %v", err)
 	}
 	// The head runs on the last row of every session that wants logits.
 	headStart := time.Now()

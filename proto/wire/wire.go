@@ -87,37 +87,11 @@ func EncodeF32Into(t *phalanxpb.Tensor, rows, cols int, v []float32, dt phalanxp
 // package documentation for what is checked. Errors wrap [ErrShape] or
 // [ErrDType]; wantCols < 1 or maxRows < 0 is reported as [ErrShape] too.
 func DecodeF32(t *phalanxpb.Tensor, wantCols, maxRows int, dst []float32) (out []float32, rows int, err error) {
-	if wantCols < 1 || maxRows < 0 {
-		return dst, 0, fmt.Errorf("%w: invalid limits cols=%d maxRows=%d", ErrShape, wantCols, maxRows)
+	rows, size, err := check(t, wantCols, maxRows)
+	if err != nil {
+		return dst, 0, err
 	}
-	if t == nil {
-		return dst, 0, fmt.Errorf("%w: missing tensor", ErrShape)
-	}
-	size := elemSize(t.GetDtype())
-	if size == 0 {
-		return dst, 0, fmt.Errorf("%w: %v", ErrDType, t.GetDtype())
-	}
-	shape := t.GetShape()
-	if len(shape) != 2 {
-		// Do not echo the shape: a hostile peer may send millions of dims.
-		return dst, 0, fmt.Errorf("%w: %d dimensions, want 2", ErrShape, len(shape))
-	}
-	if shape[0] < 0 || shape[0] > int64(maxRows) {
-		return dst, 0, fmt.Errorf("%w: %d rows, want 0…%d", ErrShape, shape[0], maxRows)
-	}
-	if shape[1] != int64(wantCols) {
-		return dst, 0, fmt.Errorf("%w: %d columns, want %d", ErrShape, shape[1], wantCols)
-	}
-	rows = int(shape[0])
-	n, ok := byteLen(rows, wantCols, size)
-	if !ok {
-		return dst, 0, fmt.Errorf("%w: [%d, %d] overflows", ErrShape, rows, wantCols)
-	}
-	if len(t.GetData()) != n {
-		return dst, 0, fmt.Errorf("%w: %d bytes for [%d, %d] %v, want %d",
-			ErrShape, len(t.GetData()), rows, wantCols, t.GetDtype(), n)
-	}
-	count := n / size
+	count := rows * wantCols
 	if cap(dst) < count {
 		dst = make([]float32, count)
 	}
@@ -128,4 +102,54 @@ func DecodeF32(t *phalanxpb.Tensor, wantCols, maxRows int, dst []float32) (out [
 		getF16(dst, t.GetData())
 	}
 	return dst, rows, nil
+}
+
+// Check validates t as a [rows, cols] tensor of dtype dt without decoding
+// it, so a stage's reply can be forwarded to the next stage as it came.
+func Check(t *phalanxpb.Tensor, rows, cols int, dt phalanxpb.DType) error {
+	got, _, err := check(t, cols, rows)
+	if err != nil {
+		return err
+	}
+	if got != rows {
+		return fmt.Errorf("%w: %d rows, want %d", ErrShape, got, rows)
+	}
+	if t.GetDtype() != dt {
+		return fmt.Errorf("%w: %v, want %v", ErrDType, t.GetDtype(), dt)
+	}
+	return nil
+}
+
+func check(t *phalanxpb.Tensor, wantCols, maxRows int) (rows, size int, err error) {
+	if wantCols < 1 || maxRows < 0 {
+		return 0, 0, fmt.Errorf("%w: invalid limits cols=%d maxRows=%d", ErrShape, wantCols, maxRows)
+	}
+	if t == nil {
+		return 0, 0, fmt.Errorf("%w: missing tensor", ErrShape)
+	}
+	size = elemSize(t.GetDtype())
+	if size == 0 {
+		return 0, 0, fmt.Errorf("%w: %v", ErrDType, t.GetDtype())
+	}
+	shape := t.GetShape()
+	if len(shape) != 2 {
+		// Do not echo the shape: a hostile peer may send millions of dims.
+		return 0, 0, fmt.Errorf("%w: %d dimensions, want 2", ErrShape, len(shape))
+	}
+	if shape[0] < 0 || shape[0] > int64(maxRows) {
+		return 0, 0, fmt.Errorf("%w: %d rows, want 0…%d", ErrShape, shape[0], maxRows)
+	}
+	if shape[1] != int64(wantCols) {
+		return 0, 0, fmt.Errorf("%w: %d columns, want %d", ErrShape, shape[1], wantCols)
+	}
+	rows = int(shape[0])
+	n, ok := byteLen(rows, wantCols, size)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: [%d, %d] overflows", ErrShape, rows, wantCols)
+	}
+	if len(t.GetData()) != n {
+		return 0, 0, fmt.Errorf("%w: %d bytes for [%d, %d] %v, want %d",
+			ErrShape, len(t.GetData()), rows, wantCols, t.GetDtype(), n)
+	}
+	return rows, size, nil
 }

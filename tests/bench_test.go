@@ -86,13 +86,15 @@ func BenchmarkDecodeCluster(b *testing.B) {
 	}
 }
 
-// BenchmarkThroughputCluster is aggregate decode throughput with 1, 4 and
-// 16 concurrent streams on 2 workers: batching reads each weight once per
-// step for every stream.
+// BenchmarkThroughputCluster is aggregate decode throughput with 1, 8 and
+// 32 concurrent streams on 2 workers of 2 threads each (what `phalanx up
+// --workers 2 --threads 2` runs): batching reads each weight once per step
+// for every stream.
 func BenchmarkThroughputCluster(b *testing.B) {
 	dir := benchModel(b)
-	c := startCluster(b, dir, clusterOpts{workers: 2, workerArgs: []string{"--speed", "100"}})
-	for _, streams := range []int{1, 4, 16} {
+	c := startCluster(b, dir, clusterOpts{workers: 2, workerArgs: []string{"--speed", "100", "--threads", "2"},
+		coordArgs: []string{"--threads", "2"}})
+	for _, streams := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
 			var tokens int
 			start := time.Now()

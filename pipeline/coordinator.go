@@ -82,6 +82,11 @@ type Coordinator struct {
 	leading bool
 	plan    shard.Plan
 	planErr error
+
+	// planSuspect: the stored plan may not be the leader's (a publish
+	// failed, a restore failed); lead reconciles until it is.
+	planSuspect bool
+
 	workers []registry.WorkerRecord
 	conns   map[string]*grpc.ClientConn // by address
 	clients map[string]*StageClient     // by worker id + address
@@ -184,7 +189,44 @@ func (c *Coordinator) Leading() bool {
 }
 
 // Ready reports whether requests can be routed now.
-func (c *Coordinator) Ready() bool { return c.Leading() && c.sched.Route() != nil }
+func (c *Coordinator) Ready() bool { return c.Readiness() == nil }
+
+// Readiness says why requests cannot be routed now, nil when they can: this
+// coordinator leads, routes to the plan it published, and every stage of
+// that plan reports it holds its layers for the plan's epoch. A stage that
+// left the plan (it followed a plan the leader did not write, say) makes
+// the coordinator unready until the plan is restored and loaded again.
+func (c *Coordinator) Readiness() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.leading {
+		return errors.New("standing by: another coordinator leads")
+	}
+	plan, route := c.plan, c.sched.Route()
+	switch {
+	case route == nil && c.planErr != nil:
+		return fmt.Errorf("no route: %w", c.planErr)
+	case route == nil:
+		return errors.New("no route yet: waiting for workers to load the plan")
+	case route.Epoch != plan.Epoch:
+		return fmt.Errorf("routing plan epoch %d, the plan is epoch %d: waiting for its stages", route.Epoch, plan.Epoch)
+	}
+	byID := map[string]registry.WorkerRecord{}
+	for _, w := range c.workers {
+		byID[w.ID] = w
+	}
+	for _, st := range plan.Stages {
+		w, ok := byID[st.WorkerID]
+		switch {
+		case !ok:
+			return fmt.Errorf("stage %s [%d,%d) is not registered", st.WorkerID, st.Start, st.End)
+		case w.ReadyEpoch != plan.Epoch || w.Layers != [2]int{st.Start, st.End}:
+			return fmt.Errorf("stage %s holds layers [%d,%d) for epoch %d, the plan wants [%d,%d) for epoch %d",
+				st.WorkerID, w.Layers[0], w.Layers[1], w.ReadyEpoch, st.Start, st.End, plan.Epoch)
+		}
+	}
+	return nil
+}
 
 // Run campaigns for leadership and leads while elected, until ctx ends.
 func (c *Coordinator) Run(ctx context.Context) error {
@@ -240,6 +282,13 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 		c.log.Error("cannot watch workers", "err", err)
 		return
 	}
+	stored, err := registry.WatchStoredPlan(ctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil {
+		c.log.Error("cannot watch the plan", "err", err)
+		return
+	}
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,6 +296,25 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 		case <-lead.Done():
 			c.log.Warn("lost leadership")
 			return
+		case sp := <-stored:
+			c.mu.Lock()
+			own := c.plan
+			c.mu.Unlock()
+			if sp.Present && sp.Err == nil && sp.Plan.Epoch == own.Epoch && sp.Plan.SameAssignment(own) {
+				continue // the leader's own plan
+			}
+			c.reconcile(ctx, lead)
+			c.replan(ctx, lead)
+			c.updateRoute()
+		case <-retry.C:
+			c.mu.Lock()
+			suspect := c.planSuspect
+			c.mu.Unlock()
+			if suspect {
+				c.reconcile(ctx, lead)
+				c.replan(ctx, lead)
+				c.updateRoute()
+			}
 		case ws := <-workers:
 			c.mu.Lock()
 			c.workers = ws
@@ -308,18 +376,95 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		c.log.Warn("workers run different kernel sets", "sets", mix)
 	}
 	if err := lead.PublishPlan(ctx, next, cur.Epoch); err != nil {
+		// Publishing is fenced by the leadership, so no other leader wrote
+		// what is stored: it is not adopted but reconciled (lead retries).
 		c.log.Error("cannot publish the plan", "epoch", next.Epoch, "err", err)
-		if stored, lerr := registry.LoadPlan(ctx, c.cfg.Etcd, c.cfg.Cluster); lerr == nil {
-			c.mu.Lock()
-			c.plan = stored
-			c.mu.Unlock()
-		}
+		c.mu.Lock()
+		c.planSuspect = true
+		c.mu.Unlock()
 		return
 	}
 	c.mu.Lock()
 	c.plan = next
 	c.mu.Unlock()
 	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+}
+
+// reconcile makes the stored plan the leader's. A plan it did not write —
+// a foreign write, garbage, a deletion — is replaced by the leader's own
+// under an epoch past both, so workers that followed the foreign one
+// reload what the leader intends. Before the leader has a plan of its own,
+// a usable stored plan is recovered (as at the start of the leadership)
+// and anything else is cleared so the first plan can be published.
+func (c *Coordinator) reconcile(ctx context.Context, lead *registry.Leadership) {
+	err := c.reconcileOnce(ctx, lead)
+	c.mu.Lock()
+	c.planSuspect = err != nil
+	c.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		c.log.Error("cannot restore the leader's plan; retrying", "err", err)
+	}
+}
+
+func (c *Coordinator) reconcileOnce(ctx context.Context, lead *registry.Leadership) error {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stored, err := registry.ReadPlan(rctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	own := c.plan
+	c.mu.Unlock()
+	if stored.Present && stored.Err == nil && stored.Plan.Epoch == own.Epoch && stored.Plan.SameAssignment(own) {
+		return nil
+	}
+	if own.Epoch == 0 {
+		switch {
+		case !stored.Present:
+			return nil
+		case stored.Err == nil && stored.Plan.Model == c.modelID:
+			c.mu.Lock()
+			c.plan = stored.Plan
+			c.mu.Unlock()
+			c.log.Info("recovered the plan from etcd", "epoch", stored.Plan.Epoch, "stages", len(stored.Plan.Stages))
+			return nil
+		}
+		c.log.Warn("the stored plan is not usable: clearing it", "change", planChange(own, stored))
+		return lead.ClearPlan(rctx, stored.ModRevision)
+	}
+	next := own
+	next.Epoch = max(own.Epoch, stored.Plan.Epoch) + 1
+	if err := lead.RestorePlan(rctx, next, stored.ModRevision); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.plan = next
+	c.mu.Unlock()
+	c.log.Warn("the stored plan was not the leader's: restored the leader's plan under a new epoch",
+		"change", planChange(own, stored), "epoch", next.Epoch)
+	return nil
+}
+
+// planChange says how the stored plan differs from the leader's.
+func planChange(own shard.Plan, stored registry.StoredPlan) string {
+	switch {
+	case !stored.Present:
+		return "the plan was deleted"
+	case stored.Err != nil:
+		return "the stored value is not a usable plan: " + stored.Err.Error()
+	case stored.Plan.Model != own.Model:
+		return fmt.Sprintf("the stored plan is for model %q, the leader serves %q (epoch %d)", stored.Plan.Model, own.Model, stored.Plan.Epoch)
+	}
+	return fmt.Sprintf("epoch %d %s replaced epoch %d %s", stored.Plan.Epoch, stageList(stored.Plan), own.Epoch, stageList(own))
+}
+
+func stageList(p shard.Plan) string {
+	parts := make([]string, len(p.Stages))
+	for i, st := range p.Stages {
+		parts[i] = fmt.Sprintf("%s[%d,%d)@%s", st.WorkerID, st.Start, st.End, st.Address)
+	}
+	return "(" + strings.Join(parts, " ") + ")"
 }
 
 // kernelMix says which kernel sets the plan's workers run, when they do not

@@ -90,6 +90,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			log.Warn("ignoring a plan with another layer count", "plan_layers", plan.NumLayers, "epoch", plan.Epoch)
 			continue
 		}
+		if err := plan.Validate(); err != nil {
+			// Not a plan a leader publishes (they are validated): keep the
+			// layers held until the leader restores its plan.
+			log.Warn("ignoring an invalid plan", "epoch", plan.Epoch, "err", err)
+			continue
+		}
 		st, _, ok := plan.StageOf(cfg.ID)
 		held, _, holding := cfg.Stage.Held()
 		want := engine.LayerRange{Start: st.Start, End: st.End}

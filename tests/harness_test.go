@@ -157,8 +157,9 @@ type clusterOpts struct {
 	workers      int
 	coordArgs    []string
 	workerArgs   []string
-	externalEtcd string // endpoints of an etcd to use instead of the embedded one
-	etcdHost     string // host the embedded etcd listens on; default 127.0.0.1
+	externalEtcd string   // endpoints of an etcd to use instead of the embedded one
+	etcdHost     string   // host the embedded etcd listens on; default 127.0.0.1
+	coordWrap    []string // a command the coordinator runs under (prlimit …)
 }
 
 func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
@@ -178,7 +179,12 @@ func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
 		c.etcd = freeAddr(t)
 		args = append(args, "--etcd", c.etcd, "--embedded-etcd", filepath.Join(c.dir, "etcd"))
 	}
-	c.coord = startProc(t, c.dir, "coordinator", bin.coordinator, append(args, o.coordArgs...)...)
+	args = append(args, o.coordArgs...)
+	if len(o.coordWrap) > 0 {
+		c.coord = startProc(t, c.dir, "coordinator", o.coordWrap[0], append(append(o.coordWrap[1:], bin.coordinator), args...)...)
+	} else {
+		c.coord = startProc(t, c.dir, "coordinator", bin.coordinator, args...)
+	}
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

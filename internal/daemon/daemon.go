@@ -42,6 +42,7 @@ import (
 	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/phalanx-llm/phalanx/internal/openai"
 	"github.com/phalanx-llm/phalanx/internal/tlsutil"
+	"github.com/phalanx-llm/phalanx/internal/zapslog"
 	"github.com/phalanx-llm/phalanx/pipeline"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard/registry"
@@ -104,8 +105,8 @@ func etcdClient(eps []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 }
 
 // startEmbeddedEtcd runs a single-member etcd in this process, serving
-// clients at clientAddr (host:port) with its data in dir.
-func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog.Logger) (*embed.Etcd, error) {
+// clients at clientAddr (host:port) with its data in dir, until stop.
+func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog.Logger) (stop func(), err error) {
 	scheme := "http://"
 	if tlsFiles.Enabled() {
 		scheme = "https://"
@@ -133,7 +134,12 @@ func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// etcd's own warnings and fatal exits (it calls Fatal when it cannot
+	// purge snapshot files, out of file descriptors) go to the daemon's log;
+	// while it stops, only panics and fatal exits (it reports its closing
+	// listeners as errors).
+	level := zap.NewAtomicLevelAt(zapslog.Level(log))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(log.With("from", "etcd"), level, "embedded etcd"))
 	if tlsFiles.Enabled() {
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tlsFiles.Cert, KeyFile: tlsFiles.Key, TrustedCAFile: tlsFiles.CA, ClientCertAuth: true}
 	}
@@ -151,7 +157,11 @@ func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog
 		return nil, errors.New("embedded etcd: not ready after 60 s")
 	}
 	log.Info("embedded etcd serving", "client", cu.String(), "data", dir)
-	return e, nil
+	return func() {
+		level.SetLevel(zap.DPanicLevel)
+		e.Close()
+		<-e.Server.StopNotify()
+	}, nil
 }
 
 // notStepStream keeps the long-lived step stream out of otelgrpc's
@@ -164,6 +174,7 @@ func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(pipeline.MaxMessageBytes), grpc.MaxSendMsgSize(pipeline.MaxMessageBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(notStepStream))),
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 	}, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
@@ -203,6 +214,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
 	tf := addTLSFlags(fs)
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
+	sf := addServeFlags(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -238,14 +250,11 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("%w: --embedded-etcd serves one address; --etcd has %d", ErrUsage, len(eps))
 		}
 		u, _ := url.Parse(eps[0])
-		e, err := startEmbeddedEtcd(*embedded, u.Host, tf.etcd, log)
+		stopEtcd, err := startEmbeddedEtcd(*embedded, u.Host, tf.etcd, log)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			e.Close()
-			<-e.Server.StopNotify()
-		}()
+		defer stopEtcd()
 	}
 	etcdTLS, err := tf.etcdTLS(ctx, log)
 	if err != nil {
@@ -297,9 +306,13 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if keys != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
 	}
+	listeners := 1
+	if *httpAddr != "" {
+		listeners = 2
+	}
 	srv, hs := grpcServer(opts...)
 	phalanxpb.RegisterInferenceServer(srv, pipeline.NewInferenceServer(coord))
-	go srv.Serve(lis)
+	go srv.Serve(sf.limit(lis, "grpc", listeners, log))
 	defer srv.Stop()
 	if *httpAddr != "" {
 		hl, err := net.Listen("tcp", *httpAddr)
@@ -309,8 +322,8 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		api := openai.New(coord, keys, log)
 		api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		console.Register(api, coord.Status) // the web console at "/" and GET /api/cluster, no key
-		hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-		go hsrv.Serve(hl)
+		hsrv := sf.httpServer(api, log)
+		go hsrv.Serve(sf.limit(hl, "http", listeners, log))
 		defer hsrv.Close()
 		log.Info("OpenAI-compatible HTTP API serving", "http", hl.Addr().String(), "api_keys", keys != nil)
 	}
@@ -359,6 +372,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	tf := addTLSFlags(fs)
+	sf := addServeFlags(fs, false)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -423,7 +437,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stage)
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
-	go srv.Serve(lis)
+	go srv.Serve(sf.limit(lis, "grpc", 1, log))
 	defer srv.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -49,6 +49,11 @@ type Generator interface {
 	ModelID() string
 }
 
+// readiness is implemented by a Generator that can say more than
+// CheckServing (which accepts requests that may wait for a route): whether
+// it routes to its plan now. /readyz uses it when present.
+type readiness interface{ Readiness() error }
+
 // Server is the HTTP API.
 type Server struct {
 	gen     Generator
@@ -71,7 +76,11 @@ func New(gen Generator, keys *Keys, log *slog.Logger) *Server {
 	s.mux.Handle("POST /v1/chat/completions", s.auth(http.HandlerFunc(s.chat)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := gen.CheckServing(); err != nil {
+		err := gen.CheckServing()
+		if r, ok := gen.(readiness); ok && err == nil {
+			err = r.Readiness()
+		}
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/phalanx-llm/phalanx/shard"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -131,4 +132,111 @@ func WatchPlan(ctx context.Context, cli *clientv3.Client, cluster string) (<-cha
 		}
 		return p, true
 	}), nil
+}
+
+// StoredPlan is what the plan key holds, whatever it is: a leader compares
+// it with the plan it published, so it must see deletions and values that
+// are not plans, which WatchPlan hides from workers.
+type StoredPlan struct {
+	// Present: the key exists.
+	Present bool
+	// Plan is the stored plan when Err is nil.
+	Plan shard.Plan
+	// Err says why a present value is not a usable plan: it does not parse,
+	// or fails shard.Plan.Validate.
+	Err error
+	// ModRevision is the key's mod revision; 0 when absent. RestorePlan
+	// writes only over this revision.
+	ModRevision int64
+}
+
+func storedPlan(kv *mvccpb.KeyValue) StoredPlan {
+	if kv == nil {
+		return StoredPlan{}
+	}
+	sp := StoredPlan{Present: true, ModRevision: kv.ModRevision}
+	if err := json.Unmarshal(kv.Value, &sp.Plan); err != nil {
+		sp.Plan, sp.Err = shard.Plan{}, fmt.Errorf("registry: stored plan: %w", err)
+	} else if err := sp.Plan.Validate(); err != nil {
+		sp.Err = fmt.Errorf("registry: stored plan: %w", err)
+	}
+	return sp
+}
+
+// ReadPlan returns what the plan key holds now.
+func ReadPlan(ctx context.Context, cli *clientv3.Client, cluster string) (StoredPlan, error) {
+	if err := checkName("cluster", cluster); err != nil {
+		return StoredPlan{}, err
+	}
+	resp, err := cli.Get(ctx, PlanKey(cluster))
+	if err != nil {
+		return StoredPlan{}, fmt.Errorf("registry: read plan: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return StoredPlan{}, nil
+	}
+	return storedPlan(resp.Kvs[0]), nil
+}
+
+// WatchStoredPlan sends what the plan key holds now and after every change
+// (a write, a deletion, a value that is not a plan), until ctx is done; it
+// has WatchPlan's guarantees (latest value, survives compaction and etcd
+// restarts).
+func WatchStoredPlan(ctx context.Context, cli *clientv3.Client, cluster string) (<-chan StoredPlan, error) {
+	if err := checkName("cluster", cluster); err != nil {
+		return nil, err
+	}
+	key := PlanKey(cluster)
+	return follow(ctx, cli, key, false, "stored plan", func(state mirror) (StoredPlan, bool) {
+		return storedPlan(state[key]), true
+	}), nil
+}
+
+// RestorePlan writes plan over what the plan key held at modRevision (0:
+// the key is absent), whatever that was: the leader's way to replace a
+// plan it did not write (a foreign write, garbage, a deletion). Like
+// PublishPlan it is fenced by the leadership (ErrNotLeader), and it stores
+// nothing when the key changed since modRevision (ErrEpochConflict): the
+// caller looks again. The plan must pass shard.Plan.Validate; choosing an
+// epoch past the stored one, so workers reload, is the caller's part.
+func (l *Leadership) RestorePlan(ctx context.Context, plan shard.Plan, modRevision int64) error {
+	if err := plan.Validate(); err != nil {
+		return fmt.Errorf("registry: restore plan: %w", err)
+	}
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("registry: restore plan: %w", err)
+	}
+	key := PlanKey(l.cluster)
+	resp, err := l.cli.Txn(ctx).If(l.cmp(), clientv3.Compare(clientv3.ModRevision(key), "=", modRevision)).
+		Then(clientv3.OpPut(key, string(data))).Commit()
+	if err != nil {
+		return fmt.Errorf("registry: restore plan: %w", err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if ok, err := l.holds(ctx); err == nil && !ok {
+		return ErrNotLeader
+	}
+	return fmt.Errorf("%w: the plan changed since revision %d", ErrEpochConflict, modRevision)
+}
+
+// ClearPlan deletes what the plan key held at modRevision, fenced like
+// RestorePlan: a leader with no plan of its own yet clears a value that is
+// not a usable plan, so its first plan can be published.
+func (l *Leadership) ClearPlan(ctx context.Context, modRevision int64) error {
+	key := PlanKey(l.cluster)
+	resp, err := l.cli.Txn(ctx).If(l.cmp(), clientv3.Compare(clientv3.ModRevision(key), "=", modRevision)).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("registry: clear plan: %w", err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if ok, err := l.holds(ctx); err == nil && !ok {
+		return ErrNotLeader
+	}
+	return fmt.Errorf("%w: the plan changed since revision %d", ErrEpochConflict, modRevision)
 }

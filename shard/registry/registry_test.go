@@ -465,3 +465,86 @@ func TestRideOutEtcdRestart(t *testing.T) {
 	for range workers {
 	}
 }
+
+// The leader sees every state of the plan key — garbage, a deletion, a
+// foreign plan — and restores its own over exactly what it saw.
+func TestWatchStoredPlanAndRestore(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	ctx := testContext(t, 20*time.Second)
+	lead, err := Campaign(ctx, cli, "c1", "coord-1", WithSessionTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lead.Resign(context.Background())
+	wctx, stop := context.WithCancel(ctx)
+	stored, err := WatchStoredPlan(wctx, cli, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp := receive(t, stored, 5*time.Second, "empty key"); sp.Present {
+		t.Fatalf("before any plan: %+v", sp)
+	}
+	if err := lead.PublishPlan(ctx, plan(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	sp := receive(t, stored, 5*time.Second, "plan 1")
+	if !sp.Present || sp.Err != nil || sp.Plan.Epoch != 1 || sp.ModRevision == 0 {
+		t.Fatalf("plan 1: %+v", sp)
+	}
+	key := PlanKey("c1")
+	for _, tt := range []struct {
+		name  string
+		write func() error
+		check func(StoredPlan) bool
+	}{
+		{"garbage", func() error { _, err := cli.Put(ctx, key, "{not json"); return err },
+			func(sp StoredPlan) bool { return sp.Present && sp.Err != nil }},
+		{"no stages", func() error { _, err := cli.Put(ctx, key, `{"epoch":7,"model":"phi-2","num_layers":32}`); return err },
+			func(sp StoredPlan) bool {
+				return sp.Present && errors.Is(sp.Err, shard.ErrInvalidPlan) && sp.Plan.Epoch == 7
+			}},
+		{"deleted", func() error { _, err := cli.Delete(ctx, key); return err },
+			func(sp StoredPlan) bool { return !sp.Present && sp.ModRevision == 0 }},
+	} {
+		if err := tt.write(); err != nil {
+			t.Fatal(err)
+		}
+		sp := receive(t, stored, 5*time.Second, tt.name)
+		if !tt.check(sp) {
+			t.Fatalf("%s: watched %+v", tt.name, sp)
+		}
+		if now, err := ReadPlan(ctx, cli, "c1"); err != nil || now.ModRevision != sp.ModRevision || now.Present != sp.Present {
+			t.Fatalf("%s: ReadPlan = %+v, %v; watched %+v", tt.name, now, err, sp)
+		}
+		// Restoring over a revision that is not the current one stores nothing.
+		if err := lead.RestorePlan(ctx, plan(9), sp.ModRevision+1000); !errors.Is(err, ErrEpochConflict) {
+			t.Fatalf("%s: RestorePlan over a stale revision = %v", tt.name, err)
+		}
+		if err := lead.RestorePlan(ctx, plan(10), sp.ModRevision); err != nil {
+			t.Fatalf("%s: RestorePlan = %v", tt.name, err)
+		}
+		if p := receive(t, stored, 5*time.Second, "restored"); p.Err != nil || p.Plan.Epoch != 10 {
+			t.Fatalf("%s: after RestorePlan watched %+v", tt.name, p)
+		}
+	}
+	// Garbage cleared by a leader with no plan of its own.
+	cli.Put(ctx, key, "garbage")
+	sp = receive(t, stored, 5*time.Second, "garbage again")
+	if err := lead.ClearPlan(ctx, sp.ModRevision); err != nil {
+		t.Fatal(err)
+	}
+	if p := receive(t, stored, 5*time.Second, "cleared"); p.Present {
+		t.Fatalf("after ClearPlan: %+v", p)
+	}
+	// A resigned leader restores nothing.
+	if err := lead.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lead.RestorePlan(ctx, plan(11), 0); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("RestorePlan after Resign = %v, want ErrNotLeader", err)
+	}
+	stop()
+	for range stored {
+	}
+}

@@ -1,0 +1,207 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/phalanx-llm/phalanx/shard"
+)
+
+// Foreign writes to the plan key — garbage, a deletion, a plan for another
+// model, a valid plan that drops a worker — are undone by the leader: it
+// restores its own plan under a higher epoch within seconds, workers load
+// it again, greedy answers do not change, and /readyz is 503 whenever the
+// workers do not hold the leader's plan.
+func TestForeignPlanWriteIsReconciled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	dir := fixture(t, "phi-tiny-f32")
+	httpAddr := freeAddr(t)
+	c := startCluster(t, dir, clusterOpts{workers: 2, coordArgs: []string{"--http", httpAddr}, workerArgs: []string{"--speed", "100"}})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcd}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	key := "/phalanx/" + c.name + "/plan"
+	stored := func() (shard.Plan, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			return shard.Plan{}, err
+		}
+		if len(resp.Kvs) == 0 {
+			return shard.Plan{}, fmt.Errorf("no plan stored")
+		}
+		var p shard.Plan
+		if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
+			return shard.Plan{}, err
+		}
+		return p, p.Validate()
+	}
+	leaders, err := stored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaders.Stages) != 2 {
+		t.Fatalf("the plan has %d stages, want 2", len(leaders.Stages))
+	}
+	c.waitEpoch(leaders.Epoch-1, 30*time.Second)
+	req := tokenRequest([]int{7, 3, 11, 2, 5, 9}, 16)
+	want, _, _, err := c.generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// /readyz polled every 10 ms for the whole test.
+	var (
+		mu       sync.Mutex
+		notReady []string // "scenario: status body"
+		scenario string
+	)
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	var pollDone sync.WaitGroup
+	pollDone.Go(func() {
+		hc := &http.Client{Timeout: 2 * time.Second}
+		for pollCtx.Err() == nil {
+			resp, err := hc.Get("http://" + httpAddr + "/readyz")
+			if err == nil {
+				var b [256]byte
+				n, _ := resp.Body.Read(b[:])
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					mu.Lock()
+					notReady = append(notReady, fmt.Sprintf("%s: %d %s", scenario, resp.StatusCode, strings.TrimSpace(string(b[:n]))))
+					mu.Unlock()
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	defer func() { stopPoll(); pollDone.Wait() }()
+
+	foreign := leaders
+	foreign.Epoch += 5
+	foreign.Stages = []shard.Stage{{WorkerID: leaders.Stages[1].WorkerID, Address: leaders.Stages[1].Address, Start: 0, End: leaders.NumLayers}}
+	dropsAWorker, _ := json.Marshal(foreign)
+	other := leaders
+	other.Epoch += 9
+	other.Model = "another-model@0"
+	otherModel, _ := json.Marshal(other)
+	for _, sc := range []struct {
+		name  string
+		write func(ctx context.Context) error
+	}{
+		{"garbage", func(ctx context.Context) error { _, err := cli.Put(ctx, key, "{this is not a plan"); return err }},
+		{"no stages", func(ctx context.Context) error {
+			_, err := cli.Put(ctx, key, fmt.Sprintf(`{"epoch":%d,"model":%q,"num_layers":%d}`, leaders.Epoch+20, leaders.Model, leaders.NumLayers))
+			return err
+		}},
+		{"deleted", func(ctx context.Context) error { _, err := cli.Delete(ctx, key); return err }},
+		{"another model", func(ctx context.Context) error { _, err := cli.Put(ctx, key, string(otherModel)); return err }},
+		{"drops a worker", func(ctx context.Context) error { _, err := cli.Put(ctx, key, string(dropsAWorker)); return err }},
+	} {
+		before, err := stored()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		scenario = sc.name
+		mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		err = sc.write(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var restored shard.Plan
+		pollUntil(t, 10*time.Second, sc.name+": the leader's plan restored", func() error {
+			p, err := stored()
+			if err != nil {
+				return err
+			}
+			if p.Epoch <= before.Epoch || p.Model != leaders.Model || !slices.Equal(p.Stages, leaders.Stages) {
+				return fmt.Errorf("stored epoch %d model %q stages %v", p.Epoch, p.Model, p.Stages)
+			}
+			restored = p
+			return nil
+		})
+		storedAt := time.Since(start)
+		st := c.waitEpoch(restored.Epoch-1, 10*time.Second)
+		routedAt := time.Since(start)
+		pollUntil(t, 10*time.Second, sc.name+": readyz", func() error {
+			resp, err := http.Get("http://" + httpAddr + "/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("readyz %d", resp.StatusCode)
+			}
+			return nil
+		})
+		readyAt := time.Since(start)
+		got, _, _, err := c.generate(context.Background(), req)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%s: after the restore: %v %v, want %v", sc.name, err, got, want)
+		}
+		mu.Lock()
+		var seen []string
+		for _, s := range notReady {
+			if strings.HasPrefix(s, sc.name+":") {
+				seen = append(seen, s)
+			}
+		}
+		mu.Unlock()
+		t.Logf("%s: plan restored as epoch %d (was %d) after %v, routed after %v, readyz 200 after %v; readyz not ready %d times (%d ms polls)%s",
+			sc.name, st.GetEpoch(), before.Epoch, storedAt.Round(time.Millisecond), routedAt.Round(time.Millisecond),
+			readyAt.Round(time.Millisecond), len(seen), 10, firstOf(seen))
+	}
+	log, _ := os.ReadFile(c.coord.log)
+	for _, s := range []string{"the plan was deleted", "is not a usable plan", "another-model@0", "replaced epoch"} {
+		if !strings.Contains(string(log), s) {
+			t.Errorf("the leader's log does not say %q", s)
+		}
+	}
+	w1, _ := os.ReadFile(c.workers[leaders.Stages[0].WorkerID].log)
+	if !strings.Contains(string(w1), "ignoring an invalid plan") {
+		t.Errorf("%s did not ignore the plan with no stages", leaders.Stages[0].WorkerID)
+	}
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return "; first: " + s[0]
+}
+
+// pollUntil is eventuallyOK polling every 5 ms, for measuring.
+func pollUntil(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -353,6 +353,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	tf := addTLSFlags(fs)
+	fs.Lookup("etcd-cert").Usage = "client certificate for etcd (PEM)" // a worker runs no embedded etcd
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -374,6 +375,9 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, *logLevel, "worker", *name)
 	if err != nil {
 		return err
+	}
+	if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host).IsUnspecified() {
+		log.Warn("advertising an unspecified address that no other machine can dial: pass --advertise HOST:PORT", "advertise", addr)
 	}
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()

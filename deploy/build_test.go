@@ -313,10 +313,60 @@ func hostBinaries(t *testing.T) string {
 	return hostDir
 }
 
+// slowTier skips a test outside the slow tier. The Dockerfile's builds
+// (-trimpath, static, and a cross-build for arm64) share nothing with the
+// other tests' build cache: on a clean cache and 2 cores they alone take
+// minutes. `PHALANX_SLOW=1 go test ./deploy` runs them; .ci/run does.
+func slowTier(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PHALANX_SLOW") == "" {
+		t.Skip("the Dockerfile's static builds are the slow tier: PHALANX_SLOW=1 runs them (.ci/run does)")
+	}
+}
+
+var (
+	plainOnce sync.Once
+	plainDir  string
+	plainErr  error
+)
+
+// programs is a directory holding coordinator, worker and phalanx for
+// tests that need the programs' behaviour (their flags, pull), not the
+// image's build: in the slow tier the Dockerfile's build, otherwise a
+// plain `go build`, which shares the build cache with the other packages'
+// tests.
+func programs(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("PHALANX_SLOW") != "" {
+		return hostBinaries(t)
+	}
+	plainOnce.Do(func() {
+		plainDir, plainErr = os.MkdirTemp("", "phalanx-deploy-plain")
+		if plainErr != nil {
+			return
+		}
+		args := []string{"build", "-o", plainDir}
+		for _, c := range commands {
+			args = append(args, "./cmd/"+c)
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			plainErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainDir
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if hostDir != "" {
-		os.RemoveAll(hostDir)
+	for _, d := range []string{hostDir, plainDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -336,6 +386,7 @@ func dockerBuild(gb goBuild, goos, goarch, dir string) error {
 // multi-arch image, with the Dockerfile's own command line, and checks that
 // they are static, trimmed and stamped.
 func TestStaticBinaries(t *testing.T) {
+	slowTier(t)
 	_, gb := dockerfileGoBuild(t)
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
@@ -403,6 +454,7 @@ func checkBuildInfo(t *testing.T, bin, arch string) {
 // TestStampedVersionRuns runs the host build: the daemons start (their -h
 // exits 0) without a C library.
 func TestStampedVersionRuns(t *testing.T) {
+	slowTier(t)
 	dir := hostBinaries(t)
 	for _, c := range []string{"coordinator", "worker"} {
 		out, err := exec.Command(filepath.Join(dir, c), "-h").CombinedOutput()

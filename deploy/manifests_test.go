@@ -144,11 +144,11 @@ var (
 	flagsErr  error
 )
 
-// realFlags parses the -h output of the binaries built like the image's:
+// realFlags parses the -h output of the programs (built like the image in the slow tier):
 // "coordinator", "worker" and "phalanx pull".
 func realFlags(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	dir := hostBinaries(t)
+	dir := programs(t)
 	flagsOnce.Do(func() {
 		flagSets = map[string]map[string]bool{}
 		for _, cmd := range [][]string{{"coordinator"}, {"worker"}, {"phalanx", "pull"}} {

@@ -16,7 +16,7 @@ import (
 // the pinned commit: it must create the directory the daemons' --model
 // names, and a second run (a restarted pod) must download nothing.
 func TestInitContainerPull(t *testing.T) {
-	bin := filepath.Join(hostBinaries(t), "phalanx")
+	bin := filepath.Join(programs(t), "phalanx")
 	c := render(t, "k8s/base")
 	for _, pull := range c.daemon(t, "phalanx pull") {
 		t.Run(pull.w.name, func(t *testing.T) {

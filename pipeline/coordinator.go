@@ -359,7 +359,12 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		changed := c.planErr == nil || c.planErr.Error() != err.Error()
 		c.planErr = err
 		c.mu.Unlock()
-		if changed {
+		switch {
+		case !changed:
+		case cur.Epoch == 0 && errors.Is(err, shard.ErrNotEnoughWorkers):
+			// Start-up, waiting for --min-workers: expected, not an error.
+			c.log.Info("waiting for workers before the first plan", "workers", len(infos), "min_workers", opts.MinWorkers)
+		default:
 			c.log.Error("cannot plan the model over the workers", "workers", len(infos), "err", err)
 		}
 		return

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -93,6 +94,9 @@ func loadTokenizer(model, file string) (*tokenizer.Tokenizer, error) {
 	if model == "" {
 		return nil, usagef("--model or --tokenizer is required")
 	}
+	if _, err := os.Stat(model); err != nil {
+		return nil, fmt.Errorf("model %s: %v", model, errors.Unwrap(err))
+	}
 	if strings.EqualFold(filepath.Ext(model), ".gguf") {
 		f, err := gguf.Open(model)
 		if err != nil {
@@ -156,6 +160,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if *coordinator != "" {
 		return generateRemote(ctx, *coordinator, req, *tmpl, *asJSON, stdout, stderr)
+	}
+	if err := checkModel(*model); err != nil {
+		return err
 	}
 	tok, err := loadTokenizer(*model, *tokFile)
 	if err != nil {

@@ -137,3 +137,36 @@ func strip(js string) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }
+
+// The command list is one aligned column, whatever the longest name.
+func TestUsageAligned(t *testing.T) {
+	out, _, _ := phalanx(t)
+	col := -1
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "  ") {
+			continue
+		}
+		name := strings.Fields(line)[0]
+		c := strings.Index(line[2+len(name):], strings.Fields(line)[1]) + 2 + len(name)
+		if col >= 0 && c != col {
+			t.Errorf("%q: summary at column %d, others at %d", line, c, col)
+		}
+		col = c
+	}
+}
+
+// A model path that does not exist says so, not "has no tokenizer".
+func TestGenerateMissingModel(t *testing.T) {
+	_, errs, code := phalanx(t, "generate", "--model", filepath.Join(t.TempDir(), "nonexistent"), "--prompt", "hi")
+	if code != 1 || !strings.Contains(errs, "no such file or directory") || strings.Contains(errs, "has no tokenizer") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+}
+
+// The worker's --etcd-cert does not mention the coordinator's --embedded-etcd.
+func TestWorkerHelp(t *testing.T) {
+	_, errs, code := phalanx(t, "worker", "-h")
+	if code != 0 || !strings.Contains(errs, "-etcd-cert") || strings.Contains(errs, "embedded") {
+		t.Errorf("exit %d:\n%s", code, errs)
+	}
+}

@@ -57,7 +57,7 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		p, err := c.PullURL(ctx, target)
 		if err != nil {
-			return err
+			return offlineHint(err, target)
 		}
 		fmt.Fprintln(stdout, p)
 		return nil
@@ -73,7 +73,7 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	snap, err := c.Pull(ctx, target, hub.PullOptions{Revision: *revision, Include: globs})
 	if err != nil {
-		return err
+		return offlineHint(err, hubEndpoint(c))
 	}
 	fmt.Fprintln(stdout, snap.Dir)
 	return nil

@@ -158,8 +158,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("status", stderr)
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator host:port")
 	asJSON := fs.Bool("json", false, "print the raw status as JSON")
+	wait := fs.Duration("wait", 0, "first wait up to this long for the cluster to serve (every stage ready), e.g. 5m")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *wait > 0 {
+		if err := waitHealthy(ctx, *addr, "phalanx.v1.Inference", *wait); err != nil {
+			return fmt.Errorf("the cluster does not serve: %w", err)
+		}
 	}
 	conn, err := dial(*addr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -24,7 +25,7 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs := newFlags("run", stderr)
 	workers := fs.Int("workers", 2, "number of local worker processes")
 	listen := fs.String("listen", "127.0.0.1:7070", "coordinator's Inference API address")
-	threads := fs.Int("threads", 0, "kernel threads per worker (0: CPUs / workers)")
+	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
 	tmpl := fs.String("template", "chat", "conversation template: chat (Alice/Bob) or instruct")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per answer")
 	params := samplingFlags(fs)
@@ -115,7 +116,8 @@ func resolveModel(ctx context.Context, arg string, stderr io.Writer) (string, er
 	}
 	c.Progress = hub.NewTextProgress(stderr, isTerminal(stderr))
 	if strings.HasPrefix(arg, "http://") || strings.HasPrefix(arg, "https://") {
-		return c.PullURL(ctx, arg)
+		p, err := c.PullURL(ctx, arg)
+		return p, offlineHint(err, arg)
 	}
 	if err := hub.ValidateRepo(arg); err != nil {
 		return "", fmt.Errorf("%s is neither a local model nor a Hugging Face repository: %w", arg, err)
@@ -123,9 +125,28 @@ func resolveModel(ctx context.Context, arg string, stderr io.Writer) (string, er
 	fmt.Fprintf(stderr, "pulling %s\n", arg)
 	snap, err := c.Pull(ctx, arg, hub.PullOptions{Revision: "main"})
 	if err != nil {
-		return "", err
+		return "", offlineHint(err, hubEndpoint(c))
 	}
 	return snap.Dir, nil
+}
+
+func hubEndpoint(c *hub.Client) string {
+	if c.Endpoint != "" {
+		return c.Endpoint
+	}
+	return hub.DefaultEndpoint
+}
+
+// offlineHint adds what to try next to an error that means the Hub cannot
+// be reached (no network, no DNS, a proxy in the way).
+func offlineHint(err error, endpoint string) error {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	if err == nil || !(errors.As(err, &dnsErr) || errors.As(err, &opErr)) {
+		return err
+	}
+	return fmt.Errorf("%w\ncannot reach %s: set HF_ENDPOINT to a mirror, or give a local model directory or .gguf file; "+
+		"with no network at all, 'phalanx synth --out /tmp/tiny' writes a small random model to run", err, endpoint)
 }
 
 var errNoFinal = errors.New("the coordinator ended the stream without a final message")

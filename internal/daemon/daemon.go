@@ -373,6 +373,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	tf := addTLSFlags(fs)
 	sf := addServeFlags(fs, false)
+	fs.Lookup("etcd-cert").Usage = "client certificate for etcd (PEM)" // a worker runs no embedded etcd
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -394,6 +395,9 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, *logLevel, "worker", *name)
 	if err != nil {
 		return err
+	}
+	if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host).IsUnspecified() {
+		log.Warn("advertising an unspecified address that no other machine can dial: pass --advertise HOST:PORT", "advertise", addr)
 	}
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()

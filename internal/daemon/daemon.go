@@ -252,6 +252,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
+	tf.node.Role = tlsutil.Coordinator
 	nodeTLS, err := tf.nodeTLS(ctx, log)
 	if err != nil {
 		return err
@@ -287,7 +288,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if nodeTLS != nil {
 		// Clients of the public API authenticate with API keys; a client
 		// certificate is checked against the CA when one is presented.
-		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(false))))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(""))))
 	}
 	if keys != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
@@ -386,6 +387,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
+	tf.node.Role = tlsutil.Worker
 	nodeTLS, err := tf.nodeTLS(ctx, log)
 	if err != nil {
 		return err
@@ -410,8 +412,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var sopts []grpc.ServerOption
 	if nodeTLS != nil {
-		// Only a coordinator whose certificate the CA signed may send steps.
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(true))))
+		// Only a coordinator certificate the CA signed may send steps.
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(tlsutil.Coordinator))))
 	}
 	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stage)
@@ -545,7 +547,7 @@ func (f *tlsFlags) etcdTLS(ctx context.Context, log *slog.Logger) (*tls.Config, 
 func stageDialOptions(nodeTLS *tlsutil.Reloader) []grpc.DialOption {
 	opts := []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(notStepStream)))}
 	if nodeTLS != nil {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(nodeTLS.ClientConfig())))
+		opts = append(opts, grpc.WithTransportCredentials(nodeTLS.ClientCredentials(tlsutil.Worker)))
 	}
 	return opts
 }

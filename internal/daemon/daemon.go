@@ -197,6 +197,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names (or *.domain) the HTTP API answers besides IP addresses and localhost, when it listens on loopback or has no --api-key-file ('*': any)")
 	tf := addTLSFlags(fs)
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	if err := parse(fs, args); err != nil {
@@ -284,7 +285,8 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var opts []grpc.ServerOption
+	// The public API takes small requests; Stage traffic needs MaxMessageBytes.
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(pipeline.MaxRequestBytes)}
 	if nodeTLS != nil {
 		// Clients of the public API authenticate with API keys; a client
 		// certificate is checked against the CA when one is presented.
@@ -303,6 +305,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		api := openai.New(coord, keys, log)
+		api.RestrictHosts(hl.Addr().String(), strings.Split(*allowedHosts, ","))
 		api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		console.Register(api, coord.Status) // the web console at "/" and GET /api/cluster, no key
 		hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}

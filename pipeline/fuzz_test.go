@@ -83,7 +83,7 @@ func FuzzGenerateRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.MaxTokens < 0 || (r.Tokens == nil && len(r.Prompt) > MaxPromptBytes) || len(r.Stop) > maxStops {
+		if r.MaxTokens < 0 || (r.Tokens == nil && len(r.Prompt) > MaxPromptBytes) || len(r.Stop) > MaxStops || len(r.Tokens) > MaxPromptTokens {
 			t.Fatalf("accepted an invalid request: %+v", r)
 		}
 		if err := r.Sampling.Validate(); err != nil {

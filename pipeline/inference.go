@@ -27,9 +27,17 @@ const (
 	DefaultMaxTokens = 256
 	// MaxPromptBytes bounds a text prompt (the context window bounds tokens).
 	MaxPromptBytes = 1 << 20
-	maxStops       = 16
-	maxStopBytes   = 256
-	maxLogitBias   = 1024
+	// MaxPromptTokens bounds a prompt given as token ids before anything is
+	// allocated for it; the context window (2048 for Phi-2) cuts further.
+	MaxPromptTokens = 1 << 16
+	// MaxStops and MaxStopBytes bound the stop sequences.
+	MaxStops     = 16
+	MaxStopBytes = 256
+	maxLogitBias = 1024
+	// MaxRequestBytes bounds a message to the public Inference service: a
+	// 1 MiB prompt or MaxPromptTokens ids with room to spare. (Stage
+	// traffic between nodes takes up to MaxMessageBytes.)
+	MaxRequestBytes = 8 << 20
 )
 
 // InferenceServer serves the public Inference API over a coordinator.
@@ -60,6 +68,9 @@ func ToTextgen(req *phalanxpb.GenerateRequest) (textgen.Request, error) {
 		if len(ids) == 0 {
 			return r, status.Error(codes.InvalidArgument, "empty token list")
 		}
+		if len(ids) > MaxPromptTokens {
+			return r, status.Errorf(codes.InvalidArgument, "prompt of %d token ids exceeds the %d-token limit", len(ids), MaxPromptTokens)
+		}
 		r.Tokens = make([]int, len(ids))
 		for i, id := range ids {
 			r.Tokens[i] = int(id)
@@ -84,12 +95,12 @@ func ToTextgen(req *phalanxpb.GenerateRequest) (textgen.Request, error) {
 	default:
 		r.MaxTokens = int(n) // the context window cuts it further
 	}
-	if len(req.GetStop()) > maxStops {
-		return r, status.Errorf(codes.InvalidArgument, "%d stop sequences, at most %d", len(req.GetStop()), maxStops)
+	if len(req.GetStop()) > MaxStops {
+		return r, status.Errorf(codes.InvalidArgument, "%d stop sequences, at most %d", len(req.GetStop()), MaxStops)
 	}
 	for _, s := range req.GetStop() {
-		if len(s) > maxStopBytes {
-			return r, status.Errorf(codes.InvalidArgument, "a stop sequence of %d bytes exceeds %d", len(s), maxStopBytes)
+		if len(s) > MaxStopBytes {
+			return r, status.Errorf(codes.InvalidArgument, "a stop sequence of %d bytes exceeds %d", len(s), MaxStopBytes)
 		}
 	}
 	r.Stop = req.GetStop()

@@ -19,12 +19,39 @@ import (
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
 
+// certsFor issues certificates valid for localhost and 127.0.0.1: a
+// coordinator certificate for the node named "coordinator", worker
+// certificates for the others.
 func certsFor(t *testing.T, dir string, nodes ...string) {
 	t.Helper()
-	args := []string{"certs", "--out", dir, "--nodes", strings.Join(nodes, ","), "--hosts", "localhost,127.0.0.1"}
+	certsForHosts(t, dir, "localhost,127.0.0.1", nodes...)
+}
+
+func certsForHosts(t *testing.T, dir, hosts string, nodes ...string) {
+	t.Helper()
+	var coords, workers []string
+	for _, n := range nodes {
+		if n == "coordinator" {
+			coords = append(coords, n)
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	args := []string{"certs", "--out", dir, "--coordinators", strings.Join(coords, ","), "--workers", strings.Join(workers, ","), "--hosts", hosts}
 	if out, err := exec.Command(bin.phalanx, args...).CombinedOutput(); err != nil {
 		t.Fatalf("phalanx certs: %v\n%s", err, out)
 	}
+}
+
+// refusedIn reports whether the coordinator's log says it refused worker.
+func refusedIn(log, worker string) bool {
+	b, _ := os.ReadFile(log)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"worker":"`+worker+`"`) && strings.Contains(line, "not usable") {
+			return true
+		}
+	}
+	return false
 }
 
 func tlsArgs(dir, node string) []string {
@@ -58,9 +85,12 @@ func tlsConn(t *testing.T, addr, dir, node string) *grpc.ClientConn {
 	return conn
 }
 
-// With mutual TLS (and TLS with client certificates to etcd) the cluster serves the real nodes, refuses an impostor
-// worker and an impostor coordinator (certificates from another CA), and
-// picks up renewed certificates without a restart.
+// With mutual TLS (and TLS with client certificates to etcd) the cluster
+// serves the real nodes; refuses an impostor worker and an impostor
+// coordinator (certificates from another CA), a worker whose certificate
+// (from the right CA) does not name the IP address it advertises, and a
+// worker certificate used to send steps; and picks up renewed certificates
+// without a restart.
 func TestMutualTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster")
@@ -69,6 +99,7 @@ func TestMutualTLS(t *testing.T) {
 	good, evil := t.TempDir(), t.TempDir()
 	certsFor(t, good, "coordinator", "w1", "w2")
 	certsFor(t, evil, "coordinator", "w3")
+	certsForHosts(t, good, "10.9.8.7,elsewhere.example", "w4")
 	fx := fixture(t, "phi-tiny-f32")
 	local := localModel(t, fx)
 	dir := t.TempDir()
@@ -87,8 +118,10 @@ func TestMutualTLS(t *testing.T) {
 	worker("w2", good)
 	client := phalanxpb.NewInferenceClient(tlsConn(t, coordAddr, good, ""))
 	c := &cluster{t: t, client: client, coord: coord}
-	// An impostor worker joins too: its certificate is not the CA's.
+	// Impostor workers join too: w3's certificate is not the CA's; w4's is,
+	// but names another address than the 127.0.0.1 it advertises.
 	worker("w3", evil)
+	worker("w4", good)
 	prompt := []int{3, 1, 4}
 	want, _ := engine.Greedy(local, prompt, 12)
 	deadline := time.Now().Add(40 * time.Second)
@@ -108,13 +141,15 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range st.GetStages() {
-		if s.GetWorkerId() == "w3" {
-			t.Fatalf("the impostor worker was given layers: %v", st.GetStages())
+		if s.GetWorkerId() == "w3" || s.GetWorkerId() == "w4" {
+			t.Fatalf("an impostor worker was given layers: %v", st.GetStages())
 		}
 	}
 	time.Sleep(time.Second)
-	if b, _ := os.ReadFile(coord.log); !strings.Contains(string(b), `"worker":"w3"`) || !strings.Contains(string(b), "not usable") {
-		t.Errorf("the coordinator did not report refusing w3")
+	for _, w := range []string{"w3", "w4"} {
+		if !refusedIn(coord.log, w) {
+			t.Errorf("the coordinator did not report refusing %s", w)
+		}
 	}
 
 	// An impostor coordinator cannot send steps to a real worker, even if it
@@ -140,6 +175,10 @@ func TestMutualTLS(t *testing.T) {
 	// Nor can a client without a certificate; the real coordinator's certificate works.
 	if _, err := phalanxpb.NewStageClient(tlsConn(t, w1Addr, good, "")).Info(ctx, &phalanxpb.InfoRequest{}); err == nil {
 		t.Fatal("a worker answered a client without a certificate")
+	}
+	// Nor can a worker's certificate, though the CA signed it.
+	if _, err := phalanxpb.NewStageClient(tlsConn(t, w1Addr, good, "w2")).Info(ctx, &phalanxpb.InfoRequest{}); err == nil {
+		t.Fatal("a worker answered a client with a worker's certificate")
 	}
 	if _, err := phalanxpb.NewStageClient(tlsConn(t, w1Addr, good, "coordinator")).Info(ctx, &phalanxpb.InfoRequest{}); err != nil {
 		t.Fatalf("the real coordinator's certificate was refused: %v", err)

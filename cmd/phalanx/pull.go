@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/phalanx-llm/phalanx/internal/hub"
@@ -20,6 +22,7 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	include := fs.String("include", "", "comma-separated globs of repository files to download instead of those needed to run the model (e.g. '*.gguf')")
 	token := fs.String("token", "", "Hugging Face access token (default $HF_TOKEN; the flag is visible to other users in ps)")
 	quiet := fs.Bool("quiet", false, "print no progress")
+	maxSize := fs.String("max-file-size", "64GiB", "cap on a file whose size the server does not announce (bytes, or with KiB, MiB, GiB, TiB); JSON and text files stop at 64MiB")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: phalanx pull [flags] ORG/NAME | URL\n\nflags:")
 		fs.PrintDefaults()
@@ -33,6 +36,10 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("want exactly one ORG/NAME or URL argument, got %d", len(positional))
 	}
 	target := positional[0]
+	limit, err := parseBytes(*maxSize)
+	if err != nil {
+		return usagef("--max-file-size: %v", err)
+	}
 
 	c, err := hub.FromEnv(os.Getenv)
 	if err != nil && *cache == "" {
@@ -47,6 +54,7 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *token != "" {
 		c.Token = *token
 	}
+	c.MaxFileSize = limit
 	if !*quiet {
 		c.Progress = hub.NewTextProgress(stderr, isTerminal(stderr))
 	}
@@ -77,6 +85,22 @@ func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stdout, snap.Dir)
 	return nil
+}
+
+// parseBytes reads a size: a number of bytes with an optional binary unit.
+func parseBytes(s string) (int64, error) {
+	num, shift := strings.TrimSpace(s), 0
+	for i, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if n, ok := strings.CutSuffix(num, u); ok {
+			num, shift = strings.TrimSpace(n), 10*(i+1)
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is not a positive size such as 1073741824 or 64GiB", s)
+	}
+	return n << shift, nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -99,6 +99,9 @@ func TestPullBadInvocations(t *testing.T) {
 		{"pull", "org/tiny", "org/other"},
 		{"pull", "--include", "*.gguf", "http://127.0.0.1:1/x.gguf"},
 		{"pull", "--nope", "org/tiny"},
+		{"pull", "--max-file-size", "0", "org/tiny"},
+		{"pull", "--max-file-size", "12GB", "org/tiny"},
+		{"pull", "--max-file-size", "9999999TiB", "org/tiny"},
 	} {
 		if _, errs, code := phalanx(t, args...); code != 2 {
 			t.Errorf("%v: code %d, want 2 (%s)", args, code, errs)

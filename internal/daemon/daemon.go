@@ -212,6 +212,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (also served on --http)")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host names (or *.domain) the HTTP API answers besides IP addresses and localhost, when it listens on loopback or has no --api-key-file ('*': any)")
 	tf := addTLSFlags(fs)
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	sf := addServeFlags(fs, true)
@@ -265,6 +266,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
+	tf.node.Role = tlsutil.Coordinator
 	nodeTLS, err := tf.nodeTLS(ctx, log)
 	if err != nil {
 		return err
@@ -297,11 +299,12 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var opts []grpc.ServerOption
+	// The public API takes small requests; Stage traffic needs MaxMessageBytes.
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(pipeline.MaxRequestBytes)}
 	if nodeTLS != nil {
 		// Clients of the public API authenticate with API keys; a client
 		// certificate is checked against the CA when one is presented.
-		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(false))))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(""))))
 	}
 	if keys != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
@@ -320,6 +323,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		api := openai.New(coord, keys, log)
+		api.RestrictHosts(hl.Addr().String(), strings.Split(*allowedHosts, ","))
 		api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		console.Register(api, coord.Status) // the web console at "/" and GET /api/cluster, no key
 		hsrv := sf.httpServer(api, log)
@@ -410,6 +414,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
+	tf.node.Role = tlsutil.Worker
 	nodeTLS, err := tf.nodeTLS(ctx, log)
 	if err != nil {
 		return err
@@ -435,8 +440,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var sopts []grpc.ServerOption
 	if nodeTLS != nil {
-		// Only a coordinator whose certificate the CA signed may send steps.
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(true))))
+		// Only a coordinator certificate the CA signed may send steps.
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(tlsutil.Coordinator))))
 	}
 	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stage)
@@ -570,7 +575,7 @@ func (f *tlsFlags) etcdTLS(ctx context.Context, log *slog.Logger) (*tls.Config, 
 func stageDialOptions(nodeTLS *tlsutil.Reloader) []grpc.DialOption {
 	opts := []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(notStepStream)))}
 	if nodeTLS != nil {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(nodeTLS.ClientConfig())))
+		opts = append(opts, grpc.WithTransportCredentials(nodeTLS.ClientCredentials(tlsutil.Worker)))
 	}
 	return opts
 }

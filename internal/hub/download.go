@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -26,6 +27,9 @@ var (
 	// ErrSize is a download whose length differs from the Hub's metadata.
 	// The partial file is deleted.
 	ErrSize = errors.New("hub: size mismatch")
+	// ErrTooLarge is a download of unannounced size that outgrew the
+	// Client's cap (MaxFileSize, or MaxMetadataFileSize for metadata).
+	ErrTooLarge = errors.New("hub: file too large")
 )
 
 // transient marks a failure worth another attempt: the next one resumes
@@ -275,7 +279,7 @@ func (c *Client) download(ctx context.Context, name, rawURL, dst string, want ex
 		})
 	}
 	if err != nil {
-		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrSize) {
+		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrSize) || errors.Is(err, ErrTooLarge) {
 			f.Close()
 			f = nil
 			os.Remove(part)
@@ -387,6 +391,10 @@ func (c *Client) fetchInto(ctx context.Context, name, rawURL string, f *os.File,
 	if c.Progress != nil {
 		c.Progress.Update(*have, want.size)
 	}
+	limit := c.maxFileSize(name)
+	if want.size < 0 && *have > limit {
+		return fmt.Errorf("%w: %s: %d bytes kept from before exceed the %d-byte cap for a file of unknown size; deleted", ErrTooLarge, name, *have, limit)
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		n, rerr := resp.Body.Read(buf)
@@ -394,6 +402,10 @@ func (c *Client) fetchInto(ctx context.Context, name, rawURL string, f *os.File,
 			stall.Reset(c.stallTimeout())
 			if want.size >= 0 && *have+int64(n) > want.size {
 				return fmt.Errorf("%w: %s: the server sent more than the %d bytes the Hub says", ErrSize, name, want.size)
+			}
+			if want.size < 0 && *have+int64(n) > limit {
+				return fmt.Errorf("%w: %s: more than %d bytes and the server announced no size; the partial download was deleted "+
+					"(phalanx pull --max-file-size raises the cap)", ErrTooLarge, name, limit)
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
 				return fmt.Errorf("hub: writing %s: %w", f.Name(), err)
@@ -415,6 +427,26 @@ func (c *Client) fetchInto(ctx context.Context, name, rawURL string, f *os.File,
 		return transient{fmt.Errorf("hub: %s: the transfer ended at %d of %d bytes", name, *have, want.size)}
 	}
 	return nil
+}
+
+// Caps on a download whose size nothing announces.
+const (
+	DefaultMaxFileSize  = 64 << 30
+	MaxMetadataFileSize = 64 << 20
+)
+
+// maxFileSize is the cap for a file of unknown size: metadata (JSON, text)
+// is small, weights are not.
+func (c *Client) maxFileSize(name string) int64 {
+	limit := c.MaxFileSize
+	if limit <= 0 {
+		limit = DefaultMaxFileSize
+	}
+	switch strings.ToLower(path.Ext(name)) {
+	case ".json", ".txt", ".md":
+		limit = min(limit, MaxMetadataFileSize)
+	}
+	return limit
 }
 
 // stallOr classifies a transfer error: the caller's cancellation is

@@ -62,6 +62,11 @@ type Client struct {
 	// StallTimeout aborts (and retries) a transfer that receives nothing
 	// for this long; 0 means one minute.
 	StallTimeout time.Duration
+	// MaxFileSize caps a download whose size neither the listing nor the
+	// response announces: past it the download fails with ErrTooLarge
+	// and its partial data is deleted. 0 means DefaultMaxFileSize; JSON
+	// and text files are capped at MaxMetadataFileSize at most.
+	MaxFileSize int64
 }
 
 // FromEnv returns a Client configured from the environment: HF_ENDPOINT,

@@ -453,3 +453,52 @@ func TestDefaultCacheDir(t *testing.T) {
 		}
 	}
 }
+
+// A file whose size nothing announces (no size in the listing, no
+// Content-Length, no Content-Range total) stops at the cap, fails with
+// ErrTooLarge and leaves no partial data; under the cap it downloads.
+func TestUnknownSizeCapped(t *testing.T) {
+	files := tinyRepo(t)
+	files["tiny-q8_0.gguf"] = writeGGUF(t)
+	size := int64(len(files["tiny-q8_0.gguf"]))
+	s := newStandIn(t, files)
+	s.HideSizes, s.OmitBlobIDs = true, true
+
+	noPartial := func(t *testing.T, root string) {
+		t.Helper()
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, ".incomplete") {
+				t.Errorf("partial data left: %s", p)
+			}
+			return nil
+		})
+	}
+	for _, u := range []string{s.CDN.URL + "/files/tiny-q8_0.gguf", s.URL() + "/org/tiny/resolve/main/tiny-q8_0.gguf"} {
+		c := newClient(t, s)
+		c.MaxFileSize = size - 1
+		if _, err := c.PullURL(context.Background(), u); !errors.Is(err, hub.ErrTooLarge) {
+			t.Errorf("%s over the cap: %v, want ErrTooLarge", u, err)
+		} else if !strings.Contains(err.Error(), "--max-file-size") {
+			t.Errorf("the error does not say how to raise the cap: %v", err)
+		}
+		noPartial(t, c.CacheDir)
+		c.MaxFileSize = size
+		if p, err := c.PullURL(context.Background(), u); err != nil {
+			t.Errorf("%s at the cap: %v", u, err)
+		} else if got, _ := os.ReadFile(p); !bytes.Equal(got, files["tiny-q8_0.gguf"]) {
+			t.Errorf("%s: downloaded file differs", u)
+		}
+	}
+	// A whole repository: config.json is refused past a small cap.
+	c := newClient(t, s)
+	c.MaxFileSize = int64(len(files["config.json"])) - 1
+	if _, err := c.Pull(context.Background(), "org/tiny", hub.PullOptions{}); !errors.Is(err, hub.ErrTooLarge) {
+		t.Errorf("pull over the cap: %v, want ErrTooLarge", err)
+	}
+	noPartial(t, c.CacheDir)
+	// With sizes announced, the cap does not apply.
+	s.HideSizes, s.OmitBlobIDs = false, false
+	if _, err := c.Pull(context.Background(), "org/tiny", hub.PullOptions{}); err != nil {
+		t.Errorf("pull with sizes announced: %v", err)
+	}
+}

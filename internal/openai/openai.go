@@ -14,6 +14,7 @@ package openai
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,9 +39,12 @@ import (
 	"github.com/phalanx-llm/phalanx/pipeline"
 )
 
-// Limits on a request body and its parts.
+// Limits on a request body and its parts; the prompt and stop limits are
+// the gRPC API's (pipeline.MaxPromptBytes and the others).
 const (
-	maxBodyBytes = 4 << 20
+	// maxBodyBytes leaves room for JSON's escapes and the other fields
+	// around a prompt of pipeline.MaxPromptBytes.
+	maxBodyBytes = 2 * pipeline.MaxPromptBytes
 	maxMessages  = 256
 )
 
@@ -61,6 +67,7 @@ type Server struct {
 	log     *slog.Logger
 	created int64
 	mux     *http.ServeMux
+	hosts   *hostPolicy // nil: any Host header
 }
 
 // New builds the API over gen; keys may be nil (no authentication).
@@ -95,7 +102,80 @@ func New(gen Generator, keys *Keys, log *slog.Logger) *Server {
 // Handle adds a route served without an API key (health, metrics, console).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.hosts != nil && !s.hosts.allows(r.Host) && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		writeError(w, http.StatusMisdirectedRequest, "invalid_request_error", "host_not_allowed",
+			fmt.Sprintf("Host %q is not served here: add it to the coordinator's --allowed-hosts (PHALANX_ALLOWED_HOSTS)", r.Host))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// hostPolicy is the set of Host header names a server answers besides IP
+// addresses and localhost. A DNS-rebinding page reaches the server under
+// its own domain name, never under an IP address or localhost, so
+// checking names is enough.
+type hostPolicy struct {
+	names    map[string]bool
+	suffixes []string // from "*.example.com": ".example.com"
+}
+
+// RestrictHosts makes the server refuse requests (421) whose Host header
+// names a host other than an IP address, localhost or one of allowed
+// ("name" or "*.domain"; "*" turns the check off). The check applies when
+// listen is a loopback address or when no API key is configured: a keyless
+// or local API must not be reachable by a web page through DNS rebinding.
+// Health probes (/healthz, /readyz) are exempt.
+func (s *Server) RestrictHosts(listen string, allowed []string) {
+	p := &hostPolicy{names: map[string]bool{}}
+	for _, a := range allowed {
+		a = normalHost(a)
+		switch {
+		case a == "":
+		case a == "*":
+			s.hosts = nil
+			return
+		case strings.HasPrefix(a, "*."):
+			p.suffixes = append(p.suffixes, a[1:])
+		default:
+			p.names[a] = true
+		}
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = listen
+	}
+	ip := net.ParseIP(host)
+	if s.keys != nil && !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+		s.hosts = nil
+		return
+	}
+	s.hosts = p
+}
+
+// normalHost is a Host header's or a flag's host name: no port, no
+// brackets, lower case, no trailing dot.
+func normalHost(h string) string {
+	h = strings.TrimSpace(h)
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+func (p *hostPolicy) allows(header string) bool {
+	h := normalHost(header)
+	if h == "localhost" || net.ParseIP(h) != nil || p.names[h] {
+		return true
+	}
+	for _, suf := range p.suffixes {
+		if strings.HasSuffix(h, suf) && len(h) > len(suf) {
+			return true
+		}
+	}
+	return false
+}
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -312,24 +392,20 @@ func parseStop(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
+	var many []string
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		if one == "" {
-			return nil, nil
-		}
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
+		many = []string{one}
+	} else if err := json.Unmarshal(raw, &many); err != nil {
 		return nil, errors.New("stop must be a string or an array of strings")
 	}
-	if len(many) > 16 {
-		return nil, errors.New("at most 16 stop sequences")
+	if len(many) > pipeline.MaxStops {
+		return nil, fmt.Errorf("%d stop sequences, at most %d", len(many), pipeline.MaxStops)
 	}
-	out := many[:0]
+	var out []string
 	for _, s := range many {
-		if len(s) > 256 {
-			return nil, errors.New("a stop sequence is longer than 256 bytes")
+		if len(s) > pipeline.MaxStopBytes {
+			return nil, fmt.Errorf("a stop sequence of %d bytes exceeds %d", len(s), pipeline.MaxStopBytes)
 		}
 		if s != "" {
 			out = append(out, s)
@@ -344,9 +420,13 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// decode reads a JSON body. Content-Type must say JSON: a browser sends
+// a cross-site POST without a preflight only with a form or text type, so
+// requiring JSON keeps other sites' pages from posting to the API.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		badRequest(w, "Content-Type must be application/json")
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "invalid_request_error", "",
+			fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type")))
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
@@ -449,6 +529,23 @@ func parsePrompt(raw json.RawMessage) (string, []int, error) {
 	return "", nil, errors.New("prompt must be a string, an array with one string, or an array of token ids")
 }
 
+// promptFits refuses (413) a prompt over the API's limits: the text of
+// pipeline.MaxPromptBytes (for chat, the rendered messages) or
+// pipeline.MaxPromptTokens token ids.
+func promptFits(w http.ResponseWriter, req textgen.Request) bool {
+	msg := ""
+	switch {
+	case len(req.Prompt) > pipeline.MaxPromptBytes:
+		msg = fmt.Sprintf("prompt of %d bytes exceeds the %d-byte limit", len(req.Prompt), pipeline.MaxPromptBytes)
+	case len(req.Tokens) > pipeline.MaxPromptTokens:
+		msg = fmt.Sprintf("prompt of %d token ids exceeds the %d-token limit", len(req.Tokens), pipeline.MaxPromptTokens)
+	default:
+		return true
+	}
+	writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "prompt_too_large", msg)
+	return false
+}
+
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	var req completionRequest
 	if !decode(w, r, &req) {
@@ -469,6 +566,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	if treq.Prompt, treq.Tokens, err = parsePrompt(req.Prompt); err != nil {
 		badRequest(w, "%v", err)
+		return
+	}
+	if !promptFits(w, treq) {
 		return
 	}
 	if req.Template != "" {
@@ -577,6 +677,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	treq.Prompt, treq.Template = rendered, prompt.Raw
+	if !promptFits(w, treq) {
+		return
+	}
 	treq.Stop = append(treq.Stop, prompt.DefaultStops(tmpl)...)
 	id, created := newID("chatcmpl-"), time.Now().Unix()
 	model := s.gen.ModelID()
@@ -659,8 +762,9 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, req text
 	ev.done()
 }
 
-// Keys holds the accepted API keys.
-type Keys struct{ keys [][]byte }
+// Keys holds the accepted API keys as SHA-256 digests, so comparing takes
+// the same time whatever a key's length.
+type Keys struct{ keys [][sha256.Size]byte }
 
 // LoadKeys reads one key per line; blank lines and lines starting with #
 // are skipped.
@@ -675,7 +779,7 @@ func LoadKeys(path string, read func(string) ([]byte, error)) (*Keys, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		k.keys = append(k.keys, []byte(line))
+		k.keys = append(k.keys, sha256.Sum256([]byte(line)))
 	}
 	if len(k.keys) == 0 {
 		return nil, fmt.Errorf("%s holds no API key", path)
@@ -683,11 +787,13 @@ func LoadKeys(path string, read func(string) ([]byte, error)) (*Keys, error) {
 	return k, nil
 }
 
-// Valid compares in constant time against every key.
+// Valid compares key's digest in constant time against every key's: the
+// time depends on neither the keys' lengths nor which one matches.
 func (k *Keys) Valid(key string) bool {
+	got := sha256.Sum256([]byte(key))
 	ok := 0
 	for _, want := range k.keys {
-		ok |= subtle.ConstantTimeCompare([]byte(key), want)
+		ok |= subtle.ConstantTimeCompare(got[:], want[:])
 	}
 	return ok == 1
 }

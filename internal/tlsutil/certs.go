@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -33,10 +34,19 @@ func NewCA(dir, name string, validity time.Duration) error {
 	return writePair(dir, "ca", der, key)
 }
 
-// NewNode writes name.pem and name-key.pem signed by the CA in caDir, valid
-// for both server and client authentication, for the given hosts (DNS
-// names or IP addresses).
-func NewNode(dir, caDir, name string, hosts []string, validity time.Duration) error {
+// NewNode writes name.pem and name-key.pem signed by the CA in caDir for
+// the given hosts (DNS names or IP addresses), carrying the role: a
+// coordinator certificate is valid for client and server authentication, a
+// worker certificate for server authentication only.
+func NewNode(dir, caDir, name string, role Role, hosts []string, validity time.Duration) error {
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	switch role {
+	case Coordinator:
+		usage = append(usage, x509.ExtKeyUsageClientAuth)
+	case Worker:
+	default:
+		return fmt.Errorf("tls: unknown role %q", role)
+	}
 	caCert, caKey, err := loadCA(caDir)
 	if err != nil {
 		return err
@@ -49,7 +59,8 @@ func NewNode(dir, caDir, name string, hosts []string, validity time.Duration) er
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: name, Organization: []string{"Phalanx"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: usage,
+		URIs:        []*url.URL{role.URI()},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

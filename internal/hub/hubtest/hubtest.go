@@ -54,6 +54,10 @@ type Server struct {
 	OmitBlobIDs bool
 	// IgnoreRange answers every request with the whole file and 200.
 	IgnoreRange bool
+	// HideSizes streams files without Content-Length, X-Linked-Size or a
+	// Content-Range total, as a server that does not know a file's length;
+	// with OmitBlobIDs nothing tells a file's size.
+	HideSizes bool
 	// ExtraSiblings are listed by the API but not served (for hostile
 	// listings such as "../escape").
 	ExtraSiblings []string
@@ -217,7 +221,9 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 	if f.lfs {
 		w.Header().Set("ETag", `"`+f.blobID+`"`)
 		w.Header().Set("X-Linked-Etag", `"`+f.sha256+`"`)
-		w.Header().Set("X-Linked-Size", strconv.Itoa(len(f.data)))
+		if !s.HideSizes {
+			w.Header().Set("X-Linked-Size", strconv.Itoa(len(f.data)))
+		}
 		w.Header().Set("Location", s.CDN.URL+"/repos/"+f.sha256+"?X-Amz-Signature=deadbeef&name="+path.Base(name))
 		w.WriteHeader(http.StatusFound)
 		return
@@ -356,14 +362,23 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, name string,
 			return
 		}
 		start, end, status = a, b, http.StatusPartialContent
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a, b-1, len(data)))
+		total := strconv.Itoa(len(data))
+		if s.HideSizes {
+			total = "*"
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%s", a, b-1, total))
 	}
 	w.Header().Set("Accept-Ranges", "bytes")
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(end-start))
+	if !s.HideSizes {
+		w.Header().Set("Content-Length", strconv.Itoa(end-start))
+	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
+	}
+	if s.HideSizes {
+		w.(http.Flusher).Flush() // chunked: no length, even for a small body
 	}
 	body := data[start:end]
 	if cutting && int(cut) < len(body) {

@@ -55,6 +55,9 @@ type CoordinatorConfig struct {
 	// PrefillChunk bounds the prompt tokens of one session in one step;
 	// default 512.
 	PrefillChunk int
+	// MicroBatches caps the micro-batches in flight; 0 means one per stage
+	// on a machine of its own.
+	MicroBatches int
 	// DialOptions for stage connections (TLS credentials, stats handlers);
 	// plaintext unless they set transport credentials.
 	DialOptions []grpc.DialOption
@@ -148,7 +151,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		started:   time.Now(),
 	}
 	c.sched = NewScheduler(ends, SchedulerConfig{Wire: cfg.Wire, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
-		CapacityGone: c.capacityGone, PrefillChunk: cfg.PrefillChunk})
+		CapacityGone: c.capacityGone, PrefillChunk: cfg.PrefillChunk, InFlight: cfg.MicroBatches})
 	limit, queue := cfg.MaxSessions, cfg.MaxQueue
 	if limit <= 0 {
 		limit = defaultMaxSessions
@@ -625,6 +628,7 @@ func (c *Coordinator) updateRoute() {
 		}
 	}
 	route := &Route{Epoch: plan.Epoch}
+	hosts := map[string]bool{}
 	for _, st := range plan.Stages {
 		cl, err := c.clientLocked(st.WorkerID, st.Address)
 		if err != nil {
@@ -632,10 +636,14 @@ func (c *Coordinator) updateRoute() {
 			return
 		}
 		route.Stages = append(route.Stages, RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
+		hosts[byID[st.WorkerID].Labels[LabelHost]] = true
 		if n, err := strconv.Atoi(byID[st.WorkerID].Labels[LabelMaxStepRows]); err == nil && n > 0 &&
 			(route.MaxStepRows == 0 || n < route.MaxStepRows) {
 			route.MaxStepRows = n
 		}
+	}
+	if !hosts[""] {
+		route.Hosts = len(hosts)
 	}
 	c.sched.SetRoute(route)
 	limit := c.cfg.MaxSessions
@@ -644,12 +652,15 @@ func (c *Coordinator) updateRoute() {
 		c.admit.SetLimit(limit)
 	}
 	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit,
-		"max_step_rows", route.MaxStepRows)
+		"max_step_rows", route.MaxStepRows, "hosts", route.Hosts)
 }
 
 // LabelMaxStepRows is the worker label that publishes the rows its stage
 // takes in one step.
 const LabelMaxStepRows = "max_step_rows"
+
+// LabelHost is the worker label that names its machine.
+const LabelHost = "host"
 
 // defaultMaxSessions is the session limit before a plan gives the workers'
 // budgets.

@@ -356,3 +356,44 @@ func TestAdmission(t *testing.T) {
 		t.Fatalf("%d ran at once, limit 3", peak)
 	}
 }
+
+// Concurrent sessions decode in one micro-batch per machine: a session
+// whose step just ended is waited for (BatchWindow) instead of being sent
+// a step later, so the batch does not fragment into stragglers.
+func TestBatchingKeepsSessionsTogether(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	for _, hosts := range []int{1, 2} {
+		c := startClusterWith(t, dir, []int{0, 2, 4}, StageConfig{StepDelay: 2 * time.Millisecond}, SchedulerConfig{}, 10*time.Second)
+		r := *c.sched.Route()
+		r.Hosts = hosts
+		c.sched.SetRoute(&r)
+		g := textgen.ForConfig(c.ends.Config, nil)
+		const sessions, tokens = 8, 16
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sess := c.sched.NewSession()
+				defer sess.Close()
+				<-start
+				if _, err := g.Run(context.Background(), sess, textgen.Request{Tokens: []int{i + 1, 2, 3}, MaxTokens: tokens, IgnoreEOS: true},
+					func(textgen.Chunk) error { return nil }); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		steps := c.sched.Stats().Steps
+		// Decode needs tokens-1 steps per group of sessions batched
+		// together; a few more for the prompts arriving apart.
+		if limit := uint64(hosts*(tokens-1) + sessions/2); steps > limit {
+			t.Errorf("%d machines: %d steps for %d sessions × %d tokens, want at most %d (sessions fragmented into more batches)",
+				hosts, steps, sessions, tokens, limit)
+		}
+		t.Logf("%d machines: %d steps for %d sessions × %d tokens", hosts, steps, sessions, tokens)
+		c.close()
+	}
+}

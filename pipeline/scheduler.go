@@ -33,6 +33,22 @@ type Route struct {
 	// MaxStepRows is the fewest rows a stage of the route takes in one
 	// step (0: no limit known); steps and replays are cut to fit it.
 	MaxStepRows int
+	// Hosts is the number of distinct machines the stages run on (0: not
+	// known, taken as one per stage).
+	Hosts int
+}
+
+// microBatches is how many micro-batches keep the route busy: one per stage
+// on a machine of its own.
+func (r *Route) microBatches() int {
+	if r == nil {
+		return 1
+	}
+	n := max(1, len(r.Stages))
+	if r.Hosts > 0 {
+		n = min(n, r.Hosts)
+	}
+	return n
 }
 
 // RouteStage is one stage of a route.
@@ -45,9 +61,18 @@ type RouteStage struct {
 // SchedulerConfig tunes batching.
 type SchedulerConfig struct {
 	// InFlight caps the micro-batches in flight; default 16. Below the cap,
-	// as many are in flight as the route has stages, so that every stage
-	// works at once while each batch is as large as it can be.
+	// as many are in flight as the route has stages on distinct hosts, so
+	// that every machine works at once while each batch is as large as it
+	// can be: stages sharing a machine share its cores and memory
+	// bandwidth, and two micro-batches there would read every weight twice
+	// for no parallelism.
 	InFlight int
+	// BatchWindow is how long a micro-batch waits for sessions whose last
+	// step just ended and whose next step is on its way (sampling takes
+	// ~0.1 ms), so sessions stay in one batch instead of splitting into a
+	// big one and a straggler; default 2 ms. It is only spent while such
+	// sessions exist.
+	BatchWindow time.Duration
 	// MaxBatchRows bounds the tokens of one micro-batch; default 4096.
 	MaxBatchRows int
 	// MaxBatchSessions bounds the sessions of one micro-batch; default 64.
@@ -85,14 +110,18 @@ type Scheduler struct {
 	relIDs  []string      // sessions to release on every stage
 	relKick chan struct{} // wakes the releaser
 
-	stepID  atomic.Uint64
-	active  atomic.Int64
-	waiting atomic.Int64
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	stats   StepStats
-	statsMu sync.Mutex
-	metrics *CoordinatorMetrics // nil without metrics
+	stepID atomic.Uint64
+	active atomic.Int64
+	// thinking counts sessions whose last step ended well and that have
+	// neither sent their next step nor closed: the dispatcher waits a
+	// little for them (BatchWindow).
+	thinking atomic.Int64
+	waiting  atomic.Int64
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stats    StepStats
+	statsMu  sync.Mutex
+	metrics  *CoordinatorMetrics // nil without metrics
 }
 
 // StepStats are running figures of the scheduler.
@@ -140,6 +169,9 @@ func NewScheduler(ends *engine.Model, cfg SchedulerConfig) *Scheduler {
 	}
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = 16
+	}
+	if cfg.BatchWindow <= 0 {
+		cfg.BatchWindow = 2 * time.Millisecond
 	}
 	if cfg.ReplanTimeout <= 0 {
 		cfg.ReplanTimeout = 60 * time.Second
@@ -212,6 +244,8 @@ type Session struct {
 	pos     int
 	history []int
 	closed  bool
+	// thinking: see Scheduler.thinking.
+	thinking atomic.Bool
 	// inflight is a step its caller stopped waiting for (ctx ended) that
 	// the scheduler has not finished; Close releases the caches after it,
 	// or the step would re-create what the release freed.
@@ -272,6 +306,7 @@ func (ss *Session) step(ctx context.Context, ids []int, logits []float32) error 
 	}
 	it := &stepItem{ctx: ctx, sess: ss, hist: ss.history, ids: ids, pos: ss.pos, logits: logits, done: make(chan error, 1)}
 	ss.s.waiting.Add(1)
+	ss.doneThinking()
 	select {
 	case ss.s.queue <- it:
 	case <-ctx.Done():
@@ -302,6 +337,7 @@ func (ss *Session) Close() {
 	}
 	ss.closed = true
 	ss.s.active.Add(-1)
+	ss.doneThinking()
 	if it := ss.inflight; it != nil {
 		ss.inflight = nil
 		go func() {
@@ -311,6 +347,12 @@ func (ss *Session) Close() {
 		return
 	}
 	ss.s.release(ss.ID)
+}
+
+func (ss *Session) doneThinking() {
+	if ss.thinking.CompareAndSwap(true, false) {
+		ss.s.thinking.Add(-1)
+	}
 }
 
 // release queues a session for the releaser, which frees it on every stage.
@@ -387,13 +429,11 @@ func (s *Scheduler) dispatch() {
 		return false
 	}
 	for {
-		limit := 1
+		r := s.Route()
+		limit := r.microBatches()
 		maxRows := s.cfg.MaxBatchRows
-		if r := s.Route(); r != nil {
-			limit = max(1, len(r.Stages))
-			if r.MaxStepRows > 0 {
-				maxRows = min(maxRows, r.MaxStepRows)
-			}
+		if r != nil && r.MaxStepRows > 0 {
+			maxRows = min(maxRows, r.MaxStepRows)
 		}
 		limit = min(limit, s.cfg.InFlight)
 		for inFlight >= limit {
@@ -421,22 +461,47 @@ func (s *Scheduler) dispatch() {
 		}
 		batch := []*stepItem{first}
 		rows := len(first.ids)
-	gather:
-		for len(batch) < s.cfg.MaxBatchSessions {
-			select {
-			case it := <-s.queue:
-				if abandoned(it) {
-					continue
-				}
-				if rows+len(it.ids) > maxRows {
-					held = it // starts the next batch
-					break gather
-				}
-				batch = append(batch, it)
-				rows += len(it.ids)
-			default:
-				break gather
+		// take adds a queued step to the batch; false when the batch is
+		// full (the step is held for the next one).
+		take := func(it *stepItem) bool {
+			if abandoned(it) {
+				return true
 			}
+			if rows+len(it.ids) > maxRows {
+				held = it
+				return false
+			}
+			batch = append(batch, it)
+			rows += len(it.ids)
+			return true
+		}
+		// drain takes every step already queued.
+		drain := func() {
+			for held == nil && len(batch) < s.cfg.MaxBatchSessions {
+				select {
+				case it := <-s.queue:
+					take(it)
+				default:
+					return
+				}
+			}
+		}
+		drain()
+		if held == nil && len(batch) < s.cfg.MaxBatchSessions && s.thinking.Load() > 0 {
+			// Sessions of a step that just ended are sampling their next
+			// token: wait for them rather than send them a step later.
+			t := time.NewTimer(s.cfg.BatchWindow)
+		window:
+			for held == nil && len(batch) < s.cfg.MaxBatchSessions && s.thinking.Load() > 0 {
+				select {
+				case it := <-s.queue:
+					take(it)
+				case <-t.C:
+					break window
+				}
+			}
+			t.Stop()
+			drain() // a session counts itself out just before it queues
 		}
 		inFlight++
 		running.Add(1)
@@ -484,6 +549,9 @@ func (s *Scheduler) runBatch(batch []*stepItem) {
 		}
 	}
 	for _, it := range batch {
+		if err == nil && it.sess.thinking.CompareAndSwap(false, true) {
+			s.thinking.Add(1)
+		}
 		it.done <- err
 	}
 }

@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"time"
 
@@ -63,7 +65,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
 		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
-			LabelMaxStepRows: strconv.Itoa(cfg.Stage.cfg.MaxStepRows)}}
+			LabelMaxStepRows: strconv.Itoa(cfg.Stage.cfg.MaxStepRows), LabelHost: hostName()}}
 	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
 		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)
@@ -129,6 +131,16 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			log.Warn("could not publish readiness yet", "epoch", plan.Epoch, "err", err)
 		}
 	}
+}
+
+// hostName names the machine, so the coordinator can tell stages that share
+// one (they share its cores and memory bandwidth).
+func hostName() string {
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b))
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // workerReserve is memory a worker keeps outside layers and KV caches.

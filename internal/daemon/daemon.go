@@ -208,6 +208,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	maxSessions := fs.Int("max-sessions", 0, "generations running at once (0: derived from the workers' KV cache budgets)")
 	maxQueue := fs.Int("max-queue", 0, "requests waiting for a session; past it they get 429 / RESOURCE_EXHAUSTED at once (0: 2 × max-sessions)")
 	queueTimeout := fs.Duration("queue-timeout", 30*time.Second, "how long a request waits for a session before 429 / RESOURCE_EXHAUSTED")
+	microBatches := fs.Int("micro-batches", 0, "micro-batches in flight at most (0: one per stage on a machine of its own; stages sharing a machine share its cores and memory bandwidth)")
 	prefillChunk := fs.Int("prefill-chunk", 512, "prompt tokens of one session per step: longer prompts go in chunks, interleaved with other sessions' decode steps")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
@@ -279,7 +280,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
 		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
-		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk,
+		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk, MicroBatches: *microBatches,
 		DialOptions: stageDialOptions(nodeTLS),
 	})
 	if err != nil {

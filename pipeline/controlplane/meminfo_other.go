@@ -1,6 +1,6 @@
 //go:build !linux
 
-package pipeline
+package controlplane
 
 // systemMemory is unknown off Linux; workers then need --memory.
 func systemMemory() (total, avail uint64) { return 0, 0 }

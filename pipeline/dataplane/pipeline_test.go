@@ -1,4 +1,4 @@
-package pipeline
+package dataplane
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -26,12 +27,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var fixtures = []string{"phi-tiny-f32", "phi-tiny-bf16-sharded"}
 
-func fixture(name string) string { return filepath.Join("..", "testdata", name) }
+func fixture(name string) string { return filepath.Join("..", "..", "testdata", name) }
 
 // cluster is stage servers on loopback sockets and a scheduler over them.
 type cluster struct {
 	sched   *Scheduler
-	servers []*StageServer
+	servers []*stage.Server
 	stops   []func()
 	conns   []*grpc.ClientConn
 	ends    *engine.Model
@@ -53,13 +54,13 @@ func (c *cluster) close() {
 
 func startCluster(t *testing.T, dir string, bounds []int, wireDT phalanxpb.DType, budget int64) *cluster {
 	t.Helper()
-	return startClusterWith(t, dir, bounds, StageConfig{CacheBudget: budget}, SchedulerConfig{Wire: wireDT, ReplanTimeout: 2 * time.Second}, 10*time.Second)
+	return startClusterWith(t, dir, bounds, stage.Config{CacheBudget: budget}, Config{Wire: wireDT, ReplanTimeout: 2 * time.Second}, 10*time.Second)
 }
 
 // startClusterWith starts stages configured like stageCfg (each with its
 // own worker id) and a scheduler configured by schedCfg; stageTimeout is the
 // stage clients' silence limit.
-func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg StageConfig, schedCfg SchedulerConfig, stageTimeout time.Duration) *cluster {
+func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg stage.Config, schedCfg Config, stageTimeout time.Duration) *cluster {
 	t.Helper()
 	ends, err := engine.Load(dir, engine.Options{Embedding: true, Head: true, Threads: 1})
 	if err != nil {
@@ -75,7 +76,7 @@ func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg StageConf
 		}
 		sc := stageCfg
 		sc.WorkerID = fmt.Sprint("w", i)
-		srv := NewStageServer(sc)
+		srv := stage.NewServer(sc)
 		srv.Install(m, 7)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -92,7 +93,7 @@ func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg StageConf
 		}
 		c.conns = append(c.conns, conn)
 		route.Stages = append(route.Stages, RouteStage{WorkerID: fmt.Sprint("w", i), Layers: r,
-			Client: NewStageClient(lis.Addr().String(), conn, stageTimeout)})
+			Client: stage.NewClient(lis.Addr().String(), conn, stageTimeout)})
 	}
 	c.sched = NewScheduler(ends, schedCfg)
 	c.sched.SetRoute(route)
@@ -101,7 +102,7 @@ func startClusterWith(t *testing.T, dir string, bounds []int, stageCfg StageConf
 
 // waitSessions waits (at most 5 s) until every server holds want sessions:
 // releases travel asynchronously.
-func waitSessions(t *testing.T, servers []*StageServer, want int) {
+func waitSessions(t *testing.T, servers []*stage.Server, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -1,4 +1,4 @@
-package pipeline
+package dataplane
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -37,8 +38,8 @@ func rawStep(t *testing.T, c *cluster, stepID uint64, id string, pos, n int) *ph
 func TestReleaseWhileStepComputes(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
 	cfg, _ := engine.LoadConfig(dir)
-	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, StageConfig{IdleTimeout: time.Millisecond},
-		SchedulerConfig{ReplanTimeout: time.Second}, 10*time.Second)
+	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, stage.Config{IdleTimeout: time.Millisecond},
+		Config{ReplanTimeout: time.Second}, 10*time.Second)
 	defer c.close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -57,7 +58,7 @@ func TestReleaseWhileStepComputes(t *testing.T) {
 				delay := time.Duration(r.IntN(300)) * time.Microsecond
 				go func() {
 					time.Sleep(delay)
-					stage.Client().Release(context.Background(), &phalanxpb.ReleaseRequest{SessionIds: []string{id}})
+					stage.RPC().Release(context.Background(), &phalanxpb.ReleaseRequest{SessionIds: []string{id}})
 				}()
 				stepID.Lock()
 				next++
@@ -67,7 +68,7 @@ func TestReleaseWhileStepComputes(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				stage.Client().Release(context.Background(), &phalanxpb.ReleaseRequest{SessionIds: []string{id}})
+				stage.RPC().Release(context.Background(), &phalanxpb.ReleaseRequest{SessionIds: []string{id}})
 			}
 		}()
 	}
@@ -80,7 +81,7 @@ func TestReleaseWhileStepComputes(t *testing.T) {
 // leave no KV cache behind on any stage, and the cluster keeps serving.
 func TestClientsGoneFreeEveryCache(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
-	c := startClusterWith(t, dir, []int{0, 2, 4}, StageConfig{}, SchedulerConfig{ReplanTimeout: time.Second, PrefillChunk: 4}, 10*time.Second)
+	c := startClusterWith(t, dir, []int{0, 2, 4}, stage.Config{}, Config{ReplanTimeout: time.Second, PrefillChunk: 4}, 10*time.Second)
 	defer c.close()
 	g := textgen.ForConfig(c.ends.Config, nil)
 	var wg sync.WaitGroup
@@ -126,7 +127,7 @@ func TestChunkedPrefillBitIdentical(t *testing.T) {
 	ids := []int{0, 5, 123, 77, 5, 99, 3, 8, 13, 21, 34}
 	want := localLogits(t, dir, ids)
 	for _, chunk := range []int{1, 3, 4} {
-		c := startClusterWith(t, dir, []int{0, 2, 4}, StageConfig{}, SchedulerConfig{PrefillChunk: chunk}, 10*time.Second)
+		c := startClusterWith(t, dir, []int{0, 2, 4}, stage.Config{}, Config{PrefillChunk: chunk}, 10*time.Second)
 		sess := c.sched.NewSession()
 		got := make([]float32, len(want))
 		if err := sess.Forward(context.Background(), ids, got); err != nil {
@@ -152,8 +153,8 @@ func TestReplayRespectsStepRows(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
 	cfg, _ := engine.LoadConfig(dir)
 	L := cfg.NumLayers
-	stageCfg := StageConfig{MaxStepRows: 16}
-	schedCfg := SchedulerConfig{ReplanTimeout: 10 * time.Second, PrefillChunk: 8}
+	stageCfg := stage.Config{MaxStepRows: 16}
+	schedCfg := Config{ReplanTimeout: 10 * time.Second, PrefillChunk: 8}
 	c := startClusterWith(t, dir, []int{0, 1, L}, stageCfg, schedCfg, 10*time.Second)
 	defer c.close()
 	spare := startClusterWith(t, dir, []int{1, L}, stageCfg, schedCfg, 10*time.Second)
@@ -210,8 +211,8 @@ func TestReplayRespectsStepRows(t *testing.T) {
 // once.
 func TestSlowStepIsNotDeadStage(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
-	c := startClusterWith(t, dir, []int{0, 4}, StageConfig{StepDelay: 900 * time.Millisecond, Heartbeat: 50 * time.Millisecond},
-		SchedulerConfig{ReplanTimeout: 300 * time.Millisecond}, 300*time.Millisecond)
+	c := startClusterWith(t, dir, []int{0, 4}, stage.Config{StepDelay: 900 * time.Millisecond, Heartbeat: 50 * time.Millisecond},
+		Config{ReplanTimeout: 300 * time.Millisecond}, 300*time.Millisecond)
 	defer c.close()
 	sess := c.sched.NewSession()
 	defer sess.Close()
@@ -228,13 +229,13 @@ func TestSlowStepIsNotDeadStage(t *testing.T) {
 func TestSilentStageIsDown(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
 	// A heartbeat slower than the step delay: nothing arrives in time.
-	c := startClusterWith(t, dir, []int{0, 4}, StageConfig{StepDelay: 2 * time.Second, Heartbeat: time.Hour},
-		SchedulerConfig{}, 300*time.Millisecond)
+	c := startClusterWith(t, dir, []int{0, 4}, stage.Config{StepDelay: 2 * time.Second, Heartbeat: time.Hour},
+		Config{}, 300*time.Millisecond)
 	defer c.close()
 	cl := c.sched.Route().Stages[0].Client
 	_, err := cl.Step(context.Background(), rawStep(t, c, 1, "a", 0, 1))
-	if !errors.Is(err, ErrStageDown) {
-		t.Fatalf("silent stage: %v, want ErrStageDown", err)
+	if !errors.Is(err, stage.ErrDown) {
+		t.Fatalf("silent stage: %v, want stage.ErrDown", err)
 	}
 }
 
@@ -242,7 +243,7 @@ func TestSilentStageIsDown(t *testing.T) {
 // queued, stopped if running; it creates no session, and the stream goes on.
 func TestCancelledStepStopsOnWorker(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
-	c := startClusterWith(t, dir, []int{0, 4}, StageConfig{StepDelay: 500 * time.Millisecond}, SchedulerConfig{}, 10*time.Second)
+	c := startClusterWith(t, dir, []int{0, 4}, stage.Config{StepDelay: 500 * time.Millisecond}, Config{}, 10*time.Second)
 	defer c.close()
 	cl := c.sched.Route().Stages[0].Client
 	ctx, cancel := context.WithCancel(context.Background())
@@ -363,7 +364,7 @@ func TestAdmission(t *testing.T) {
 func TestBatchingKeepsSessionsTogether(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
 	for _, hosts := range []int{1, 2} {
-		c := startClusterWith(t, dir, []int{0, 2, 4}, StageConfig{StepDelay: 2 * time.Millisecond}, SchedulerConfig{}, 10*time.Second)
+		c := startClusterWith(t, dir, []int{0, 2, 4}, stage.Config{StepDelay: 2 * time.Millisecond}, Config{}, 10*time.Second)
 		r := *c.sched.Route()
 		r.Hosts = hosts
 		c.sched.SetRoute(&r)

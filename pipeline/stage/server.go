@@ -1,8 +1,9 @@
-package pipeline
+package stage
 
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"runtime"
@@ -22,8 +23,8 @@ import (
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
 
-// StageConfig configures a worker's stage server.
-type StageConfig struct {
+// Config configures a worker's stage server.
+type Config struct {
 	WorkerID string
 	Version  string
 	// MaxStepRows bounds the rows (tokens) of one step; default 8192.
@@ -40,10 +41,12 @@ type StageConfig struct {
 	// Heartbeat is how often a running step tells the coordinator it is
 	// alive (StageResponse.progress); default 1 s.
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// Registerer, if set, gets the worker's Prometheus metrics.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
-func (c *StageConfig) defaults() {
+func (c *Config) defaults() {
 	if c.MaxStepRows <= 0 {
 		c.MaxStepRows = 8192
 	}
@@ -63,11 +66,11 @@ func (c *StageConfig) defaults() {
 
 const maxSessionID = 256
 
-// StageServer serves the Stage service over the layers a worker holds.
-type StageServer struct {
+// Server serves the Stage service over the layers a worker holds.
+type Server struct {
 	phalanxpb.UnimplementedStageServer
-	cfg     StageConfig
-	metrics *WorkerMetrics // nil without NewWorkerMetrics
+	cfg     Config
+	metrics *metrics // nil without Config.Registerer
 
 	mu       sync.Mutex // guards the fields below
 	model    *engine.Model
@@ -78,7 +81,7 @@ type StageServer struct {
 	compute sync.Mutex // one step at a time: a step already uses every core
 }
 
-var _ phalanxpb.StageServer = (*StageServer)(nil)
+var _ phalanxpb.StageServer = (*Server)(nil)
 
 // stageSession is one session's KV cache. Steps hold it by pointer while
 // they compute (busy > 0) with s.mu released: Release and idle eviction may
@@ -92,16 +95,20 @@ type stageSession struct {
 	bytes int64
 }
 
-// NewStageServer returns a server that holds no layers yet.
-func NewStageServer(cfg StageConfig) *StageServer {
+// NewServer returns a server that holds no layers yet.
+func NewServer(cfg Config) *Server {
 	cfg.defaults()
-	return &StageServer{cfg: cfg, budget: cfg.CacheBudget, sessions: map[string]*stageSession{}}
+	s := &Server{cfg: cfg, budget: cfg.CacheBudget, sessions: map[string]*stageSession{}}
+	if cfg.Registerer != nil {
+		s.metrics = newMetrics(cfg.Registerer, s)
+	}
+	return s
 }
 
 // Install makes m the served layers, ready for epoch. Sessions whose caches
 // belong to another layer range are dropped (the coordinator replays them);
 // the previous model is closed once no step uses it.
-func (s *StageServer) Install(m *engine.Model, epoch uint64) {
+func (s *Server) Install(m *engine.Model, epoch uint64) {
 	s.compute.Lock()
 	defer s.compute.Unlock()
 	s.mu.Lock()
@@ -117,7 +124,7 @@ func (s *StageServer) Install(m *engine.Model, epoch uint64) {
 }
 
 // Unload frees the layers and every session: the worker is a spare.
-func (s *StageServer) Unload() {
+func (s *Server) Unload() {
 	s.compute.Lock()
 	defer s.compute.Unlock()
 	s.mu.Lock()
@@ -129,22 +136,25 @@ func (s *StageServer) Unload() {
 	clear(s.sessions)
 }
 
+// MaxStepRows is the most rows (tokens) a step may carry.
+func (s *Server) MaxStepRows() int { return s.cfg.MaxStepRows }
+
 // SetCacheBudget changes the bytes all KV caches may use (0: no bound).
-func (s *StageServer) SetCacheBudget(b int64) {
+func (s *Server) SetCacheBudget(b int64) {
 	s.mu.Lock()
 	s.budget = b
 	s.mu.Unlock()
 }
 
 // SetEpoch marks the held layers ready for a new plan epoch that keeps them.
-func (s *StageServer) SetEpoch(epoch uint64) {
+func (s *Server) SetEpoch(epoch uint64) {
 	s.mu.Lock()
 	s.epoch = epoch
 	s.mu.Unlock()
 }
 
 // Held returns the layer range held and the epoch it is ready for.
-func (s *StageServer) Held() (engine.LayerRange, uint64, bool) {
+func (s *Server) Held() (engine.LayerRange, uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.model == nil {
@@ -154,13 +164,13 @@ func (s *StageServer) Held() (engine.LayerRange, uint64, bool) {
 }
 
 // Stats reports the sessions held and the bytes their caches use.
-func (s *StageServer) Stats() (sessions int, cacheBytes int64) {
+func (s *Server) Stats() (sessions int, cacheBytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions), s.cacheBytesLocked()
 }
 
-func (s *StageServer) cacheBytesLocked() int64 {
+func (s *Server) cacheBytesLocked() int64 {
 	var n int64
 	for _, ss := range s.sessions {
 		n += ss.bytes
@@ -169,10 +179,10 @@ func (s *StageServer) cacheBytesLocked() int64 {
 }
 
 // Close frees the layers and every session.
-func (s *StageServer) Close() { s.Unload() }
+func (s *Server) Close() { s.Unload() }
 
 // Run evicts idle sessions until ctx ends.
-func (s *StageServer) Run(ctx context.Context) {
+func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(max(s.cfg.IdleTimeout/4, 10*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -185,7 +195,7 @@ func (s *StageServer) Run(ctx context.Context) {
 	}
 }
 
-func (s *StageServer) evictIdle(now time.Time) {
+func (s *Server) evictIdle(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, ss := range s.sessions {
@@ -213,7 +223,7 @@ const maxQueuedSteps = 256
 // running; steps are computed one after another and answered in order.
 // When the stream ends (the coordinator gave up on it), the running step
 // stops between layers and the queued ones are dropped.
-func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
+func (s *Server) Process(stream phalanxpb.Stage_ProcessServer) error {
 	ctx := stream.Context()
 	queue := make(chan *queuedStep, maxQueuedSteps)
 	var mu sync.Mutex
@@ -276,7 +286,7 @@ func (s *StageServer) Process(stream phalanxpb.Stage_ProcessServer) error {
 
 // answer computes one step, sending heartbeats while it runs, and sends its
 // answer.
-func (s *StageServer) answer(q *queuedStep, send func(*phalanxpb.StageResponse) error, buf []float32) ([]float32, error) {
+func (s *Server) answer(q *queuedStep, send func(*phalanxpb.StageResponse) error, buf []float32) ([]float32, error) {
 	req := q.req
 	resp := &phalanxpb.StageResponse{StepId: req.GetStepId()}
 	stopBeat := make(chan struct{})
@@ -340,7 +350,7 @@ func (s *StageServer) answer(q *queuedStep, send func(*phalanxpb.StageResponse) 
 // step validates and runs one request; on error nothing has changed. A
 // step whose ctx ends (cancelled, or its stream gone) stops between layers
 // with CANCELLED.
-func (s *StageServer) step(ctx context.Context, req *phalanxpb.StageRequest, resp *phalanxpb.StageResponse, buf []float32) ([]float32, error) {
+func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *phalanxpb.StageResponse, buf []float32) ([]float32, error) {
 	if ctx.Err() != nil {
 		return buf, status.Error(codes.Canceled, "stage: step cancelled")
 	}
@@ -487,7 +497,7 @@ func (s *StageServer) step(ctx context.Context, req *phalanxpb.StageRequest, res
 }
 
 // Release frees sessions' caches; unknown ids are ignored.
-func (s *StageServer) Release(_ context.Context, req *phalanxpb.ReleaseRequest) (*phalanxpb.ReleaseResponse, error) {
+func (s *Server) Release(_ context.Context, req *phalanxpb.ReleaseRequest) (*phalanxpb.ReleaseResponse, error) {
 	if n := len(req.GetSessionIds()); n > 100000 {
 		return nil, status.Errorf(codes.InvalidArgument, "release: %d ids in one call", n)
 	}
@@ -504,7 +514,7 @@ func (s *StageServer) Release(_ context.Context, req *phalanxpb.ReleaseRequest) 
 }
 
 // Info describes what the worker holds.
-func (s *StageServer) Info(context.Context, *phalanxpb.InfoRequest) (*phalanxpb.InfoResponse, error) {
+func (s *Server) Info(context.Context, *phalanxpb.InfoRequest) (*phalanxpb.InfoResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &phalanxpb.InfoResponse{WorkerId: s.cfg.WorkerID, Version: s.cfg.Version, ReadyEpoch: s.epoch,

@@ -1,4 +1,4 @@
-package pipeline
+package controlplane
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -35,7 +36,7 @@ type WorkerConfig struct {
 	Speed    float64
 	LeaseTTL time.Duration
 	Etcd     *clientv3.Client
-	Stage    *StageServer
+	Stage    *stage.Server
 	Logger   *slog.Logger
 }
 
@@ -65,7 +66,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
 		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
-			LabelMaxStepRows: strconv.Itoa(cfg.Stage.cfg.MaxStepRows), LabelHost: hostName()}}
+			LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: hostName()}}
 	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
 		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)

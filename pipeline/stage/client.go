@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"context"
@@ -14,20 +14,24 @@ import (
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
 
-// ErrStageDown reports a stage whose stream broke or fell silent; its steps
-// in flight are lost and must be replayed elsewhere.
-var ErrStageDown = errors.New("pipeline: stage unavailable")
+// MaxMessageBytes bounds gRPC messages between coordinator and workers: a
+// prefill step of a full context in f32 (2048 × 2560 × 4 = 21 MB) fits.
+const MaxMessageBytes = 64 << 20
 
-// StageClient is the coordinator's end of one worker's step stream. Steps
+// ErrDown reports a stage whose stream broke or fell silent; its steps
+// in flight are lost and must be replayed elsewhere.
+var ErrDown = errors.New("stage: unavailable")
+
+// Client is the coordinator's end of one worker's step stream. Steps
 // from many goroutines share the stream; answers are matched in order. A
-// broken stream fails every step in flight with ErrStageDown and is
+// broken stream fails every step in flight with ErrDown and is
 // reopened by the next step.
 //
 // A stage is judged by progress, not by how long a step takes: while steps
 // are in flight, the worker sends a heartbeat about once a second, and
 // only a stream silent for the whole timeout counts as dead. A step whose
 // caller goes away is cancelled on the worker.
-type StageClient struct {
+type Client struct {
 	Address string
 	conn    *grpc.ClientConn
 	client  phalanxpb.StageClient
@@ -48,30 +52,30 @@ type stepResult struct {
 	err  error
 }
 
-// NewStageClient wraps a connection. A stream with steps in flight that
+// NewClient wraps a connection. A stream with steps in flight that
 // stays silent (no answer, no heartbeat) for timeout counts as failed; 0
 // means 30 s.
-func NewStageClient(addr string, conn *grpc.ClientConn, timeout time.Duration) *StageClient {
+func NewClient(addr string, conn *grpc.ClientConn, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	return &StageClient{Address: addr, conn: conn, client: phalanxpb.NewStageClient(conn), timeout: timeout}
+	return &Client{Address: addr, conn: conn, client: phalanxpb.NewStageClient(conn), timeout: timeout}
 }
 
-// Client is the generated Stage client (for Release and Info).
-func (c *StageClient) Client() phalanxpb.StageClient { return c.client }
+// RPC is the generated Stage client (for Release and Info).
+func (c *Client) RPC() phalanxpb.StageClient { return c.client }
 
 // Step sends one step and waits for its answer. A step-level error the
 // worker reports is returned as a gRPC status error; a broken or silent
-// stream as ErrStageDown. When ctx ends first, the step is cancelled on the
+// stream as ErrDown. When ctx ends first, the step is cancelled on the
 // worker and ctx's error returned.
-func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*phalanxpb.StageResponse, error) {
+func (c *Client) Step(ctx context.Context, req *phalanxpb.StageRequest) (*phalanxpb.StageResponse, error) {
 	ch := make(chan stepResult, 1)
 	c.mu.Lock()
 	if c.stream == nil {
 		if err := c.openLocked(); err != nil {
 			c.mu.Unlock()
-			return nil, fmt.Errorf("%w: %s: %v", ErrStageDown, c.Address, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrDown, c.Address, err)
 		}
 	}
 	gen := c.gen
@@ -99,7 +103,7 @@ func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*p
 				return nil, status.Error(code, r.resp.GetErrorMessage())
 			}
 			if r.resp.GetStepId() != req.GetStepId() {
-				err := fmt.Errorf("%w: %s answered step %d to step %d", ErrStageDown, c.Address, r.resp.GetStepId(), req.GetStepId())
+				err := fmt.Errorf("%w: %s answered step %d to step %d", ErrDown, c.Address, r.resp.GetStepId(), req.GetStepId())
 				c.Reset(err)
 				return nil, err
 			}
@@ -108,7 +112,7 @@ func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*p
 			c.mu.Lock()
 			silent := time.Since(c.heard)
 			if gen == c.gen && c.stream != nil && silent >= c.timeout {
-				c.breakLocked(gen, fmt.Errorf("%w: %s sent nothing for %v with step %d in flight", ErrStageDown, c.Address,
+				c.breakLocked(gen, fmt.Errorf("%w: %s sent nothing for %v with step %d in flight", ErrDown, c.Address,
 					silent.Round(time.Millisecond), req.GetStepId()))
 			}
 			c.mu.Unlock()
@@ -129,13 +133,13 @@ func (c *StageClient) Step(ctx context.Context, req *phalanxpb.StageRequest) (*p
 }
 
 // Reset breaks the current stream, failing steps in flight with err.
-func (c *StageClient) Reset(err error) {
+func (c *Client) Reset(err error) {
 	c.mu.Lock()
 	c.breakLocked(c.gen, err)
 	c.mu.Unlock()
 }
 
-func (c *StageClient) openLocked() error {
+func (c *Client) openLocked() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.client.Process(ctx)
 	if err != nil {
@@ -148,7 +152,7 @@ func (c *StageClient) openLocked() error {
 	return nil
 }
 
-func (c *StageClient) receive(stream phalanxpb.Stage_ProcessClient, gen int) {
+func (c *Client) receive(stream phalanxpb.Stage_ProcessClient, gen int) {
 	for {
 		resp, err := stream.Recv()
 		c.mu.Lock()
@@ -179,15 +183,15 @@ func (c *StageClient) receive(stream phalanxpb.Stage_ProcessClient, gen int) {
 }
 
 // breakLocked ends the stream of generation gen and fails its pending steps.
-func (c *StageClient) breakLocked(gen int, cause error) {
+func (c *Client) breakLocked(gen int, cause error) {
 	if gen != c.gen || c.stream == nil {
 		return
 	}
 	c.cancel()
 	c.stream, c.cancel = nil, nil
 	err := cause
-	if !errors.Is(err, ErrStageDown) {
-		err = fmt.Errorf("%w: %s: %v", ErrStageDown, c.Address, cause)
+	if !errors.Is(err, ErrDown) {
+		err = fmt.Errorf("%w: %s: %v", ErrDown, c.Address, cause)
 	}
 	for _, ch := range c.pending {
 		ch <- stepResult{err: err}
@@ -196,6 +200,6 @@ func (c *StageClient) breakLocked(gen int, cause error) {
 }
 
 // Close ends the stream (not the connection, which the caller owns).
-func (c *StageClient) Close() {
+func (c *Client) Close() {
 	c.Reset(errors.New("client closed"))
 }

@@ -1,0 +1,49 @@
+package controlplane
+
+import (
+	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
+	"github.com/phalanx-llm/phalanx/shard"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// LabelMaxStepRows is the worker label that publishes the rows its stage
+// takes in one step.
+const LabelMaxStepRows = "max_step_rows"
+
+// LabelHost is the worker label that names its machine.
+const LabelHost = "host"
+
+// defaultMaxSessions is the session limit before a plan gives the workers'
+// budgets.
+const defaultMaxSessions = 64
+
+// sessionTokensBudgeted is the length a session is assumed to reach when the
+// session limit is derived from KV cache budgets: long enough for a chat
+// turn, a quarter of Phi-2's window.
+const sessionTokensBudgeted = 512
+
+// AutoMaxSessions derives the session limit from the plan: for each stage,
+// the KV cache budget its worker has left after its layers (what it offers,
+// less the weights and the worker's reserve) divided by the cache of one
+// sessionTokensBudgeted-token session over its layers (f32 keys and
+// values); the smallest stage decides, within [4, dataplane.MaxQueuedSteps/2].
+// Sessions that grow longer are still served while the budget lasts; a
+// worker out of budget refuses the step with RESOURCE_EXHAUSTED.
+func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, size shard.ModelSize, kvDim int) int {
+	limit := dataplane.MaxQueuedSteps / 2
+	for _, st := range plan.Stages {
+		layers := uint64(st.End - st.Start)
+		w, ok := workers[st.WorkerID]
+		if !ok || layers == 0 {
+			continue
+		}
+		used := layers*size.LayerBytes + workerReserve
+		if w.MemoryFree <= used {
+			limit = min(limit, 4)
+			continue
+		}
+		perSession := layers * sessionTokensBudgeted * uint64(kvDim) * 2 * 4
+		limit = min(limit, int((w.MemoryFree-used)/perSession))
+	}
+	return max(limit, 4)
+}

@@ -1,0 +1,185 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/phalanx-llm/phalanx/shard"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// replan computes the plan for the current workers and publishes it when
+// the assignment changes.
+func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		c.mu.Unlock()
+		return // first probes still running; they trigger a re-plan when done
+	}
+	cur := c.plan
+	var infos []shard.WorkerInfo
+	for _, w := range c.workers {
+		if w.Labels["model"] != c.modelID || !c.reachable[w.ID+"@"+w.Address] {
+			continue // another model, or not (yet) verified over the wire
+		}
+		infos = append(infos, w.WorkerInfo)
+	}
+	c.mu.Unlock()
+	// --min-workers holds back the first plan until enough workers joined;
+	// once serving, losing workers re-plans onto whoever remains.
+	opts := shard.PlanOptions{MinWorkers: max(c.cfg.MinWorkers, 1), Model: c.modelID, Now: time.Now()}
+	if cur.Epoch > 0 {
+		opts.PreferStable = &cur
+		opts.MinWorkers = 1
+	}
+	next, err := shard.MakePlan(c.size, infos, opts)
+	if err != nil {
+		c.mu.Lock()
+		changed := c.planErr == nil || c.planErr.Error() != err.Error()
+		c.planErr = err
+		c.mu.Unlock()
+		switch {
+		case !changed:
+		case cur.Epoch == 0 && errors.Is(err, shard.ErrNotEnoughWorkers):
+			// Start-up, waiting for --min-workers: expected, not an error.
+			c.log.Info("waiting for workers before the first plan", "workers", len(infos), "min_workers", opts.MinWorkers)
+		default:
+			c.log.Error("cannot plan the model over the workers", "workers", len(infos), "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	c.planErr = nil
+	c.mu.Unlock()
+	if cur.Epoch > 0 && next.SameAssignment(cur) && sameAddresses(next, cur) {
+		return
+	}
+	next.Epoch = cur.Epoch + 1
+	if mix := kernelMix(next, infos); mix != "" {
+		next.Explanation += "\n" + mix
+		c.log.Warn("workers run different kernel sets", "sets", mix)
+	}
+	if err := lead.PublishPlan(ctx, next, cur.Epoch); err != nil {
+		// Publishing is fenced by the leadership, so no other leader wrote
+		// what is stored: it is not adopted but reconciled (lead retries).
+		c.log.Error("cannot publish the plan", "epoch", next.Epoch, "err", err)
+		c.mu.Lock()
+		c.planSuspect = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Lock()
+	c.plan = next
+	c.mu.Unlock()
+	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+}
+
+// reconcile makes the stored plan the leader's. A plan it did not write —
+// a foreign write, garbage, a deletion — is replaced by the leader's own
+// under an epoch past both, so workers that followed the foreign one
+// reload what the leader intends. Before the leader has a plan of its own,
+// a usable stored plan is recovered (as at the start of the leadership)
+// and anything else is cleared so the first plan can be published.
+func (c *Coordinator) reconcile(ctx context.Context, lead *registry.Leadership) {
+	err := c.reconcileOnce(ctx, lead)
+	c.mu.Lock()
+	c.planSuspect = err != nil
+	c.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		c.log.Error("cannot restore the leader's plan; retrying", "err", err)
+	}
+}
+
+func (c *Coordinator) reconcileOnce(ctx context.Context, lead *registry.Leadership) error {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stored, err := registry.ReadPlan(rctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	own := c.plan
+	c.mu.Unlock()
+	if stored.Present && stored.Err == nil && stored.Plan.Epoch == own.Epoch && stored.Plan.SameAssignment(own) {
+		return nil
+	}
+	if own.Epoch == 0 {
+		switch {
+		case !stored.Present:
+			return nil
+		case stored.Err == nil && stored.Plan.Model == c.modelID:
+			c.mu.Lock()
+			c.plan = stored.Plan
+			c.mu.Unlock()
+			c.log.Info("recovered the plan from etcd", "epoch", stored.Plan.Epoch, "stages", len(stored.Plan.Stages))
+			return nil
+		}
+		c.log.Warn("the stored plan is not usable: clearing it", "change", planChange(own, stored))
+		return lead.ClearPlan(rctx, stored.ModRevision)
+	}
+	next := own
+	next.Epoch = max(own.Epoch, stored.Plan.Epoch) + 1
+	if err := lead.RestorePlan(rctx, next, stored.ModRevision); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.plan = next
+	c.mu.Unlock()
+	c.log.Warn("the stored plan was not the leader's: restored the leader's plan under a new epoch",
+		"change", planChange(own, stored), "epoch", next.Epoch)
+	return nil
+}
+
+// planChange says how the stored plan differs from the leader's.
+func planChange(own shard.Plan, stored registry.StoredPlan) string {
+	switch {
+	case !stored.Present:
+		return "the plan was deleted"
+	case stored.Err != nil:
+		return "the stored value is not a usable plan: " + stored.Err.Error()
+	case stored.Plan.Model != own.Model:
+		return fmt.Sprintf("the stored plan is for model %q, the leader serves %q (epoch %d)", stored.Plan.Model, own.Model, stored.Plan.Epoch)
+	}
+	return fmt.Sprintf("epoch %d %s replaced epoch %d %s", stored.Plan.Epoch, stageList(stored.Plan), own.Epoch, stageList(own))
+}
+
+func stageList(p shard.Plan) string {
+	parts := make([]string, len(p.Stages))
+	for i, st := range p.Stages {
+		parts[i] = fmt.Sprintf("%s[%d,%d)@%s", st.WorkerID, st.Start, st.End, st.Address)
+	}
+	return "(" + strings.Join(parts, " ") + ")"
+}
+
+// kernelMix says which kernel sets the plan's workers run, when they do not
+// all run the same one: each set sums in its own order, so a replay on a
+// worker of another set rebuilds a KV cache that differs in its last bits,
+// and the continued answer may differ from the one the lost worker would
+// have given. Empty when the sets agree (or workers do not say).
+func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
+	inPlan := map[string]bool{}
+	for _, st := range p.Stages {
+		inPlan[st.WorkerID] = true
+	}
+	bySet := map[string][]string{}
+	for _, w := range infos {
+		if k := w.Labels["kernels"]; k != "" && inPlan[w.ID] {
+			bySet[k] = append(bySet[k], w.ID)
+		}
+	}
+	if len(bySet) < 2 {
+		return ""
+	}
+	sets := make([]string, 0, len(bySet))
+	for k, ids := range bySet {
+		sort.Strings(ids)
+		sets = append(sets, fmt.Sprintf("%s: %s", k, strings.Join(ids, ", ")))
+	}
+	sort.Strings(sets)
+	return "note: workers run different kernel sets (" + strings.Join(sets, "; ") +
+		"); a replay after a failure may continue an answer differently in rare close calls"
+}

@@ -1,0 +1,191 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/shard"
+	"github.com/phalanx-llm/phalanx/shard/registry"
+)
+
+// probeNew starts probing every worker not yet verified: an Info call over
+// the stage transport, retried every few seconds while the worker stays
+// registered. A worker that cannot be reached — or, with mTLS, whose
+// certificate the CA did not sign — is never given layers.
+func (c *Coordinator) probeNew(ctx context.Context, ws []registry.WorkerRecord) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	present := map[string]bool{}
+	for _, w := range ws {
+		key := w.ID + "@" + w.Address
+		present[key] = true
+		if c.reachable[key] || c.probing[key] {
+			continue
+		}
+		cl, err := c.clientLocked(w.ID, w.Address)
+		if err != nil {
+			c.log.Warn("cannot dial a worker", "worker", w.ID, "address", w.Address, "err", err)
+			continue
+		}
+		c.probing[key] = true
+		c.pending[key] = true
+		go c.probe(ctx, key, w.ID, cl)
+	}
+	for key := range c.reachable {
+		if !present[key] {
+			delete(c.reachable, key) // re-verified if it comes back
+		}
+	}
+	for key := range c.pending {
+		if !present[key] {
+			delete(c.pending, key)
+		}
+	}
+}
+
+func (c *Coordinator) probe(ctx context.Context, key, id string, cl *stage.Client) {
+	settled := func() {
+		c.mu.Lock()
+		wasPending := c.pending[key]
+		delete(c.pending, key)
+		c.mu.Unlock()
+		if wasPending {
+			select {
+			case c.probed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	defer func() {
+		c.mu.Lock()
+		delete(c.probing, key)
+		c.mu.Unlock()
+		settled()
+	}()
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		info, err := cl.RPC().Info(pctx, &phalanxpb.InfoRequest{})
+		cancel()
+		if err == nil && info.GetWorkerId() == id {
+			c.mu.Lock()
+			c.reachable[key] = true
+			c.mu.Unlock()
+			select {
+			case c.probed <- struct{}{}:
+			default:
+			}
+			return
+		}
+		settled() // a failed first probe no longer holds planning back
+		if err == nil {
+			err = fmt.Errorf("it says it is %q", info.GetWorkerId())
+		}
+		if attempt == 0 || attempt%12 == 0 {
+			c.log.Warn("worker not usable: not planned until it answers", "worker", id, "address", cl.Address, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		c.mu.Lock()
+		still := false
+		for _, w := range c.workers {
+			still = still || w.ID+"@"+w.Address == key
+		}
+		c.mu.Unlock()
+		if !still {
+			return
+		}
+	}
+}
+
+func sameAddresses(a, b shard.Plan) bool {
+	for i := range a.Stages {
+		if a.Stages[i].Address != b.Stages[i].Address {
+			return false
+		}
+	}
+	return true
+}
+
+// updateRoute switches the scheduler to the current plan once every stage
+// reports ready for its epoch.
+func (c *Coordinator) updateRoute() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plan := c.plan
+	if plan.Epoch == 0 {
+		return
+	}
+	if r := c.sched.Route(); r != nil && r.Epoch == plan.Epoch {
+		return
+	}
+	byID := map[string]registry.WorkerRecord{}
+	for _, w := range c.workers {
+		byID[w.ID] = w
+	}
+	for _, st := range plan.Stages {
+		w, ok := byID[st.WorkerID]
+		if !ok || w.ReadyEpoch != plan.Epoch || w.Layers != [2]int{st.Start, st.End} {
+			return // not ready yet; the next worker update retries
+		}
+	}
+	route := &dataplane.Route{Epoch: plan.Epoch}
+	hosts := map[string]bool{}
+	for _, st := range plan.Stages {
+		cl, err := c.clientLocked(st.WorkerID, st.Address)
+		if err != nil {
+			c.log.Error("cannot connect to a stage", "worker", st.WorkerID, "address", st.Address, "err", err)
+			return
+		}
+		route.Stages = append(route.Stages, dataplane.RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
+		hosts[byID[st.WorkerID].Labels[LabelHost]] = true
+		if n, err := strconv.Atoi(byID[st.WorkerID].Labels[LabelMaxStepRows]); err == nil && n > 0 &&
+			(route.MaxStepRows == 0 || n < route.MaxStepRows) {
+			route.MaxStepRows = n
+		}
+	}
+	if !hosts[""] {
+		route.Hosts = len(hosts)
+	}
+	c.sched.SetRoute(route)
+	limit := c.cfg.MaxSessions
+	if limit <= 0 {
+		limit = AutoMaxSessions(plan, byID, c.size, c.ends.Config.KVDim())
+		c.admit.SetLimit(limit)
+	}
+	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit,
+		"max_step_rows", route.MaxStepRows, "hosts", route.Hosts)
+}
+
+func (c *Coordinator) clientLocked(id, addr string) (*stage.Client, error) {
+	key := id + "@" + addr
+	if cl := c.clients[key]; cl != nil {
+		return cl, nil
+	}
+	conn := c.conns[addr]
+	if conn == nil {
+		opts := append([]grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(stage.MaxMessageBytes), grpc.MaxCallSendMsgSize(stage.MaxMessageBytes)),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+		}, c.cfg.DialOptions...) // later options (TLS credentials) override
+		var err error
+		if conn, err = grpc.NewClient(addr, opts...); err != nil {
+			return nil, err
+		}
+		c.conns[addr] = conn
+	}
+	cl := stage.NewClient(addr, conn, c.cfg.StageTimeout)
+	c.clients[key] = cl
+	return cl, nil
+}

@@ -1,8 +1,8 @@
 package openai
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,27 +11,16 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
 	"github.com/phalanx-llm/phalanx/pipeline"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// echoGen answers every request with "ok" and counts them.
-type echoGen struct{ calls int }
-
-func (g *echoGen) CheckServing() error { return nil }
-func (g *echoGen) ModelID() string     { return "phi-2@test" }
-func (g *echoGen) Generate(_ context.Context, _ string, req textgen.Request, _ func(textgen.Chunk) error) (*textgen.Result, error) {
-	g.calls++
-	return &textgen.Result{Text: "ok", FinishReason: sample.FinishStop, PromptTokens: req.Tokens}, nil
-}
-
 // serve runs the API on a real socket; configure may restrict it.
-func serve(t *testing.T, keys *Keys, configure func(s *Server, addr string)) (string, *echoGen) {
+func serve(t *testing.T, keys *Keys, configure func(s *Server, addr string)) (string, *fakeGen) {
 	t.Helper()
-	gen := &echoGen{}
+	gen := &fakeGen{chunks: []textgen.Chunk{{Tokens: []int{1}, Text: "ok"}}}
 	api := New(gen, keys, nil)
 	srv := httptest.NewUnstartedServer(api)
 	if configure != nil {
@@ -73,11 +62,22 @@ func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 // The documented limits hold over HTTP: a 1 MiB prompt (text, or chat
 // messages once rendered), MaxPromptTokens ids, 16 stop sequences of at
-// most 256 bytes — a single stop string included.
+// most 256 bytes — a single stop string included —, 256 chat messages and
+// 1024 logit_bias entries.
 func TestRequestLimits(t *testing.T) {
 	url, gen := serve(t, nil, nil)
 	big := strings.Repeat("a", pipeline.MaxPromptBytes)
 	ids := strings.TrimSuffix(strings.Repeat("1,", pipeline.MaxPromptTokens+1), ",")
+	messages := func(n int) string {
+		return `{"messages":[` + strings.Repeat(`{"role":"user","content":"hi"},`, n-1) + `{"role":"user","content":"hi"}]}`
+	}
+	logitBias := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, `"%d":1,`, i)
+		}
+		return `{"prompt":"x","logit_bias":{` + strings.TrimSuffix(b.String(), ",") + `}}`
+	}
 	for _, tc := range []struct {
 		name, path, body string
 		want             int
@@ -94,13 +94,19 @@ func TestRequestLimits(t *testing.T) {
 		{"one stop string over", "/v1/completions", `{"prompt":"x","stop":` + quote(big[:257]) + `}`, 400},
 		{"a stop in an array over", "/v1/completions", `{"prompt":"x","stop":["a",` + quote(big[:257]) + `]}`, 400},
 		{"17 stops", "/v1/completions", `{"prompt":"x","stop":[` + strings.Repeat(`"s",`, 16) + `"s"]}`, 400},
+		{"16 stops", "/v1/completions", `{"prompt":"x","stop":[` + strings.Repeat(`"s",`, 15) + `"s"]}`, 200},
+		{"256 messages", "/v1/chat/completions", messages(256), 200},
+		{"257 messages", "/v1/chat/completions", messages(257), 400},
+		{"no messages", "/v1/chat/completions", `{"messages":[]}`, 400},
+		{"1024 logit_bias entries", "/v1/completions", logitBias(1024), 200},
+		{"1025 logit_bias entries", "/v1/completions", logitBias(1025), 400},
 	} {
-		before := gen.calls
+		before := gen.calls()
 		code, msg := post(t, url, tc.path, tc.body, jsonType)
 		if code != tc.want {
 			t.Errorf("%s: %d %q, want %d", tc.name, code, msg, tc.want)
 		}
-		if tc.want != 200 && gen.calls != before {
+		if tc.want != 200 && gen.calls() != before {
 			t.Errorf("%s: refused but generated", tc.name)
 		}
 	}
@@ -122,10 +128,10 @@ func TestContentTypeRequired(t *testing.T) {
 		if ct != "" {
 			h["Content-Type"] = ct
 		}
-		before := gen.calls
+		before := gen.calls()
 		if code, msg := post(t, url, "/v1/completions", `{"prompt":"x"}`, h); code != want {
 			t.Errorf("Content-Type %q: %d %q, want %d", ct, code, msg, want)
-		} else if want != 200 && gen.calls != before {
+		} else if want != 200 && gen.calls() != before {
 			t.Errorf("Content-Type %q: refused but generated", ct)
 		}
 	}

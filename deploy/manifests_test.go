@@ -38,7 +38,7 @@ const (
 )
 
 // Phi-2 in F16 (microsoft/phi-2): 32 decoder layers of hidden size 2560 and
-// MLP size 10240, 2048 positions. The planner (pipeline/coordinator.go,
+// MLP size 10240, 2048 positions. The planner (pipeline/controlplane,
 // shard/planner.go) caps a worker at (--memory − fixed) / (layer + KV).
 const (
 	phi2Layers   = 32

@@ -1,31 +1,16 @@
-// Package pipeline moves activations between the stages of a Phalanx
-// cluster: the stage server a worker runs over its layers, the stage client
-// and scheduler the coordinator runs over the plan, and the sessions whose
-// KV caches live on the workers.
+// Package pipeline moves activations through a Phalanx cluster. It holds no
+// code of its own: each concern is a package below it, and a request
+// travels them in one direction, api → controlplane → dataplane → stage.
 //
-// # The step protocol
-//
-// A coordinator keeps one bidirectional Stage.Process stream per worker. A
-// step is one micro-batch: the hidden states of several sessions'
-// consecutive tokens, each session named with its first position, as raw
-// little-endian f32 or f16 rows. The worker runs its layers over the whole
-// batch at once, so every weight is read once for all sessions, appends to
-// each session's KV cache, and answers with the output rows in the same
-// order. Steps on a stream are answered in order.
-//
-// A step either applies completely or not at all: a worker that rejects a
-// step (wrong epoch or layer range, a malformed tensor, a session it cannot
-// hold) answers it with an error code and leaves every cache unchanged, and
-// the stream stays open for the next step.
-//
-// Positions make the protocol idempotent: a span whose position is below
-// what the worker holds truncates the cache first, so the coordinator can
-// replay a session from any earlier position (after a failure, or into a
-// new stage) without a separate reset message.
-//
-// # Memory
-//
-// A worker's KV caches live under a byte budget. A step that would exceed
-// it is answered RESOURCE_EXHAUSTED; sessions are freed by Release and, when
-// forgotten, after an idle timeout.
+//   - api: the public Inference gRPC service — request conversion, the one
+//     set of request limits, and the mapping of errors to gRPC statuses.
+//     (internal/openai is the HTTP edge over the same limits.)
+//   - controlplane: the coordinator's leadership, planning, probing of
+//     workers, routing, admission limits and status; and the worker agent
+//     that registers, follows the plan and loads its layers.
+//   - dataplane: the scheduler — sessions, continuous batching into
+//     micro-batches, chunked prefill, admission, cancellation and replay
+//     after a failure.
+//   - stage: the step stream between coordinator and worker, both ends of
+//     it (the worker's stage server and the coordinator's client).
 package pipeline

@@ -23,7 +23,7 @@ import (
 //go:embed static
 var assets embed.FS
 
-// StatusFunc returns the cluster's status, as (*pipeline.Coordinator).Status does.
+// StatusFunc returns the cluster's status, as (*controlplane.Coordinator).Status does.
 type StatusFunc func(ctx context.Context) *phalanxpb.ClusterStatusResponse
 
 // Mux is where the console's routes go: an http.ServeMux or the OpenAI

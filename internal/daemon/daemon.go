@@ -43,7 +43,9 @@ import (
 	"github.com/phalanx-llm/phalanx/internal/openai"
 	"github.com/phalanx-llm/phalanx/internal/tlsutil"
 	"github.com/phalanx-llm/phalanx/internal/zapslog"
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/api"
+	"github.com/phalanx-llm/phalanx/pipeline/controlplane"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -172,7 +174,7 @@ func notStepStream(info *stats.RPCTagInfo) bool {
 
 func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	s := grpc.NewServer(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(pipeline.MaxMessageBytes), grpc.MaxSendMsgSize(pipeline.MaxMessageBytes),
+		grpc.MaxRecvMsgSize(stage.MaxMessageBytes), grpc.MaxSendMsgSize(stage.MaxMessageBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(notStepStream))),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 	}, opts...)...)
@@ -277,18 +279,17 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopTracing()
-	coord, err := pipeline.NewCoordinator(pipeline.CoordinatorConfig{
+	reg := newRegistry()
+	coord, err := controlplane.NewCoordinator(controlplane.CoordinatorConfig{
 		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
 		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk, MicroBatches: *microBatches,
-		DialOptions: stageDialOptions(nodeTLS),
+		DialOptions: stageDialOptions(nodeTLS), Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	defer coord.Close()
-	reg := newRegistry()
-	pipeline.NewCoordinatorMetrics(reg, coord)
 	if *metricsAddr != "" {
 		ms, err := serveMetrics(*metricsAddr, reg, log)
 		if err != nil {
@@ -301,7 +302,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	// The public API takes small requests; Stage traffic needs MaxMessageBytes.
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(pipeline.MaxRequestBytes)}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(api.MaxRequestBytes)}
 	if nodeTLS != nil {
 		// Clients of the public API authenticate with API keys; a client
 		// certificate is checked against the CA when one is presented.
@@ -315,7 +316,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		listeners = 2
 	}
 	srv, hs := grpcServer(opts...)
-	phalanxpb.RegisterInferenceServer(srv, pipeline.NewInferenceServer(coord))
+	phalanxpb.RegisterInferenceServer(srv, api.NewInferenceServer(coord))
 	go srv.Serve(sf.limit(lis, "grpc", listeners, log))
 	defer srv.Stop()
 	if *httpAddr != "" {
@@ -427,12 +428,11 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopTracing()
-	stage := pipeline.NewStageServer(pipeline.StageConfig{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay,
-		MaxStepRows: *maxStepRows, Logger: log})
-	defer stage.Close()
+	reg := newRegistry()
+	stageSrv := stage.NewServer(stage.Config{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay,
+		MaxStepRows: *maxStepRows, Logger: log, Registerer: reg})
+	defer stageSrv.Close()
 	if *metricsAddr != "" {
-		reg := newRegistry()
-		pipeline.NewWorkerMetrics(reg, stage)
 		ms, err := serveMetrics(*metricsAddr, reg, log)
 		if err != nil {
 			return err
@@ -445,17 +445,17 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(tlsutil.Coordinator))))
 	}
 	srv, hs := grpcServer(sopts...)
-	phalanxpb.RegisterStageServer(srv, stage)
+	phalanxpb.RegisterStageServer(srv, stageSrv)
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
 	go srv.Serve(sf.limit(lis, "grpc", 1, log))
 	defer srv.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go stage.Run(ctx)
+	go stageSrv.Run(ctx)
 	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
-	return pipeline.RunWorker(ctx, pipeline.WorkerConfig{
+	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
-		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stage, Logger: log,
+		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
 	})
 }
 

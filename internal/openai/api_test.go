@@ -24,7 +24,8 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/prompt"
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
+	"github.com/phalanx-llm/phalanx/pipeline/stage"
 )
 
 // request serves one request in process. header holds name, value pairs;
@@ -141,9 +142,9 @@ func TestResponses(t *testing.T) {
 			events(fmt.Sprintf(chunk, `{"content":"Hel","role":"assistant"}`, "null"),
 				`{"error":{"message":"stage 1 is gone","type":"server_error","param":null,"code":null}}`)},
 		{"domain error after the first event", "/v1/completions", `{"prompt":"x","stream":true}`,
-			&fakeGen{chunks: hello[:1], err: fmt.Errorf("decode: %w", pipeline.ErrStageDown)},
+			&fakeGen{chunks: hello[:1], err: fmt.Errorf("decode: %w", stage.ErrDown)},
 			events(fmt.Sprintf(cmpl, "null", "Hel"),
-				`{"error":{"message":"decode: pipeline: stage unavailable","type":"server_error","param":null,"code":null}}`)},
+				`{"error":{"message":"decode: stage: unavailable","type":"server_error","param":null,"code":null}}`)},
 		{"error after an event without text", "/v1/completions", `{"prompt":"x","stream":true}`,
 			&fakeGen{chunks: []textgen.Chunk{{Tokens: []int{7}}}, err: status.Error(codes.Internal, "boom")},
 			events(`{"error":{"message":"boom","type":"server_error","param":null,"code":null}}`)},
@@ -377,7 +378,7 @@ func TestErrorMapping(t *testing.T) {
 	}{
 		{"invalid argument", nil, status.Error(codes.InvalidArgument, "prompt too long"), false, 400, "invalid_request_error", "<nil>", "prompt too long", ""},
 		{"out of range", nil, status.Error(codes.OutOfRange, "token 99999"), false, 400, "invalid_request_error", "<nil>", "token 99999", ""},
-		{"busy", nil, pipeline.BusyError("at the session limit"), false, 429, "rate_limit_error", "overloaded", "at the session limit", "2"},
+		{"busy", nil, dataplane.BusyError("at the session limit"), false, 429, "rate_limit_error", "overloaded", "at the session limit", "2"},
 		{"retry info rounded up", nil, retryIn(t, 1500*time.Millisecond), false, 429, "rate_limit_error", "overloaded", "full", "2"},
 		{"retry info", nil, retryIn(t, 7*time.Second), false, 429, "rate_limit_error", "overloaded", "full", "7"},
 		{"exhausted without retry info", nil, status.Error(codes.ResourceExhausted, "out of KV cache"), false, 429, "rate_limit_error", "overloaded", "out of KV cache", "2"},
@@ -389,10 +390,10 @@ func TestErrorMapping(t *testing.T) {
 		{"plain error", nil, errors.New("oops"), false, 500, "server_error", "<nil>", "oops", ""},
 		{"bad request", nil, fmt.Errorf("%w: no tokens", textgen.ErrBadRequest), false, 400, "invalid_request_error", "<nil>", "textgen: invalid request: no tokens", ""},
 		{"invalid params", nil, fmt.Errorf("%w: top_p", sample.ErrInvalidParams), false, 400, "invalid_request_error", "<nil>", "sample: invalid parameters: top_p", ""},
-		{"stage down", nil, fmt.Errorf("stage 2: %w", pipeline.ErrStageDown), false, 503, "server_error", "unavailable", "stage 2: pipeline: stage unavailable", ""},
+		{"stage down", nil, fmt.Errorf("stage 2: %w", stage.ErrDown), false, 503, "server_error", "unavailable", "stage 2: stage: unavailable", ""},
 		{"client gone", nil, errors.New("send: broken"), true, 499, "server_error", "canceled", "context canceled", ""},
 		{"standing by", status.Error(codes.Unavailable, "standing by"), nil, false, 503, "server_error", "unavailable", "standing by", ""},
-		{"not serving, busy", pipeline.BusyError("queue full"), nil, false, 429, "rate_limit_error", "overloaded", "queue full", "2"},
+		{"not serving, busy", dataplane.BusyError("queue full"), nil, false, 429, "rate_limit_error", "overloaded", "queue full", "2"},
 	} {
 		for _, stream := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/stream=%v", tc.name, stream), func(t *testing.T) {
@@ -427,7 +428,7 @@ func TestErrorMapping(t *testing.T) {
 
 // Chat errors go through the same mapping.
 func TestChatErrorMapping(t *testing.T) {
-	gen := &fakeGen{err: pipeline.BusyError("full")}
+	gen := &fakeGen{err: dataplane.BusyError("full")}
 	w := request(New(gen, nil, nil), "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
 	if e := errorOf(t, w); w.Code != 429 || w.Header().Get("Retry-After") != "2" || e.Error.Message != "full" {
 		t.Errorf("%d %v %s", w.Code, w.Header(), w.Body)

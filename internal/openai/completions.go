@@ -9,7 +9,7 @@ import (
 
 	"github.com/phalanx-llm/phalanx/engine/prompt"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/api"
 )
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +155,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, req text
 	if !stream {
 		res, err := s.gen.Generate(r.Context(), id, req, func(textgen.Chunk) error { return nil })
 		if err != nil {
-			writeStatus(w, pipeline.StatusOf(r.Context(), err))
+			writeStatus(w, api.StatusOf(r.Context(), err))
 			return
 		}
 		writeJSON(w, object(res.Text, string(res.FinishReason), usageOf(res)))
@@ -177,7 +177,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, req text
 		return ev.send(object(c.Text, nil, nil))
 	})
 	if err != nil {
-		err = pipeline.StatusOf(r.Context(), err)
+		err = api.StatusOf(r.Context(), err)
 		if !started {
 			writeStatus(w, err)
 			return

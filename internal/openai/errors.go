@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
 )
 
 // apiError is OpenAI's error body.
@@ -52,9 +52,9 @@ func writeStatus(w http.ResponseWriter, err error) {
 	case codes.ResourceExhausted:
 		// Full: at the session limit with the queue full, or a worker out
 		// of KV cache budget. Worth retrying later, as Retry-After says.
-		retry := pipeline.RetryDelay(err)
+		retry := dataplane.RetryDelay(err)
 		if retry <= 0 {
-			retry = pipeline.RetryAfter
+			retry = dataplane.RetryAfter
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "overloaded", st.Message())

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/phalanx-llm/phalanx/engine/textgen"
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/api"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -66,8 +66,8 @@ func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
 // 1024 logit_bias entries.
 func TestRequestLimits(t *testing.T) {
 	url, gen := serve(t, nil, nil)
-	big := strings.Repeat("a", pipeline.MaxPromptBytes)
-	ids := strings.TrimSuffix(strings.Repeat("1,", pipeline.MaxPromptTokens+1), ",")
+	big := strings.Repeat("a", api.MaxPromptBytes)
+	ids := strings.TrimSuffix(strings.Repeat("1,", api.MaxPromptTokens+1), ",")
 	messages := func(n int) string {
 		return `{"messages":[` + strings.Repeat(`{"role":"user","content":"hi"},`, n-1) + `{"role":"user","content":"hi"}]}`
 	}
@@ -89,7 +89,7 @@ func TestRequestLimits(t *testing.T) {
 		{"token ids at the limit", "/v1/completions", `{"prompt":[` + strings.TrimPrefix(ids, "1,") + `]}`, 200},
 		{"chat over", "/v1/chat/completions", `{"messages":[{"role":"user","content":` + quote(big[:600<<10]) +
 			`},{"role":"user","content":` + quote(big[:600<<10]) + `}]}`, 413},
-		{"body over", "/v1/completions", `{"prompt":` + quote(strings.Repeat("\n", pipeline.MaxPromptBytes)) + `}`, 413},
+		{"body over", "/v1/completions", `{"prompt":` + quote(strings.Repeat("\n", api.MaxPromptBytes)) + `}`, 413},
 		{"one stop string at the limit", "/v1/completions", `{"prompt":"x","stop":` + quote(big[:256]) + `}`, 200},
 		{"one stop string over", "/v1/completions", `{"prompt":"x","stop":` + quote(big[:257]) + `}`, 400},
 		{"a stop in an array over", "/v1/completions", `{"prompt":"x","stop":["a",` + quote(big[:257]) + `]}`, 400},

@@ -11,15 +11,15 @@ import (
 
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
-	"github.com/phalanx-llm/phalanx/pipeline"
+	"github.com/phalanx-llm/phalanx/pipeline/api"
 )
 
 // Limits on a request body and its parts; the prompt and stop limits are
-// the gRPC API's (pipeline.MaxPromptBytes and the others).
+// the gRPC API's (api.MaxPromptBytes and the others).
 const (
 	// maxBodyBytes leaves room for JSON's escapes and the other fields
-	// around a prompt of pipeline.MaxPromptBytes.
-	maxBodyBytes = 2 * pipeline.MaxPromptBytes
+	// around a prompt of api.MaxPromptBytes.
+	maxBodyBytes = 2 * api.MaxPromptBytes
 	maxMessages  = 256
 )
 
@@ -140,7 +140,7 @@ func (c *common) toRequest(maxDefault int) (textgen.Request, error) {
 }
 
 // parseStop reads OpenAI's stop: a string, an array of up to
-// pipeline.MaxStops strings, or null. Empty strings are dropped.
+// api.MaxStops strings, or null. Empty strings are dropped.
 func parseStop(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
@@ -152,13 +152,13 @@ func parseStop(raw json.RawMessage) ([]string, error) {
 	} else if err := json.Unmarshal(raw, &many); err != nil {
 		return nil, errors.New("stop must be a string or an array of strings")
 	}
-	if len(many) > pipeline.MaxStops {
-		return nil, fmt.Errorf("%d stop sequences, at most %d", len(many), pipeline.MaxStops)
+	if len(many) > api.MaxStops {
+		return nil, fmt.Errorf("%d stop sequences, at most %d", len(many), api.MaxStops)
 	}
 	var out []string
 	for _, s := range many {
-		if len(s) > pipeline.MaxStopBytes {
-			return nil, fmt.Errorf("a stop sequence of %d bytes exceeds %d", len(s), pipeline.MaxStopBytes)
+		if len(s) > api.MaxStopBytes {
+			return nil, fmt.Errorf("a stop sequence of %d bytes exceeds %d", len(s), api.MaxStopBytes)
 		}
 		if s != "" {
 			out = append(out, s)
@@ -199,15 +199,15 @@ func parsePrompt(raw json.RawMessage) (string, []int, error) {
 }
 
 // promptFits refuses (413) a prompt over the API's limits: the text of
-// pipeline.MaxPromptBytes (for chat, the rendered messages) or
-// pipeline.MaxPromptTokens token ids.
+// api.MaxPromptBytes (for chat, the rendered messages) or
+// api.MaxPromptTokens token ids.
 func promptFits(w http.ResponseWriter, req textgen.Request) bool {
 	msg := ""
 	switch {
-	case len(req.Prompt) > pipeline.MaxPromptBytes:
-		msg = fmt.Sprintf("prompt of %d bytes exceeds the %d-byte limit", len(req.Prompt), pipeline.MaxPromptBytes)
-	case len(req.Tokens) > pipeline.MaxPromptTokens:
-		msg = fmt.Sprintf("prompt of %d token ids exceeds the %d-token limit", len(req.Tokens), pipeline.MaxPromptTokens)
+	case len(req.Prompt) > api.MaxPromptBytes:
+		msg = fmt.Sprintf("prompt of %d bytes exceeds the %d-byte limit", len(req.Prompt), api.MaxPromptBytes)
+	case len(req.Tokens) > api.MaxPromptTokens:
+		msg = fmt.Sprintf("prompt of %d token ids exceeds the %d-token limit", len(req.Tokens), api.MaxPromptTokens)
 	default:
 		return true
 	}

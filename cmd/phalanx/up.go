@@ -278,12 +278,10 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 		return fail(fmt.Errorf("coordinator did not start: %w", err))
 	}
 	for i := 0; i < o.workers; i++ {
-		addr, err := freePort("127.0.0.1")
-		if err != nil {
-			return fail(err)
-		}
+		// Port 0: the worker binds a free port itself and advertises it
+		// through etcd, so no other process can take it in between.
 		name := fmt.Sprintf("worker-%d", i+1)
-		if err := start(name, "worker", "--model", o.model, "--listen", addr, "--etcd", lc.Etcd, "--cluster", id,
+		if err := start(name, "worker", "--model", o.model, "--listen", "127.0.0.1:0", "--etcd", lc.Etcd, "--cluster", id,
 			"--name", name, "--threads", strconv.Itoa(o.threads)); err != nil {
 			return fail(err)
 		}

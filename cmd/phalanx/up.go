@@ -365,7 +365,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	etcdAddr := fs.String("etcd", "", "address the embedded etcd serves (default: a free port)")
 	data := fs.String("data", "", "directory for etcd data and logs, made if missing (default: a temporary one, removed on exit)")
 	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
-	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 or f16")
+	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32, f16 or q8")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

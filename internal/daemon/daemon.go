@@ -204,7 +204,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	minWorkers := fs.Int("min-workers", 1, "do not plan until this many workers have joined")
 	id := fs.String("id", "", "coordinator id for leader election (default: hostname-listen)")
 	threads := fs.Int("threads", 0, "kernel threads for the embedding and head (0: one per CPU)")
-	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 (exact) or f16 (half the bytes)")
+	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 (exact), f16 (half the bytes) or q8 (block-quantized int8, 27 % of f32's bytes)")
 	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage with steps in flight that sends nothing this long (no answer, no heartbeat) counts as failed")
 	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
 	maxSessions := fs.Int("max-sessions", 0, "generations running at once (0: derived from the workers' KV cache budgets)")
@@ -245,8 +245,10 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		wdt = phalanxpb.DType_DTYPE_F32
 	case "f16":
 		wdt = phalanxpb.DType_DTYPE_F16
+	case "q8":
+		wdt = phalanxpb.DType_DTYPE_Q8
 	default:
-		return fmt.Errorf("%w: --wire %q (f32 or f16)", ErrUsage, *wireDT)
+		return fmt.Errorf("%w: --wire %q (f32, f16 or q8)", ErrUsage, *wireDT)
 	}
 	eps := endpoints(*etcdEps)
 	if *embedded != "" {

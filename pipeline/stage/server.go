@@ -405,8 +405,8 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 	if replyDType == phalanxpb.DType_DTYPE_UNSPECIFIED {
 		replyDType = req.GetHidden().GetDtype()
 	}
-	if replyDType != phalanxpb.DType_DTYPE_F32 && replyDType != phalanxpb.DType_DTYPE_F16 {
-		return buf, status.Errorf(codes.InvalidArgument, "stage: reply dtype %v", replyDType)
+	if _, err := wire.EncodeF32(0, H, nil, replyDType); err != nil {
+		return buf, status.Errorf(codes.InvalidArgument, "stage: reply dtype %v: %v", replyDType, err)
 	}
 
 	// Resolve sessions and check positions and memory before touching any

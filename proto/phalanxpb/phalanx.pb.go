@@ -34,6 +34,11 @@ const (
 	// IEEE 754 binary16, 2 bytes little-endian per element, rounded to nearest
 	// even from float32.
 	DType_DTYPE_F16 DType = 2
+	// Block-quantized int8 (ggml's Q8_0 layout): each row is cut into blocks
+	// of 32 values, each stored as a binary16 scale d = max|x| / 127 followed
+	// by 32 int8 q = round(x / d); x ≈ q·d. 34 bytes per 32 values (2,720 per
+	// Phi-2 hidden state); the row length must be a multiple of 32.
+	DType_DTYPE_Q8 DType = 3
 )
 
 // Enum value maps for DType.
@@ -42,11 +47,13 @@ var (
 		0: "DTYPE_UNSPECIFIED",
 		1: "DTYPE_F32",
 		2: "DTYPE_F16",
+		3: "DTYPE_Q8",
 	}
 	DType_value = map[string]int32{
 		"DTYPE_UNSPECIFIED": 0,
 		"DTYPE_F32":         1,
 		"DTYPE_F16":         2,
+		"DTYPE_Q8":          3,
 	}
 )
 
@@ -1970,11 +1977,12 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\bsessions\x18\a \x01(\x05R\bsessions\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\b \x01(\x05R\n" +
-	"goroutines*<\n" +
+	"goroutines*J\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tDTYPE_F32\x10\x01\x12\r\n" +
-	"\tDTYPE_F16\x10\x022\xf1\x01\n" +
+	"\tDTYPE_F16\x10\x02\x12\f\n" +
+	"\bDTYPE_Q8\x10\x032\xf1\x01\n" +
 	"\tInference\x12G\n" +
 	"\bGenerate\x12\x1b.phalanx.v1.GenerateRequest\x1a\x1c.phalanx.v1.GenerateResponse0\x01\x12E\n" +
 	"\bTokenize\x12\x1b.phalanx.v1.TokenizeRequest\x1a\x1c.phalanx.v1.TokenizeResponse\x12T\n" +

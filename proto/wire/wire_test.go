@@ -303,10 +303,14 @@ func FuzzDecodeF32(f *testing.F) {
 			}
 			return
 		}
-		size := elemSize(tn.Dtype)
-		if gotRows != int(rows) || int64(wantCols) != cols || gotRows > maxRows || len(out) != gotRows*wantCols || len(data) != len(out)*size {
+		per, _ := rowBytes(tn.Dtype, wantCols)
+		if gotRows != int(rows) || int64(wantCols) != cols || gotRows > maxRows || len(out) != gotRows*wantCols || len(data) != gotRows*per {
 			t.Fatalf("accepted inconsistent tensor: shape %v, %d bytes, rows %d, %d values", shape, len(data), gotRows, len(out))
 		}
+		if tn.Dtype == phalanxpb.DType_DTYPE_Q8 {
+			return // lossy: re-encoding is checked by TestQ8RoundTrip
+		}
+		size := per / wantCols
 		again, err := EncodeF32(gotRows, wantCols, out, tn.Dtype)
 		if err != nil {
 			t.Fatalf("re-encoding: %v", err)
@@ -412,5 +416,62 @@ func TestPutF16MatchesKernels(t *testing.T) {
 		if want := kernels.F32ToF16(f); got != want {
 			t.Fatalf("F16(%#08x = %g) = %#04x, kernels say %#04x", in[i], f, got, want)
 		}
+	}
+}
+
+// Q8 keeps every value within half a quantization step of its block's
+// scale, decodes exactly what it encoded on a second pass, and marks a
+// block with a non-finite value instead of hiding it.
+func TestQ8RoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const rows, cols = 3, 2560
+	v := make([]float32, rows*cols)
+	for i := range v {
+		v[i] = float32(r.NormFloat64()) * float32(1+i%7)
+	}
+	clear(v[64:96]) // an all-zero block
+	tn, err := EncodeF32(rows, cols, v, phalanxpb.DType_DTYPE_Q8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tn.Data) != rows*2720 {
+		t.Fatalf("%d bytes for %d Phi-2 rows, want 2720 each", len(tn.Data), rows)
+	}
+	out, n, err := DecodeF32(tn, cols, rows, nil)
+	if err != nil || n != rows {
+		t.Fatal(n, err)
+	}
+	for b := 0; b < len(v)/Q8Block; b++ {
+		var amax float64
+		for _, x := range v[b*Q8Block : (b+1)*Q8Block] {
+			amax = max(amax, math.Abs(float64(x)))
+		}
+		step := amax / 127
+		for i := b * Q8Block; i < (b+1)*Q8Block; i++ {
+			if d := math.Abs(float64(out[i] - v[i])); d > step*0.51+amax*1e-3 {
+				t.Fatalf("value %d: %v decoded as %v (step %v)", i, v[i], out[i], step)
+			}
+		}
+	}
+	for i := 64; i < 96; i++ {
+		if out[i] != 0 {
+			t.Fatalf("zero block decoded %v", out[i])
+		}
+	}
+	again, _ := EncodeF32(rows, cols, out, phalanxpb.DType_DTYPE_Q8)
+	twice, _, _ := DecodeF32(again, cols, rows, nil)
+	for i := range out {
+		if math.Abs(float64(twice[i]-out[i])) > math.Abs(float64(out[i]))*2e-3 {
+			t.Fatalf("value %d: %v then %v", i, out[i], twice[i])
+		}
+	}
+	v[5] = float32(math.Inf(1))
+	tn, _ = EncodeF32(rows, cols, v, phalanxpb.DType_DTYPE_Q8)
+	out, _, _ = DecodeF32(tn, cols, rows, nil)
+	if !math.IsNaN(float64(out[0])) || math.IsNaN(float64(out[40])) {
+		t.Fatalf("a block with an infinity decoded %v, the next %v", out[0], out[40])
+	}
+	if _, err := EncodeF32(1, 48, make([]float32, 48), phalanxpb.DType_DTYPE_Q8); !errors.Is(err, ErrShape) {
+		t.Fatalf("rows of 48 values as Q8: %v", err)
 	}
 }

@@ -20,8 +20,8 @@ const (
 // no other copy of them. An architecture offers the sets its CPU can run
 // (archKernels), best first, each starting as a copy of genericKernels and
 // replacing what it has in assembly, so a kernel with a generic version is
-// never missing; the fields documented as "nil without" are optional
-// accelerations the products do without.
+// never missing; the fields that may be nil ("when not nil") are
+// accelerations with no generic twin, which the products do without.
 type kernelSet struct {
 	name string
 	f32  func(a, b []float32) float32

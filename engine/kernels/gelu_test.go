@@ -221,7 +221,7 @@ func TestGELUKernelsAgree(t *testing.T) {
 	}
 }
 
-// TestGELUNewInstalled checks that GELUNew runs the installed set's GELU
+// TestGELUNewInstalled checks that GELUNew runs the GELU of the set in use
 // (under -kernels.generic, the generic one), bit for bit.
 func TestGELUNewInstalled(t *testing.T) {
 	in := geluInputs()

@@ -56,7 +56,7 @@ func TestQuantizeActQ8_0(t *testing.T) {
 	}
 }
 
-// FuzzQuantizeActQ8_0 compares the installed activation quantizer with the
+// FuzzQuantizeActQ8_0 compares the activation quantizer in use with the
 // reference on arbitrary finite floats.
 func FuzzQuantizeActQ8_0(f *testing.F) {
 	f.Add(make([]byte, 4*QK))

@@ -12,9 +12,10 @@ import (
 // A decode step reads every weight once, and with 18- or 34-byte blocks the
 // row-at-a-time dot spends most of its instructions per row on work that
 // does not depend on the row (loading and expanding the activations) or that
-// could be shared (converting one fp16 scale). Kernel sets that can (today:
-// AVX-512 with VNNI) therefore keep a second copy of a Q4_0 or Q8_0 matrix
-// in which each group of eight rows is stored block by block:
+// could be shared (converting one fp16 scale). Kernel sets with assembly
+// for it (kernelSet.x8: avx512 with VNNI, avx2) therefore keep a second
+// copy of a Q4_0 or Q8_0 matrix in which each group of eight rows is
+// stored block by block:
 //
 //	Q4_0, per group of 8 rows, per block b (144 bytes):
 //	  16 bytes   the 8 rows' fp16 scales, row 0 first

@@ -66,7 +66,10 @@ func (m Matrix) rowData(r int) []byte {
 }
 
 // Row widens row r into dst (len Cols).
-func (m Matrix) Row(r int, dst []float32) {
+func (m Matrix) Row(r int, dst []float32) { m.row(active, r, dst) }
+
+// row is Row with k's kernels.
+func (m Matrix) row(k *kernelSet, r int, dst []float32) {
 	n := m.Cols
 	dst = dst[:n]
 	if m.DType.Quantized() {
@@ -78,8 +81,8 @@ func (m Matrix) Row(r int, dst []float32) {
 		copy(dst, m.f32()[r*n:(r+1)*n])
 	case F16:
 		src := m.u16()[r*n : (r+1)*n]
-		if widen := active.widenF16; widen != nil {
-			widen(dst, src)
+		if k.widenF16 != nil {
+			k.widenF16(dst, src)
 			return
 		}
 		for i, h := range src {
@@ -264,7 +267,7 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 			default:
 				block := scratch[:nb*cols] // rows r0 … r0+nb-1, back to back
 				for i := 0; i < nb; i++ {
-					m.Row(r0+i, block[i*cols:(i+1)*cols])
+					m.row(k, r0+i, block[i*cols:(i+1)*cols])
 				}
 				dotBlock(k, y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
 			}

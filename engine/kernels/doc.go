@@ -23,16 +23,17 @@
 // Every kernel is reached through one dispatch table: a kernelSet holds
 // one implementation of each (the float dots, per quantized weight type the
 // dot, tile and repacked kernels as in ggml's type traits, the float tiles,
-// GELU, axpy, the activation quantizer), and active points at the set in
-// use, resolved once at start-up; there are no other copies of the
-// kernels. genericKernels (dot_generic.go, x8_generic.go and the other
+// GELU, axpy, the activation quantizer), and active is the set in use,
+// resolved once at start-up (a value, so a call through it costs what a
+// call through a function variable does); there are no other copies of
+// the kernels. genericKernels (dot_generic.go, x8_generic.go and the other
 // pure-Go references) is the reference, and every other set starts as a
 // copy of it and replaces what it has in assembly, in a per-architecture
-// file. A product reads active once (MatMuls passes the set down), so a
-// set never changes under a running product. -tags purego forces the
-// generic set, the generic code is always built and tested, and
-// `go test -kernels.generic` runs the package on it alone. On amd64 the
-// first set the CPU runs is used:
+// file. A product's helpers take the set from MatMuls rather than each
+// reading the global; only tests assign active, between products. -tags
+// purego forces the generic set, the generic code is always built and
+// tested, and `go test -kernels.generic` runs the package on it alone. On
+// amd64 the first set the CPU runs is used:
 //
 //  1. avx512 (AVX-512 F+BW+VL, with AVX2+FMA+F16C): 16-lane float dots, a
 //     4-row × 3-token float tile run in L1-sized column parts, a four-row
@@ -52,7 +53,7 @@
 // On arm64 the NEON set is always used; it keeps Q4_0 and Q8_0 matrices in
 // the plain layout. The tests run every set the machine supports (and the
 // generic set reading the repacked layout) and compare each with the
-// generic code; the tests point active at each set in turn.
+// generic code; the tests assign each set to active in turn.
 //
 // # Adding a kernel
 //

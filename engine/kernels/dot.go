@@ -127,17 +127,18 @@ var genericKernels = kernelSet{
 const KernelsEnv = "PHALANX_KERNELS"
 
 // active is the kernel set in use, resolved once at start-up; only tests
-// point it elsewhere.
+// set it again. It is a value, not a pointer to one, so that a call through
+// it loads the function as directly as a function variable would.
 var active = pickKernels(append(archKernels(), genericKernels), os.Getenv(KernelsEnv))
 
 // pickKernels is the set named want among sets, or the first.
-func pickKernels(sets []kernelSet, want string) *kernelSet {
-	for i := range sets {
-		if sets[i].name == want {
-			return &sets[i]
+func pickKernels(sets []kernelSet, want string) kernelSet {
+	for _, k := range sets {
+		if k.name == want {
+			return k
 		}
 	}
-	return &sets[0]
+	return sets[0]
 }
 
 // Name is the name of the kernel set in use: avx512, avx2, neon or generic.

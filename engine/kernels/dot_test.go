@@ -15,7 +15,7 @@ var generic = flag.Bool("kernels.generic", false, "run the package's tests on th
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if *generic {
-		active = &genericKernels
+		active = genericKernels
 	}
 	os.Exit(m.Run())
 }
@@ -53,7 +53,7 @@ func withEachKernelSet(t *testing.T, f func(t *testing.T)) {
 // useKernels makes k the set in use until t ends.
 func useKernels(t testing.TB, k kernelSet) {
 	prev := active
-	active = &k
+	active = k
 	t.Cleanup(func() { active = prev })
 }
 

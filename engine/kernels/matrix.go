@@ -66,7 +66,7 @@ func (m Matrix) rowData(r int) []byte {
 }
 
 // Row widens row r into dst (len Cols).
-func (m Matrix) Row(r int, dst []float32) { m.row(active, r, dst) }
+func (m Matrix) Row(r int, dst []float32) { m.row(&active, r, dst) }
 
 // row is Row with k's kernels.
 func (m Matrix) row(k *kernelSet, r int, dst []float32) {
@@ -149,7 +149,7 @@ type Product struct {
 // of every product from one queue, so small products do not each pay a
 // hand-off. Every Y gets exactly MatMul's bits.
 func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
-	k := active
+	k := &active
 	var act activations
 	var runs []func(worker, c int)
 	var ends []int // ends[i]: chunks of products 0…i

@@ -9,42 +9,39 @@ import "golang.org/x/sys/cpu"
 // the YMM registers.
 var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
-var avx2Kernels = kernelSet{
-	name:      "avx2",
-	f32:       dotF32AVX2,
-	f16:       dotF16AVX2,
-	bf16:      dotBF16AVX2,
-	q8_0:      dotQ8_0AVX2,
-	q4_0:      dotQ4_0AVX2,
-	tileParts: dotF32Tile4x2PartsAVX2,
-	f16Rows4:  dotF16Rows4AVX2,
-
-	tileRows:   4,
-	tileTokens: 2,
-
-	gelu:      geluAVX2,
-	quantQ8_0: quantizeQ8_0AVX2,
-	axpy:      axpyAVX2,
-
-	q4x8Gemv: x8GemvAVX2(Q4_0, q4x8AVX2Asm),
-	q4x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
-	q8x8Gemv: x8GemvAVX2(Q8_0, q8x8AVX2Asm),
-	q8x8Tile: x8TileAVX2(Q8_0, q8x8AVX2Asm),
+// avx2Set is the AVX2 set: the generic set with the AVX2 kernels in place.
+func avx2Set() kernelSet {
+	k := genericKernels
+	k.name = "avx2"
+	k.f32, k.f16, k.bf16 = dotF32AVX2, dotF16AVX2, dotBF16AVX2
+	k.q8_0 = quantKernels{
+		dot:    dotQ8_0AVX2,
+		x8Gemv: x8GemvAVX2(Q8_0, q8x8AVX2Asm),
+		x8Tile: x8TileAVX2(Q8_0, q8x8AVX2Asm),
+	}
+	k.q4_0 = quantKernels{
+		dot:    dotQ4_0AVX2,
+		x8Gemv: x8GemvAVX2(Q4_0, q4x8AVX2Asm),
+		x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
+	}
+	k.x8 = true
+	k.tileRows, k.tileTokens, k.tileParts = 4, 2, dotF32Tile4x2PartsAVX2
+	k.f16Rows4 = dotF16Rows4AVX2
+	k.axpy = axpyAVX2
+	k.quantQ8_0 = quantizeQ8_0AVX2
+	k.gelu = geluAVX2
+	return k
 }
 
 // archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU
-// runs them; init installs the first. The AVX-512 set gets its GELU here
-// (gelu_amd64.go; it needs only AVX-512F, which hasAVX512 implies), apart
-// from the dot kernels avx512Set chooses.
+// runs them; the first is the one in use.
 func archKernels() []kernelSet {
 	var sets []kernelSet
 	if hasAVX2FMA && hasAVX512 {
-		k := avx512Set()
-		k.gelu = geluAVX512
-		sets = append(sets, k)
+		sets = append(sets, avx512Set())
 	}
 	if hasAVX2FMA {
-		sets = append(sets, avx2Kernels)
+		sets = append(sets, avx2Set())
 	}
 	return sets
 }
@@ -147,6 +144,13 @@ func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
 
 //go:noescape
 func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+
+// tilePartsOK reports whether a tileParts call's operands are in bounds
+// for tt tokens per tile, parts aligned to align columns.
+func tilePartsOK(lw, lx, lacc, tt, ld, n, flags, tiles, align int) bool {
+	return n >= 0 && ld >= n && lw >= 3*ld+n && lx >= (tt*tiles-1)*ld+n && lacc >= tiles*tileAccFloats &&
+		(flags&tileLast != 0 || n%align == 0)
+}
 
 func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {

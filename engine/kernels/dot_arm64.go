@@ -5,16 +5,19 @@ package kernels
 // Advanced SIMD (NEON) is part of every arm64 CPU, so these kernels need
 // no feature check. The quantized dots use widening multiplies (SMULL,
 // SADALP) rather than SDOT, which is optional on arm64.
-var neonKernels = kernelSet{
-	name: "neon",
-	f32:  dotF32NEON,
-	f16:  dotF16NEON,
-	bf16: dotBF16NEON,
-	q8_0: dotQ8_0NEON,
-	q4_0: dotQ4_0NEON,
+//
+// The NEON set keeps Q4_0 and Q8_0 matrices in the plain layout (x8 is
+// false): its widening-multiply dots are faster than the pure-Go x8
+// kernels it would otherwise run.
+func neonSet() kernelSet {
+	k := genericKernels
+	k.name = "neon"
+	k.f32, k.f16, k.bf16 = dotF32NEON, dotF16NEON, dotBF16NEON
+	k.q8_0.dot, k.q4_0.dot = dotQ8_0NEON, dotQ4_0NEON
+	return k
 }
 
-func archKernels() []kernelSet { return []kernelSet{neonKernels} }
+func archKernels() []kernelSet { return []kernelSet{neonSet()} }
 
 // The float dots accumulate in four 4-lane accumulators: whole 4-element
 // chunk c goes to accumulator c mod 4, in order, and the last len mod 4

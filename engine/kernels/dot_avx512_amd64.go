@@ -14,29 +14,36 @@ var (
 	hasAVX512VNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
 )
 
+// avx512Set is the AVX-512 set: the generic set with the AVX-512 kernels
+// in place (and the AVX2 integer dots without VNNI). Its GELU needs only
+// AVX-512F (gelu_amd64.go).
 func avx512Set() kernelSet {
-	k := kernelSet{
-		name:       "avx512",
-		f32:        dotF32AVX512,
-		f16:        dotF16AVX512,
-		bf16:       dotBF16AVX512,
-		q8_0:       dotQ8_0AVX2,
-		q4_0:       dotQ4_0AVX2,
-		tileRows:   4,
-		tileTokens: 3,
-		widenF16:   widenF16AVX512,
-		f16Rows4:   dotF16Rows4AVX512,
-		tileParts:  dotF32Tile4x3PartsAVX512,
-		tilePartsH: dotF16Tile4x3PartsAVX512,
-		quantQ8_0:  quantizeQ8_0AVX512,
-		axpy:       axpyAVX512,
-	}
+	k := genericKernels
+	k.name = "avx512"
+	k.f32, k.f16, k.bf16 = dotF32AVX512, dotF16AVX512, dotBF16AVX512
+	k.q8_0.dot, k.q4_0.dot = dotQ8_0AVX2, dotQ4_0AVX2
+	k.tileRows, k.tileTokens = 4, 3
+	k.tileParts, k.tilePartsH = dotF32Tile4x3PartsAVX512, dotF16Tile4x3PartsAVX512
+	k.f16Rows4 = dotF16Rows4AVX512
+	k.widenF16 = widenF16AVX512
+	k.axpy = axpyAVX512
+	k.quantQ8_0 = quantizeQ8_0AVX512
+	k.gelu = geluAVX512
 	if hasAVX512VNNI {
-		k.q8_0, k.q4_0 = dotQ8_0AVX512, dotQ4_0AVX512
-		k.tileQ8_0, k.tileQ4_0 = dotQ8_0Tile4x3AVX512, dotQ4_0Tile4x3AVX512
+		k.q8_0 = quantKernels{
+			dot:    dotQ8_0AVX512,
+			tile:   dotQ8_0Tile4x3AVX512,
+			x8Gemv: x8Gemv(Q8_0, q8x8GemvAVX512Asm),
+			x8Tile: x8Tile(Q8_0, q8x8TileAVX512Asm),
+		}
+		k.q4_0 = quantKernels{
+			dot:    dotQ4_0AVX512,
+			tile:   dotQ4_0Tile4x3AVX512,
+			x8Gemv: x8Gemv(Q4_0, q4x8GemvAVX512Asm),
+			x8Tile: x8Tile(Q4_0, q4x8TileAVX512Asm),
+		}
 		k.qTileRows, k.qTileToks = 4, 3
-		k.q4x8Gemv, k.q4x8Tile = x8Gemv(Q4_0, q4x8GemvAVX512Asm), x8Tile(Q4_0, q4x8TileAVX512Asm)
-		k.q8x8Gemv, k.q8x8Tile = x8Gemv(Q8_0, q8x8GemvAVX512Asm), x8Tile(Q8_0, q8x8TileAVX512Asm)
+		k.x8 = true
 	}
 	return k
 }

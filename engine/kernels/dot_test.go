@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"testing"
 )
 
@@ -14,7 +15,7 @@ var generic = flag.Bool("kernels.generic", false, "run the package's tests on th
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if *generic {
-		genericKernels.install()
+		active = genericKernels
 	}
 	os.Exit(m.Run())
 }
@@ -28,26 +29,37 @@ func kernelSets() []kernelSet {
 	return append([]kernelSet{genericKernels}, archKernels()...)
 }
 
-// withEachKernelSet runs f once per kernel set, with that set installed.
+// genericX8 is the generic set reading the repacked layout, as a set with
+// x8 assembly does: it runs the x8 products (Repacked, planX8) with the
+// reference kernels on every platform.
+func genericX8() kernelSet {
+	k := genericKernels
+	k.name, k.x8 = "generic-x8", true
+	return k
+}
+
+// withEachKernelSet runs f once per kernel set (and genericX8), with that
+// set in use.
 func withEachKernelSet(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer current().install()
-	for _, k := range kernelSets() {
-		k.install()
-		t.Run(k.name, f)
+	for _, k := range append(kernelSets(), genericX8()) {
+		t.Run(k.name, func(t *testing.T) {
+			useKernels(t, k)
+			f(t)
+		})
 	}
 }
 
-// current is the installed kernel set.
-func current() kernelSet {
-	return kernelSet{
-		name: "current", f32: dotF32, f16: dotF16, bf16: dotBF16, q8_0: dotQ8_0, q4_0: dotQ4_0,
-		tileRows: tileRows, tileTokens: tileTokens,
-		tileQ8_0: dotQ8_0Tile, tileQ4_0: dotQ4_0Tile, qTileRows: qTileRows, qTileToks: qTileTokens,
-		widenF16: widenF16,
-		q4x8Gemv: q4x8Gemv, q4x8Tile: q4x8Tile, q8x8Gemv: q8x8Gemv, q8x8Tile: q8x8Tile, f16Rows4: dotF16Rows4, tileParts: dotF32TileParts, tilePartsH: dotF16TileParts, quantQ8_0: quantizeActQ8_0, axpy: axpy, gelu: geluNew,
-	}
+// useKernels makes k the set in use until t ends.
+func useKernels(t testing.TB, k kernelSet) {
+	prev := active
+	active = k
+	t.Cleanup(func() { active = prev })
 }
+
+// sameFunc reports whether f and g are the same function (a set that kept
+// a generic kernel).
+func sameFunc(f, g any) bool { return reflect.ValueOf(f).Pointer() == reflect.ValueOf(g).Pointer() }
 
 // asmKernels is the best assembly set, or skips the test when there is none.
 func asmKernels(t testing.TB) kernelSet {
@@ -115,10 +127,10 @@ func TestDotKernels(t *testing.T) {
 			}
 			for _, blocks := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 80, 320} {
 				w8, w4, x := randQ8_0(r, blocks, true), randQ4_0(r, blocks), randQ8_0(r, blocks, false)
-				if got, want := k.q8_0(w8, x), dotQ8_0Generic(w8, x); !near(got, want, absDotQ(Q8_0, w8, x)) {
+				if got, want := k.q8_0.dot(w8, x), dotQ8_0Generic(w8, x); !near(got, want, absDotQ(Q8_0, w8, x)) {
 					t.Errorf("dotQ8_0 %d blocks: %v, generic %v", blocks, got, want)
 				}
-				if got, want := k.q4_0(w4, x), dotQ4_0Generic(w4, x); !near(got, want, absDotQ(Q4_0, w4, x)) {
+				if got, want := k.q4_0.dot(w4, x), dotQ4_0Generic(w4, x); !near(got, want, absDotQ(Q4_0, w4, x)) {
 					t.Errorf("dotQ4_0 %d blocks: %v, generic %v", blocks, got, want)
 				}
 				// With unit scales a product is its exact integer sum (below
@@ -129,10 +141,10 @@ func TestDotKernels(t *testing.T) {
 				setScales(w8, 34, 0x3c00)
 				setScales(w4, 18, 0x3c00)
 				setScales(x, 34, 0x3c00)
-				if got, want := k.q8_0(w8, x), dotQ8_0Generic(w8, x); got != want {
+				if got, want := k.q8_0.dot(w8, x), dotQ8_0Generic(w8, x); got != want {
 					t.Errorf("dotQ8_0 %d blocks, unit scales: %v, generic %v", blocks, got, want)
 				}
-				if got, want := k.q4_0(w4, x), dotQ4_0Generic(w4, x); got != want {
+				if got, want := k.q4_0.dot(w4, x), dotQ4_0Generic(w4, x); got != want {
 					t.Errorf("dotQ4_0 %d blocks, unit scales: %v, generic %v", blocks, got, want)
 				}
 			}
@@ -229,7 +241,7 @@ func TestDotBitIdentity(t *testing.T) {
 func TestQuantTileBitIdentity(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	for _, k := range kernelSets() {
-		if k.tileQ8_0 == nil {
+		if k.q8_0.tile == nil {
 			continue
 		}
 		t.Run(k.name, func(t *testing.T) {
@@ -243,8 +255,8 @@ func TestQuantTileBitIdentity(t *testing.T) {
 					tile func(out []float32, w, x []byte, blocks int)
 					dot  func(w, x []byte) float32
 				}{
-					{"Q8_0", 34, randQ8_0(r, tr*blocks, true), k.tileQ8_0, k.q8_0},
-					{"Q4_0", 18, randQ4_0(r, tr*blocks), k.tileQ4_0, k.q4_0},
+					{"Q8_0", 34, randQ8_0(r, tr*blocks, true), k.q8_0.tile, k.q8_0.dot},
+					{"Q4_0", 18, randQ4_0(r, tr*blocks), k.q4_0.tile, k.q4_0.dot},
 				} {
 					out := make([]float32, tr*tt)
 					c.tile(out, c.w, x, blocks)
@@ -372,7 +384,7 @@ func FuzzDotQ4_0(f *testing.F) {
 		x := append([]byte(nil), data[18*blocks:52*blocks]...)
 		finiteScales(w, 18)
 		finiteScales(x, 34)
-		if got, want := k.q4_0(w, x), dotQ4_0Generic(w, x); !near(got, want, absDotQ(Q4_0, w, x)) {
+		if got, want := k.q4_0.dot(w, x), dotQ4_0Generic(w, x); !near(got, want, absDotQ(Q4_0, w, x)) {
 			t.Errorf("%d blocks: %v, generic %v", blocks, got, want)
 		}
 	})
@@ -404,7 +416,7 @@ func FuzzDotQ8_0(f *testing.F) {
 				}
 			}
 		}
-		if got, want := k.q8_0(w, x), dotQ8_0Generic(w, x); !near(got, want, absDotQ(Q8_0, w, x)) {
+		if got, want := k.q8_0.dot(w, x), dotQ8_0Generic(w, x); !near(got, want, absDotQ(Q8_0, w, x)) {
 			t.Errorf("%d blocks: %v, generic %v", blocks, got, want)
 		}
 	})

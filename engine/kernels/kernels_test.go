@@ -90,8 +90,8 @@ func TestDotGenericLengths(t *testing.T) {
 		for i := range a {
 			want += float64(a[i]) * float64(b[i])
 		}
-		if d := math.Abs(float64(dotF32(a, b)) - want); d > 1e-5 {
-			t.Errorf("n=%d: dot %v, want %v", n, dotF32(a, b), want)
+		if d := math.Abs(float64(active.f32(a, b)) - want); d > 1e-5 {
+			t.Errorf("n=%d: dot %v, want %v", n, active.f32(a, b), want)
 		}
 	}
 }

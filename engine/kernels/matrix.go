@@ -66,7 +66,10 @@ func (m Matrix) rowData(r int) []byte {
 }
 
 // Row widens row r into dst (len Cols).
-func (m Matrix) Row(r int, dst []float32) {
+func (m Matrix) Row(r int, dst []float32) { m.row(&active, r, dst) }
+
+// row is Row with k's kernels.
+func (m Matrix) row(k *kernelSet, r int, dst []float32) {
 	n := m.Cols
 	dst = dst[:n]
 	if m.DType.Quantized() {
@@ -78,8 +81,8 @@ func (m Matrix) Row(r int, dst []float32) {
 		copy(dst, m.f32()[r*n:(r+1)*n])
 	case F16:
 		src := m.u16()[r*n : (r+1)*n]
-		if widenF16 != nil {
-			widenF16(dst, src)
+		if k.widenF16 != nil {
+			k.widenF16(dst, src)
 			return
 		}
 		for i, h := range src {
@@ -93,16 +96,16 @@ func (m Matrix) Row(r int, dst []float32) {
 	}
 }
 
-// dot computes the dot product of row r of m with x.
-func (m Matrix) dot(r int, x []float32) float32 {
+// dot computes the dot product of row r of m with x with k's kernels.
+func (m Matrix) dot(k *kernelSet, r int, x []float32) float32 {
 	n := m.Cols
 	switch m.DType {
 	case F32:
-		return dotF32(m.f32()[r*n:(r+1)*n], x)
+		return k.f32(m.f32()[r*n:(r+1)*n], x)
 	case F16:
-		return dotF16(m.u16()[r*n:(r+1)*n], x)
+		return k.f16(m.u16()[r*n:(r+1)*n], x)
 	case BF16:
-		return dotBF16(m.u16()[r*n:(r+1)*n], x)
+		return k.bf16(m.u16()[r*n:(r+1)*n], x)
 	}
 	panic("kernels: unchecked matrix dtype") // Check rejects this before any product
 }
@@ -146,6 +149,7 @@ type Product struct {
 // of every product from one queue, so small products do not each pay a
 // hand-off. Every Y gets exactly MatMul's bits.
 func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
+	k := &active
 	var act activations
 	var runs []func(worker, c int)
 	var ends []int // ends[i]: chunks of products 0…i
@@ -159,7 +163,7 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 		if tokens == 0 || m.Rows == 0 {
 			continue
 		}
-		chunks, run := m.plan(p, y, x, bias, tokens, &act)
+		chunks, run := m.plan(p, k, y, x, bias, tokens, &act)
 		total += chunks
 		runs, ends = append(runs, run), append(ends, total)
 	}
@@ -186,30 +190,31 @@ type activations struct {
 	x8 []byte // x8Prep of each row, back to back, nil until made
 }
 
-func (a *activations) q8(p *Pool, x []float32, cols, tokens int) []byte {
+func (a *activations) q8(p *Pool, k *kernelSet, x []float32, cols, tokens int) []byte {
 	if a.xq == nil {
 		xrb := Q8_0.RowBytes(cols)
 		a.xq = make([]byte, tokens*xrb)
 		// Quantize every token row in parallel.
 		p.Run(tokens, func(_, t int) {
-			quantizeActQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
+			k.quantQ8_0(a.xq[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
 		})
 	}
 	return a.xq
 }
 
-// plan returns the chunks of the product y = m·x + bias and the function
-// computing one of them; chunks may run in any order, on any thread.
-func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
+// plan returns the chunks of the product y = m·x + bias with k's kernels
+// and the function computing one of them; chunks may run in any order, on
+// any thread.
+func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
 	if m.DType == Q8_0 || m.DType == Q4_0 {
-		return m.planQ(p, y, x, bias, tokens, chunk, chunks, act)
+		return m.planQ(p, k, y, x, bias, tokens, chunk, chunks, act)
 	}
 	if tokens == 1 && !m.DType.Quantized() {
 		// Decode: stream each weight row once.
-		rows4 := dotF16Rows4
+		rows4 := k.f16Rows4
 		if m.DType != F16 {
 			rows4 = nil
 		}
@@ -230,7 +235,7 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 				}
 			}
 			for ; r < hi; r++ {
-				v := m.dot(r, x)
+				v := m.dot(k, r, x)
 				if bias != nil {
 					v += bias[r]
 				}
@@ -242,8 +247,8 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 	// small enough to stay in cache (16-bit rows widened once, unless the
 	// set's F16 tile widens them in registers), and pass every token over
 	// it, so each weight is read from memory once per call.
-	accN := tilePartScratch(tokens)
-	f16InRegs := m.DType == F16 && dotF16TileParts != nil && accN > 0
+	accN := tilePartScratch(k, tokens)
+	f16InRegs := m.DType == F16 && k.tilePartsH != nil && accN > 0
 	wide := 0 // widened rows (16-bit and K-quant weights) per worker
 	if m.DType != F32 && !f16InRegs {
 		wide = prefillBlock * cols
@@ -256,35 +261,35 @@ func (m Matrix) plan(p *Pool, y, x, bias []float32, tokens int, act *activations
 			nb := min(prefillBlock, hi-r0)
 			switch {
 			case f16InRegs:
-				dotBlockF16(y, m.u16()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
+				dotBlockF16(k, y, m.u16()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
 			case m.DType == F32:
-				dotBlock(y, m.f32()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
+				dotBlock(k, y, m.f32()[r0*cols:(r0+nb)*cols], x, bias, r0, nb, m.Rows, cols, tokens, accs)
 			default:
 				block := scratch[:nb*cols] // rows r0 … r0+nb-1, back to back
 				for i := 0; i < nb; i++ {
-					m.Row(r0+i, block[i*cols:(i+1)*cols])
+					m.row(k, r0+i, block[i*cols:(i+1)*cols])
 				}
-				dotBlock(y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
+				dotBlock(k, y, block, x, bias, r0, nb, m.Rows, cols, tokens, accs)
 			}
 		}
 	}
 }
 
-// maxTile bounds the pairs of a quantized tile (qTileRows×qTileTokens).
+// maxTile bounds the pairs of a quantized tile (qTileRows×qTileToks).
 const maxTile = 16
 
 // tilePartScratch is the accumulator space the tile parts need for a
-// product of tokens tokens (0 when the set has none or a tile would not
+// product of tokens tokens with k (0 when k has none or a tile would not
 // fill).
-func tilePartScratch(tokens int) int {
-	if dotF32TileParts == nil || tokens < tileTokens {
+func tilePartScratch(k *kernelSet, tokens int) int {
+	if k.tileParts == nil || tokens < k.tileTokens {
 		return 0
 	}
-	return (tokens + tileTokens - 1) / tileTokens * prefillBlock / tileRows * tileAccFloats
+	return (tokens + k.tileTokens - 1) / k.tileTokens * prefillBlock / k.tileRows * tileAccFloats
 }
 
 // tileBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
-// whole tiles of tileRows rows among the nb rows of block (each of cols
+// whole tiles of k.tileRows rows among the nb rows of block (each of cols
 // values, float32 or F16 for parts) and every token t, and returns how
 // many rows that covered; y has rows values per token. It goes through the
 // columns tilePartLength at a time, then the row tiles, then the tokens: a
@@ -295,9 +300,9 @@ func tilePartScratch(tokens int) int {
 // bits), so no token falls to the slower single dot. Each tile's
 // accumulators live in accs (tilePartScratch) between parts; the results
 // are the set's dot bits, so the split does not show in the output.
-func tileBlock[T float32 | uint16](parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
 	y []float32, block []T, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) int {
-	tr, tt := tileRows, tileTokens
+	tr, tt := k.tileRows, k.tileTokens
 	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
 	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
 	for k0 := 0; k0 == 0 || k0 < cols; k0 += tilePartLength { // one part at least: it ends the tiles
@@ -335,16 +340,16 @@ func tileBlock[T float32 | uint16](parts func(acc []float32, w []T, x []float32,
 
 // dotBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
 // nb float32 rows of block (each of cols values) and every token t: whole
-// tiles through the set's tile parts (tileBlock) when accs has room, the
-// rest by single dots, whose bits the tiles give.
-func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+// tiles through k's tile parts (tileBlock) when accs has room, the rest by
+// single dots, whose bits the tiles give.
+func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	i := 0
 	if len(accs) > 0 {
-		i = tileBlock(dotF32TileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+		i = tileBlock(k, k.tileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
-			v := dotF32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
+			v := k.f32(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
 			if bias != nil {
 				v += bias[r0+i]
 			}
@@ -353,14 +358,14 @@ func dotBlock(y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs 
 	}
 }
 
-// dotBlockF16 is dotBlock for F16 rows, which the set's dotF16TileParts
-// widens in registers; rows past the last tile go through dotF16, which
-// gives the same bits as widening and dotF32.
-func dotBlockF16(y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
-	i := tileBlock(dotF16TileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+// dotBlockF16 is dotBlock for F16 rows, which k.tilePartsH widens in
+// registers; rows past the last tile go through k.f16, which gives the
+// same bits as widening and k.f32.
+func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
+	i := tileBlock(k, k.tilePartsH, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
-			v := dotF16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
+			v := k.f16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])
 			if bias != nil {
 				v += bias[r0+i]
 			}
@@ -373,17 +378,15 @@ func dotBlockF16(y []float32, block []uint16, x, bias []float32, r0, nb, rows, c
 // quantized to Q8_0 once, then every (row, token) is an integer block dot.
 // Decode and batched calls use the same dot on the same quantized rows (or
 // a tile kernel that gives its bits), so they give the same bits.
-func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(worker, c int)) {
+func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
 	xrb := Q8_0.RowBytes(cols)
-	xq := act.q8(p, x, cols, tokens)
-	if gemv, _ := x8Kernels(m.DType); m.x8 != nil && gemv != nil {
-		return m.planX8(p, y, xq, bias, tokens, act)
+	xq := act.q8(p, k, x, cols, tokens)
+	q := k.quant(m.DType)
+	if m.x8 != nil && k.x8 {
+		return m.planX8(p, q, y, xq, bias, tokens, act)
 	}
-	dot, tile := dotQ8_0, dotQ8_0Tile
-	if m.DType == Q4_0 {
-		dot, tile = dotQ4_0, dotQ4_0Tile
-	}
+	dot, tile := q.dot, q.tile
 	// dotRT is one (row, token) product.
 	dotRT := func(r, t int) float32 { return dot(m.rowData(r), xq[t*xrb:(t+1)*xrb]) }
 	store := func(t, r int, v float32) {
@@ -392,7 +395,7 @@ func (m Matrix) planQ(p *Pool, y, x, bias []float32, tokens, chunk, chunks int, 
 		}
 		y[t*m.Rows+r] = v
 	}
-	tr, tt := qTileRows, qTileTokens
+	tr, tt := k.qTileRows, k.qTileToks
 	if tile != nil && tokens >= tt {
 		// Rows outer, tiles of tr rows × tt tokens inner: the tile's rows
 		// stay in L1 while every token passes over them.

@@ -39,12 +39,8 @@ func GELUNewPool(p *Pool, x []float32) {
 
 // GELUNew applies the tanh approximation of GELU ("gelu_new") in place,
 // 0.5·x·(1+tanh(√(2/π)(x+0.044715x³))), with the kernel chosen at start-up
-// (see geluNew).
-func GELUNew(x []float32) { geluNew(x) }
-
-// geluNew is GELUNew's kernel: an architecture's kernel set may replace the
-// generic one (kernelSet.gelu), as it replaces the dot products.
-var geluNew = geluNewGeneric
+// (kernelSet.gelu).
+func GELUNew(x []float32) { active.gelu(x) }
 
 // geluNewGeneric is the reference GELUNew, in float64 rounded to float32;
 // the assembly kernels are tested against it.
@@ -80,7 +76,7 @@ func Softmax(x []float32) {
 }
 
 // Axpy computes y += a*x.
-func Axpy(y []float32, a float32, x []float32) { axpy(y, a, x) }
+func Axpy(y []float32, a float32, x []float32) { active.axpy(y, a, x) }
 
 func axpyGeneric(y []float32, a float32, x []float32) {
 	x = x[:len(y)]

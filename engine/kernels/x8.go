@@ -12,9 +12,10 @@ import (
 // A decode step reads every weight once, and with 18- or 34-byte blocks the
 // row-at-a-time dot spends most of its instructions per row on work that
 // does not depend on the row (loading and expanding the activations) or that
-// could be shared (converting one fp16 scale). Kernel sets that can (today:
-// AVX-512 with VNNI) therefore keep a second copy of a Q4_0 or Q8_0 matrix
-// in which each group of eight rows is stored block by block:
+// could be shared (converting one fp16 scale). Kernel sets with assembly
+// for it (kernelSet.x8: avx512 with VNNI, avx2) therefore keep a second
+// copy of a Q4_0 or Q8_0 matrix in which each group of eight rows is
+// stored block by block:
 //
 //	Q4_0, per group of 8 rows, per block b (144 bytes):
 //	  16 bytes   the 8 rows' fp16 scales, row 0 first
@@ -48,25 +49,11 @@ const (
 // x8BlockBytes is the size of one packed block of eight rows.
 func x8BlockBytes(dt DType) int { return x8Rows * dt.BlockBytes() }
 
-// Kernels for the packed layouts, installed with their set; nil without.
+// The kernels for the packed layouts are quantKernels.x8Gemv and x8Tile.
 // A gemv sets out[r] to row r of the group w (blocks packed blocks) times
 // the prepared activations p; a tile does the same for x8Tokens tokens
-// whose prepared rows are pstride bytes apart: out[t*8+r].
-var (
-	q4x8Gemv, q8x8Gemv func(out *[8]float32, w, p []byte, blocks int)
-	q4x8Tile, q8x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
-)
-
-// x8Kernels are the packed kernels for dt, nil if the set has none.
-func x8Kernels(dt DType) (func(out *[8]float32, w, p []byte, blocks int), func(out *[32]float32, w, p []byte, blocks, pstride int)) {
-	switch dt {
-	case Q4_0:
-		return q4x8Gemv, q4x8Tile
-	case Q8_0:
-		return q8x8Gemv, q8x8Tile
-	}
-	return nil, nil
-}
+// whose prepared rows are pstride bytes apart: out[t*8+r]. x8_generic.go
+// holds the reference.
 
 // x8Gemv and x8Tile check the operands of the packed kernels for dt.
 func x8Gemv(dt DType, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
@@ -91,12 +78,12 @@ func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride
 }
 
 // Repacked returns m with a second copy of its data in the layout the
-// installed kernels read fastest, or m itself when there is none (the
-// layouts exist for Q4_0 and Q8_0 on kernel sets with x8 kernels). The copy is
-// made once, at load time; m.Data stays valid and is what Row and the other
-// sets read.
+// kernels in use read fastest, or m itself when there is none (the layouts
+// exist for Q4_0 and Q8_0, on kernel sets whose products read them:
+// kernelSet.x8). The copy is made once, at load time; m.Data stays valid
+// and is what Row and the other sets read.
 func (m Matrix) Repacked() Matrix {
-	if gemv, _ := x8Kernels(m.DType); m.x8 != nil || gemv == nil || m.Rows < x8Rows || m.Check() != nil {
+	if m.x8 != nil || !active.x8 || active.quant(m.DType) == nil || m.Rows < x8Rows || m.Check() != nil {
 		return m
 	}
 	groups := m.Rows / x8Rows
@@ -205,9 +192,9 @@ func x8Prep(dst, x []byte) {
 	}
 }
 
-// planX8 is planQ for a repacked matrix; xq holds the tokens' Q8_0
-// activation rows.
-func (m Matrix) planX8(p *Pool, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
+// planX8 is planQ for a repacked matrix with the kernels q; xq holds the
+// tokens' Q8_0 activation rows.
+func (m Matrix) planX8(p *Pool, q *quantKernels, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
 	blocks := cols / QK
 	xrb := Q8_0.RowBytes(cols)
@@ -230,11 +217,7 @@ func (m Matrix) planX8(p *Pool, y []float32, xq []byte, bias []float32, tokens i
 		}
 		y[t*m.Rows+r] = v
 	}
-	gemv, tile := x8Kernels(m.DType)
-	dot := dotQ4_0
-	if m.DType == Q8_0 {
-		dot = dotQ8_0
-	}
+	gemv, tile, dot := q.x8Gemv, q.x8Tile, q.dot
 	return chunks + min(rest, 1), func(_, c int) {
 		if c == chunks { // rows past the last group: the plain dot
 			for r := groups * x8Rows; r < m.Rows; r++ {
@@ -250,12 +233,10 @@ func (m Matrix) planX8(p *Pool, y []float32, xq []byte, bias []float32, tokens i
 			w := m.x8[g*gb : (g+1)*gb]
 			r0 := g * x8Rows
 			t := 0
-			if tile != nil {
-				for ; t+x8Tokens <= tokens; t += x8Tokens {
-					tile(&o32, w, prep[t*pstride:], blocks, pstride)
-					for k, v := range o32 {
-						store(t+k/8, r0+k%8, v)
-					}
+			for ; t+x8Tokens <= tokens; t += x8Tokens {
+				tile(&o32, w, prep[t*pstride:], blocks, pstride)
+				for k, v := range o32 {
+					store(t+k/8, r0+k%8, v)
 				}
 			}
 			for ; t < tokens; t++ {

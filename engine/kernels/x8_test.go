@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 )
@@ -27,9 +28,9 @@ func testX8MatMul(t *testing.T, dt DType) {
 		rows, cols := shape[0], shape[1]
 		m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: quantize(dt, rows, cols, randVec(r, rows*cols))}
 		pm := m.Repacked()
-		if gemv, _ := x8Kernels(dt); gemv == nil {
+		if !active.x8 {
 			if pm.x8 != nil {
-				t.Fatal("repacked without packed kernels")
+				t.Fatal("repacked for a set that reads the plain layout")
 			}
 			return
 		}
@@ -119,54 +120,80 @@ func TestPackQ8_0x8(t *testing.T) {
 	}
 }
 
-// FuzzX8 checks the packed kernels against the generic dots on arbitrary
-// blocks (finite scales) for eight rows and four tokens, and the decode
-// kernel against the tile bit for bit. The first byte picks Q4_0 (even) or
-// Q8_0 (odd).
+// TestX8Kernels runs every set's packed kernels against the generic ones,
+// bit for bit, on random blocks (finite scales, subnormals included) for
+// eight rows and four tokens, from no block to the real sizes (2,560 and
+// 10,240 columns); the generic kernels are checked against the plain
+// generic dots, exactly with unit scales. Every set carries x8 kernels,
+// the generic ones where it has no assembly.
+func TestX8Kernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	for _, k := range kernelSets() {
+		t.Run(k.name, func(t *testing.T) {
+			for _, dt := range []DType{Q4_0, Q8_0} {
+				per := 8*dt.BlockBytes() + 4*34
+				for _, blocks := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 80, 320} {
+					data := make([]byte, blocks*per)
+					for i := range data {
+						data[i] = byte(r.Uint32())
+					}
+					checkX8(t, k, dt, data, false)
+					if blocks <= 16 { // exact integer sums below 2^24
+						setScales(data[:8*dt.BlockBytes()*blocks], dt.BlockBytes(), 0x3c00)
+						setScales(data[8*dt.BlockBytes()*blocks:], 34, 0x3c00)
+						checkX8(t, k, dt, data, true)
+					}
+				}
+			}
+		})
+	}
+}
+
+// FuzzX8 is TestX8Kernels on the fuzzer's blocks. The first byte picks
+// Q4_0 (even) or Q8_0 (odd).
 func FuzzX8(f *testing.F) {
 	f.Add(make([]byte, 1+8*18+4*34))
 	f.Add(make([]byte, 1+3*(8*18+4*34)))
 	f.Add(append([]byte{1}, make([]byte, 2*(8*34+4*34))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		asmKernels(t)
 		if len(data) == 0 {
 			return
 		}
-		var first []float32 // the first set's results: every set gives the same bits
-		for _, k := range kernelSets()[1:] {
-			dt, pack, gemv, tile, ref := Q4_0, packQ4_0x8, k.q4x8Gemv, k.q4x8Tile, dotQ4_0Generic
-			if data[0]%2 == 1 {
-				dt, pack, gemv, tile, ref = Q8_0, packQ8_0x8, k.q8x8Gemv, k.q8x8Tile, dotQ8_0Generic
-			}
-			if gemv == nil {
-				continue
-			}
-			first = checkX8(t, k.name, data[1:], dt, pack, gemv, tile, ref, first)
+		dt := Q4_0
+		if data[0]%2 == 1 {
+			dt = Q8_0
+		}
+		for _, k := range kernelSets() {
+			checkX8(t, k, dt, data[1:], false)
 		}
 	})
 }
 
-// checkX8 is one kernel set's FuzzX8 case; it returns the tile's results
-// and compares them with first when that is not nil.
-func checkX8(t *testing.T, set string, data []byte, dt DType, pack func(out, data []byte, rows, cols int),
-	gemv func(out *[8]float32, w, p []byte, blocks int), tile func(out *[32]float32, w, p []byte, blocks, pstride int),
-	ref func(w, x []byte) float32, first []float32) []float32 {
+// checkX8 checks set k's packed kernels for dt on data: whole blocks of
+// eight weight rows' block (dt's block bytes each) and four activation
+// blocks (34 bytes each), made finite, activations within ±127 as
+// QuantizeQ8_0 makes them. The gemv and the tile must give the generic
+// gemv's bits for every (row, token), which must be near the plain generic
+// dot (equal to it when exact).
+func checkX8(t *testing.T, k kernelSet, dt DType, data []byte, exact bool) {
+	t.Helper()
 	bs := dt.BlockBytes()
 	per := 8*bs + 4*34
 	blocks := len(data) / per
-	if blocks == 0 {
-		return first
-	}
 	w := append([]byte(nil), data[:8*bs*blocks]...)
 	x := append([]byte(nil), data[8*bs*blocks:per*blocks]...)
 	finiteScales(w, bs)
 	finiteScales(x, 34)
-	for i := 0; i < len(x); i += 34 { // activations within ±127, as QuantizeQ8_0 makes them
+	for i := 0; i < len(x); i += 34 {
 		for j := 2; j < 34; j++ {
 			if x[i+j] == 0x80 {
 				x[i+j] = 0x81
 			}
 		}
+	}
+	pack, plain := packQ4_0x8, dotQ4_0Generic
+	if dt == Q8_0 {
+		pack, plain = packQ8_0x8, dotQ8_0Generic
 	}
 	rb, xrb := bs*blocks, 34*blocks
 	packed := make([]byte, blocks*x8BlockBytes(dt))
@@ -176,29 +203,72 @@ func checkX8(t *testing.T, set string, data []byte, dt DType, pack func(out, dat
 	for tk := 0; tk < 4; tk++ {
 		x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
 	}
-	var o32 [32]float32
-	tile(&o32, packed, prep, blocks, pstride)
+	q, ref := k.quant(dt), genericKernels.quant(dt)
+	var tile [32]float32
+	q.x8Tile(&tile, packed, prep, blocks, pstride)
 	for tk := 0; tk < 4; tk++ {
-		var o8 [8]float32
-		gemv(&o8, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
+		p := prep[tk*pstride : (tk+1)*pstride]
+		var got, want [8]float32
+		q.x8Gemv(&got, packed, p, blocks)
+		ref.x8Gemv(&want, packed, p, blocks)
 		for row := 0; row < 8; row++ {
-			got := o8[row]
-			if tile := o32[tk*8+row]; math.Float32bits(tile) != math.Float32bits(got) && !(isNaN(tile) && isNaN(got)) {
-				t.Fatalf("%s: token %d row %d: gemv %v, tile %v", set, tk, row, got, tile)
+			if !sameBits(got[row], want[row]) {
+				t.Fatalf("%s %v %d blocks: token %d row %d: gemv %v, generic %v", k.name, dt, blocks, tk, row, got[row], want[row])
+			}
+			if v := tile[tk*8+row]; !sameBits(v, want[row]) {
+				t.Fatalf("%s %v %d blocks: token %d row %d: tile %v, generic gemv %v", k.name, dt, blocks, tk, row, v, want[row])
 			}
 			wr, xr := w[row*rb:(row+1)*rb], x[tk*xrb:(tk+1)*xrb]
-			if want := ref(wr, xr); !near(got, want, absDotQ(dt, wr, xr)) {
-				t.Errorf("%s: %d blocks, token %d row %d: %v, generic %v", set, blocks, tk, row, got, want)
+			d := plain(wr, xr)
+			if exact && !sameBits(want[row], d) || !near(want[row], d, absDotQ(dt, wr, xr)) {
+				t.Fatalf("%v %d blocks: token %d row %d: generic x8 %v, plain dot %v", dt, blocks, tk, row, want[row], d)
 			}
 		}
 	}
-	if first == nil {
-		return o32[:]
+}
+
+// sameBits reports whether a and b are the same float32, or both NaN.
+func sameBits(a, b float32) bool {
+	return math.Float32bits(a) == math.Float32bits(b) || isNaN(a) && isNaN(b)
+}
+
+// fma32 must round a·b+c once. The first cases are where rounding the
+// float64 FMA again to float32 goes wrong: a·b lies on a float32 midpoint
+// and c, far below float64's precision there, decides the side.
+func TestFMA32(t *testing.T) {
+	one12 := float32(1 + 1.0/4096) // (1+2⁻¹²)² = 1 + 2⁻¹¹ + 2⁻²⁴
+	cases := [][3]float32{
+		{one12, one12, 0x1p-80}, {one12, one12, -0x1p-80}, {-one12, one12, 0x1p-80},
+		{one12, one12, 0}, {0, 5, float32(math.Copysign(0, -1))}, {2, 3, -6},
+		{float32(math.Inf(1)), 1, 1}, {0x1p-70, 0x1p-70, 1e-45}, {3, 0x1p-149, 0x1p-149},
 	}
-	for i, v := range o32 {
-		if math.Float32bits(v) != math.Float32bits(first[i]) && !(isNaN(v) && isNaN(first[i])) {
-			t.Fatalf("%s: result %d is %v, another set's %v", set, i, v, first[i])
+	r := rand.New(rand.NewPCG(29, 30))
+	for range 200000 {
+		// Integer lane sums times scales plus accumulators, as the x8
+		// kernels have them, and exponents close enough to cancel.
+		a := float32(int32(r.Uint32()) >> (8 + r.IntN(24)))
+		b := math.Float32frombits(r.Uint32()&0x807fffff | uint32(100+r.IntN(40))<<23)
+		c := math.Float32frombits(r.Uint32()&0x807fffff | uint32(90+r.IntN(70))<<23)
+		cases = append(cases, [3]float32{a, b, c})
+	}
+	for _, c := range cases {
+		if got, want := fma32(c[0], c[1], c[2]), fmaExact(c[0], c[1], c[2]); !sameBits(got, want) {
+			t.Fatalf("fma32(%g, %g, %g) = %g (%#08x), want %g (%#08x)", c[0], c[1], c[2], got, math.Float32bits(got), want, math.Float32bits(want))
 		}
 	}
-	return first
+}
+
+// fmaExact is a·b+c computed exactly and rounded once to float32.
+func fmaExact(a, b, c float32) float32 {
+	if isNaN(a) || isNaN(b) || isNaN(c) || math.IsInf(float64(a), 0) || math.IsInf(float64(b), 0) || math.IsInf(float64(c), 0) {
+		return float32(float64(a)*float64(b) + float64(c))
+	}
+	x := new(big.Float).SetPrec(1000).SetFloat64(float64(a))
+	x.Mul(x, new(big.Float).SetFloat64(float64(b)))
+	x.Add(x, new(big.Float).SetFloat64(float64(c)))
+	f, _ := x.Float32()
+	if f == 0 && x.Sign() == 0 && math.Signbit(float64(a)*float64(b)) && math.Signbit(float64(c)) {
+		return float32(math.Copysign(0, -1)) // −0 + −0
+	}
+	return f
 }

@@ -211,6 +211,8 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	maxQueue := fs.Int("max-queue", 0, "requests waiting for a session; past it they get 429 / RESOURCE_EXHAUSTED at once (0: 2 × max-sessions)")
 	queueTimeout := fs.Duration("queue-timeout", 30*time.Second, "how long a request waits for a session before 429 / RESOURCE_EXHAUSTED")
 	microBatches := fs.Int("micro-batches", 0, "micro-batches in flight at most (0: one per stage on a machine of its own; stages sharing a machine share its cores and memory bandwidth)")
+	leaderTTL := fs.Duration("leader-ttl", 5*time.Second, "etcd session of the leadership: a standby takes over this long after the leader dies")
+	probeInterval := fs.Duration("probe-interval", 5*time.Second, "how often an unreachable registered worker is tried again")
 	prefillChunk := fs.Int("prefill-chunk", 512, "prompt tokens of one session per step: longer prompts go in chunks, interleaved with other sessions' decode steps")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "host:port of the OpenAI-compatible HTTP API (off when empty)")
@@ -286,6 +288,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
 		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk, MicroBatches: *microBatches,
+		LeaderTTL: *leaderTTL, ProbeInterval: *probeInterval,
 		DialOptions: stageDialOptions(nodeTLS), Registerer: reg,
 	})
 	if err != nil {
@@ -375,6 +378,8 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	speed := fs.Float64("speed", 0, "layer-steps per second to report (0: measure at start)")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease: a worker silent this long leaves the cluster")
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
+	reserve := fs.Uint64("reserve", controlplane.DefaultWorkerReserve, "bytes of --memory kept outside layers and KV caches (runtime, buffers, activations)")
+	heartbeat := fs.Duration("heartbeat", time.Second, "while a step computes, tell the coordinator this often that the worker is alive (keep well under the coordinator's --stage-timeout)")
 	maxStepRows := fs.Int("max-step-rows", 8192, "rows (tokens) one step may carry; published, so the coordinator cuts steps and replays to fit")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
@@ -432,7 +437,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopTracing()
 	reg := newRegistry()
 	stageSrv := stage.NewServer(stage.Config{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay,
-		MaxStepRows: *maxStepRows, Logger: log, Registerer: reg})
+		MaxStepRows: *maxStepRows, Heartbeat: *heartbeat, Logger: log, Registerer: reg})
 	defer stageSrv.Close()
 	if *metricsAddr != "" {
 		ms, err := serveMetrics(*metricsAddr, reg, log)
@@ -457,7 +462,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
 	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
-		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
+		MemoryFree: mem, Reserve: *reserve, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
 	})
 }
 

@@ -37,7 +37,7 @@ func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, 
 		if !ok || layers == 0 {
 			continue
 		}
-		used := layers*size.LayerBytes + workerReserve
+		used := layers*size.LayerBytes + DefaultWorkerReserve
 		if w.MemoryFree <= used {
 			limit = min(limit, 4)
 			continue

@@ -56,6 +56,12 @@ type CoordinatorConfig struct {
 	// MicroBatches caps the micro-batches in flight; 0 means one per stage
 	// on a machine of its own.
 	MicroBatches int
+	// LeaderTTL is the etcd session of the leadership: a dead leader is
+	// replaced after it. Default 5 s.
+	LeaderTTL time.Duration
+	// ProbeInterval is how often a registered worker that could not be
+	// reached (or whose certificate was refused) is tried again. Default 5 s.
+	ProbeInterval time.Duration
 	// DialOptions for stage connections (TLS credentials, stats handlers);
 	// plaintext unless they set transport credentials.
 	DialOptions []grpc.DialOption
@@ -115,6 +121,12 @@ type Coordinator struct {
 func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = 5 * time.Second
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 5 * time.Second
 	}
 	if cfg.FixedBytes == 0 {
 		cfg.FixedBytes = 256 << 20
@@ -239,7 +251,7 @@ func (c *Coordinator) Readiness() error {
 func (c *Coordinator) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		c.log.Info("campaigning for leadership", "id", c.cfg.ID, "cluster", c.cfg.Cluster)
-		lead, err := registry.Campaign(ctx, c.cfg.Etcd, c.cfg.Cluster, c.cfg.ID, registry.WithSessionTTL(5*time.Second))
+		lead, err := registry.Campaign(ctx, c.cfg.Etcd, c.cfg.Cluster, c.cfg.ID, registry.WithSessionTTL(c.cfg.LeaderTTL))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -72,7 +72,7 @@ func (c *Coordinator) probe(ctx context.Context, key, id string, cl *stage.Clien
 		settled()
 	}()
 	for attempt := 0; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, min(3*time.Second, c.cfg.ProbeInterval))
 		info, err := cl.RPC().Info(pctx, &phalanxpb.InfoRequest{})
 		cancel()
 		if err == nil && info.GetWorkerId() == id {
@@ -95,7 +95,7 @@ func (c *Coordinator) probe(ctx context.Context, key, id string, cl *stage.Clien
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(c.cfg.ProbeInterval):
 		}
 		c.mu.Lock()
 		still := false

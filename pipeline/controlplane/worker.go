@@ -32,6 +32,9 @@ type WorkerConfig struct {
 	// MemoryFree is what the worker offers for layers and KV caches; 0
 	// means the machine's available memory.
 	MemoryFree uint64
+	// Reserve is memory kept outside layers and KV caches (runtime,
+	// buffers, activations); default 256 MiB.
+	Reserve uint64
 	// Speed in layer-steps per second; 0 means measure it at start.
 	Speed    float64
 	LeaseTTL time.Duration
@@ -63,6 +66,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.Reserve == 0 {
+		cfg.Reserve = DefaultWorkerReserve
 	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
 		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
@@ -122,7 +128,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			cfg.Stage.Install(m, plan.Epoch)
 			// KV caches get what the layers leave of the memory offered,
 			// less a fixed reserve for the runtime and buffers.
-			cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-workerReserve, 64<<20))
+			cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20))
 			log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
 		}
 		if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
@@ -144,8 +150,9 @@ func hostName() string {
 	return h
 }
 
-// workerReserve is memory a worker keeps outside layers and KV caches.
-const workerReserve = 256 << 20
+// DefaultWorkerReserve is the memory a worker keeps outside layers and KV
+// caches unless told otherwise (--reserve).
+const DefaultWorkerReserve = 256 << 20
 
 // Calibrate measures decode speed in layer-steps per second on the first
 // layer of the model: the planner's measure of a worker.

@@ -258,6 +258,13 @@ func procFDs(t *testing.T, pid int) int {
 // eventuallyOK polls f every 100 ms until it returns nil or d passes.
 func eventuallyOK(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
+	pollEvery(t, 100*time.Millisecond, d, what, f)
+}
+
+// pollEvery polls f every interval until it returns nil, failing t once d
+// has passed.
+func pollEvery(t *testing.T, interval, d time.Duration, what string, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
@@ -267,6 +274,6 @@ func eventuallyOK(t *testing.T, d time.Duration, what string, f func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v: %v", what, d, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

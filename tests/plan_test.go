@@ -193,15 +193,5 @@ func firstOf(s []string) string {
 // pollUntil is eventuallyOK polling every 5 ms, for measuring.
 func pollUntil(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	pollEvery(t, 5*time.Millisecond, d, what, f)
 }

@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/phalanx-llm/phalanx/engine"
-	"github.com/phalanx-llm/phalanx/engine/gguf"
 	"github.com/phalanx-llm/phalanx/engine/prompt"
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
@@ -97,21 +95,11 @@ func loadTokenizer(model, file string) (*tokenizer.Tokenizer, error) {
 	if _, err := os.Stat(model); err != nil {
 		return nil, fmt.Errorf("model %s: %v", model, errors.Unwrap(err))
 	}
-	if strings.EqualFold(filepath.Ext(model), ".gguf") {
-		f, err := gguf.Open(model)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if _, ok := f.Value("tokenizer.ggml.model"); !ok {
-			return nil, nil
-		}
-		return tokenizer.FromGGUFFile(f)
+	mf, err := engine.Open(model)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(model, "tokenizer.json")); err != nil {
-		return nil, nil
-	}
-	return tokenizer.FromHFDir(model)
+	return mf.Tokenizer()
 }
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -79,3 +79,7 @@ func SetupTracing(ctx context.Context, service, instance, version string, log *s
 	log.Info("tracing to OTLP", "protocol", proto, "service", service)
 	return tp.Shutdown, nil
 }
+
+// LatencyBuckets are the histogram buckets (seconds) of every latency
+// metric Phalanx exports, so dashboards can compare them.
+var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}

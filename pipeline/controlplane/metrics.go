@@ -1,14 +1,13 @@
 package controlplane
 
 import (
+	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 )
 
 // tracer names the spans Phalanx makes itself (request, stage step, worker step).
 var tracer = otel.Tracer("github.com/phalanx-llm/phalanx/pipeline/controlplane")
-
-var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // metrics are the coordinator's Prometheus metrics (requests and tokens;
 // the data plane registers its own), registered by NewCoordinator on
@@ -32,9 +31,9 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) *metrics {
 		GeneratedTokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "phalanx_generated_tokens_total",
 			Help: "Tokens generated (rate() of it is tokens per second)."}),
 		TimeToFirst: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phalanx_time_to_first_token_seconds",
-			Help: "Time from request to first token.", Buckets: latencyBuckets}),
+			Help: "Time from request to first token.", Buckets: observe.LatencyBuckets}),
 		InterToken: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phalanx_inter_token_latency_seconds",
-			Help: "Time between consecutive tokens of a request.", Buckets: latencyBuckets}),
+			Help: "Time between consecutive tokens of a request.", Buckets: observe.LatencyBuckets}),
 	}
 	reg.MustRegister(m.Requests, m.PromptTokens, m.GeneratedTokens, m.TimeToFirst, m.InterToken,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_max_sessions", Help: "Generations admitted to run at once."},

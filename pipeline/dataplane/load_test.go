@@ -196,11 +196,7 @@ func TestReplayRespectsStepRows(t *testing.T) {
 		}
 		killed.Do(func() {
 			c.stops[1]() // the second stage dies with every session ~20 positions long
-			time.Sleep(100 * time.Millisecond)
-			old := c.sched.Route()
-			c.servers[0].SetEpoch(8)
-			spare.servers[0].SetEpoch(8)
-			c.sched.SetRoute(&Route{Epoch: 8, MaxStepRows: 16, Stages: []RouteStage{old.Stages[0], spare.sched.Route().Stages[0]}})
+			failOver(c, spare, 100*time.Millisecond)
 		})
 	}()
 	wg.Wait()

@@ -1,14 +1,13 @@
 package dataplane
 
 import (
+	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 )
 
 // tracer names the coordinator's stage-step spans.
 var tracer = otel.Tracer("github.com/phalanx-llm/phalanx/pipeline/dataplane")
-
-var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // metrics are the data plane's Prometheus metrics, registered by
 // NewScheduler on Config.Registerer.
@@ -21,7 +20,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 	m := &metrics{
 		StageStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "phalanx_stage_step_seconds",
-			Help: "Round trip of one step to one stage.", Buckets: latencyBuckets}, []string{"stage", "worker"}),
+			Help: "Round trip of one step to one stage.", Buckets: observe.LatencyBuckets}, []string{"stage", "worker"}),
 		WireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phalanx_wire_bytes_total",
 			Help: "Activation bytes sent to each stage (per hop)."}, []string{"worker"}),
 		BatchSessions: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phalanx_step_sessions",

@@ -168,6 +168,17 @@ func TestPipelineBitIdentical(t *testing.T) {
 	}
 }
 
+// failOver does what the coordinator does after c's second stage died: a
+// while later (it notices and re-plans), route epoch 8 over c's first stage
+// and spare's only one, which holds the lost stage's layers.
+func failOver(c, spare *cluster, after time.Duration) {
+	time.Sleep(after)
+	old := c.sched.Route()
+	c.servers[0].SetEpoch(8)
+	spare.servers[0].SetEpoch(8)
+	c.sched.SetRoute(&Route{Epoch: 8, MaxStepRows: old.MaxStepRows, Stages: []RouteStage{old.Stages[0], spare.sched.Route().Stages[0]}})
+}
+
 func greedyLocal(t *testing.T, dir string, prompt []int, n int) []int {
 	m, err := engine.Load(dir, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: 1})
 	if err != nil {
@@ -355,13 +366,7 @@ func TestReplayAfterStageLoss(t *testing.T) {
 			n++
 			if n == 5 {
 				c.stops[1]() // the second stage dies
-				go func() {
-					time.Sleep(200 * time.Millisecond) // the coordinator notices and re-plans
-					old := c.sched.Route()
-					c.servers[0].SetEpoch(8)
-					spare.servers[0].SetEpoch(8)
-					c.sched.SetRoute(&Route{Epoch: 8, Stages: []RouteStage{old.Stages[0], spare.sched.Route().Stages[0]}})
-				}()
+				go failOver(c, spare, 200*time.Millisecond)
 			}
 			return nil
 		})
@@ -471,13 +476,7 @@ func TestReplayExactOverLossyWire(t *testing.T) {
 		got, err := g.Run(context.Background(), sess, req, func(textgen.Chunk) error {
 			if n++; n == 6 {
 				c.stops[1]()
-				go func() {
-					time.Sleep(100 * time.Millisecond)
-					old := c.sched.Route()
-					c.servers[0].SetEpoch(8)
-					spare.servers[0].SetEpoch(8)
-					c.sched.SetRoute(&Route{Epoch: 8, Stages: []RouteStage{old.Stages[0], spare.sched.Route().Stages[0]}})
-				}()
+				go failOver(c, spare, 100*time.Millisecond)
 			}
 			return nil
 		})

@@ -1,14 +1,13 @@
 package stage
 
 import (
+	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 )
 
 // tracer names the worker's step spans.
 var tracer = otel.Tracer("github.com/phalanx-llm/phalanx/pipeline/stage")
-
-var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // metrics are a worker's Prometheus metrics, registered by NewServer on
 // Config.Registerer.
@@ -23,7 +22,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		Steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phalanx_worker_steps_total",
 			Help: "Steps answered, by status code (OK or the rejection's code)."}, []string{"code"}),
 		StepTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phalanx_worker_step_seconds",
-			Help: "Compute time of one step.", Buckets: latencyBuckets}),
+			Help: "Compute time of one step.", Buckets: observe.LatencyBuckets}),
 		Rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "phalanx_worker_rows_total",
 			Help: "Token rows computed."}),
 	}

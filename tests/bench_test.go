@@ -3,9 +3,13 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,6 +121,184 @@ func BenchmarkThroughputCluster(b *testing.B) {
 				wg.Wait()
 			}
 			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+		})
+	}
+}
+
+// streamFigures runs streams concurrent generations of benchTokens tokens
+// (after a 3-token prompt) per iteration and reports tok/s (every stream's
+// tokens over the wall time) and ms/token (a stream's decode time per
+// token, averaged over the streams). rows is the token rows that crossed
+// the pipeline: a prompt's tokens and every generated token but the last.
+//
+// metrics, the coordinator's --metrics address, adds the split of a step's
+// stage round trips: compute-ms/step (what the stages report computing)
+// and net-ms/step (the rest: network, framing, queueing), summed over the
+// stages. It is less noisy than tok/s on a shared machine.
+func streamFigures(b *testing.B, c *cluster, metrics string, streams int) (rows int) {
+	b.Helper()
+	before := stageSplit(b, metrics)
+	var tokens, answers int
+	var msPerToken float64
+	var mu sync.Mutex
+	start := time.Now()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for s := range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				prompt := []int{s + 1, 7, 9}
+				toks, _, last, err := c.generate(context.Background(), tokenRequest(prompt, benchTokens))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				tokens += len(toks)
+				rows += len(prompt) + len(toks) - 1
+				msPerToken += 1000 / last.GetTimings().GetDecodeTokensPerSecond()
+				answers++
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+	b.ReportMetric(msPerToken/float64(max(answers, 1)), "ms/token")
+	after := stageSplit(b, metrics)
+	if steps := after.steps - before.steps; steps > 0 {
+		b.ReportMetric(1000*(after.compute-before.compute)/steps, "compute-ms/step")
+		b.ReportMetric(1000*((after.roundTrip-after.compute)-(before.roundTrip-before.compute))/steps, "net-ms/step")
+	}
+	return rows
+}
+
+// stageTimes are the coordinator's running sums of stage round trips and
+// stage compute, in seconds, and the steps (of the first stage) counted.
+type stageTimes struct{ roundTrip, compute, steps float64 }
+
+func stageSplit(b *testing.B, metrics string) stageTimes {
+	b.Helper()
+	var st stageTimes
+	if metrics == "" {
+		return st
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		name, rest, _ := strings.Cut(line, "{")
+		labels, value, _ := strings.Cut(rest, "} ")
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == "phalanx_stage_step_seconds_sum":
+			st.roundTrip += v
+		case name == "phalanx_stage_compute_seconds_sum":
+			st.compute += v
+		case name == "phalanx_stage_step_seconds_count" && strings.Contains(labels, `stage="0"`):
+			st.steps += v
+		}
+	}
+	return st
+}
+
+// warm runs a short answer outside any timing: the weights' pages and the
+// connections are warm.
+func (c *cluster) warm(b *testing.B) {
+	b.Helper()
+	if _, _, _, err := c.generate(context.Background(), tokenRequest([]int{5, 7, 9}, 4)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkNetworkLatency is decode through 2 workers on loopback whose
+// answers are held back by --debug-reply-delay, as by a network of that
+// round-trip time per hop, with 1 and 8 streams. Both workers count as one
+// machine by default, so the coordinator keeps one micro-batch in flight;
+// machines=2 gives them distinct --host-id values, as on two machines, and
+// two micro-batches are in flight. The cost model and the figures:
+// docs/network.md.
+func BenchmarkNetworkLatency(b *testing.B) {
+	dir := benchModel(b)
+	for _, delay := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
+		for _, machines := range []int{1, 2} {
+			b.Run(fmt.Sprintf("rtt=%v/machines=%d", delay, machines), func(b *testing.B) {
+				metrics := freeAddr(b)
+				c := startCluster(b, dir, clusterOpts{workers: 0, coordArgs: []string{"--min-workers", "2", "--metrics", metrics}})
+				for i := range 2 {
+					args := []string{"--speed", "100", "--debug-reply-delay", delay.String()}
+					if machines == 2 {
+						args = append(args, "--host-id", fmt.Sprint("bench-machine-", i))
+					}
+					c.addWorker(fmt.Sprint("w", i+1), args...)
+				}
+				c.waitReady(2 * time.Minute)
+				c.warm(b)
+				streamCounts := []int{1, 8}
+				if machines == 2 {
+					streamCounts = []int{8} // one stream is one micro-batch either way
+				}
+				for _, streams := range streamCounts {
+					b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) { streamFigures(b, c, metrics, streams) })
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkNetworkBandwidth is decode through 2 workers, each in a network
+// namespace of its own whose veth link to the coordinator is limited by tc
+// tbf (both directions) to 1 Gbit/s, 100 Mbit/s and 20 Mbit/s (and not
+// limited: rate=none), with f32, f16 and q8 activations on the wire and 1
+// and 8 streams. B/token/hop is what crossed a worker's link per token
+// row, both directions, halved: one transfer of one token's activations
+// with every header (protobuf, gRPC, HTTP/2, TCP, IP, Ethernet) and the
+// lease keep-alives. Needs root, ip and tc.
+func BenchmarkNetworkBandwidth(b *testing.B) {
+	dir := benchModel(b)
+	if _, err := exec.LookPath("tc"); err != nil {
+		b.Skip("tc (iproute2) is not installed")
+	}
+	hosts := []*testHost{newTestHost(b, 8), newTestHost(b, 9)}
+	for _, wire := range []string{"f32", "f16", "q8"} {
+		b.Run("wire="+wire, func(b *testing.B) {
+			metrics := freeAddr(b)
+			c := startCluster(b, dir, clusterOpts{workers: 0, etcdHost: hosts[0].hostIP,
+				coordArgs: []string{"--min-workers", "2", "--wire", wire, "--metrics", metrics}})
+			for i, h := range hosts {
+				c.addWorkerOn(h, fmt.Sprint("w", i+1), "--speed", "100")
+			}
+			c.waitReady(2 * time.Minute)
+			c.warm(b)
+			for _, rate := range []struct {
+				name string
+				bits int64
+			}{{"none", 0}, {"1gbit", 1e9}, {"100mbit", 100e6}, {"20mbit", 20e6}} {
+				for _, h := range hosts {
+					h.shape(b, rate.bits)
+				}
+				for _, streams := range []int{1, 8} {
+					b.Run(fmt.Sprintf("rate=%s/streams=%d", rate.name, streams), func(b *testing.B) {
+						before := hosts[0].linkBytes(b)
+						rows := streamFigures(b, c, metrics, streams)
+						crossed := hosts[0].linkBytes(b) - before
+						b.ReportMetric(float64(crossed)/2/float64(max(rows, 1)), "B/token/hop")
+					})
+				}
+			}
+			for _, h := range hosts {
+				h.shape(b, 0)
+			}
 		})
 	}
 }

@@ -377,12 +377,14 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	memory := fs.Uint64("memory", 0, "bytes offered for layers and KV caches (0: the machine's available memory)")
 	speed := fs.Float64("speed", 0, "layer-steps per second to report (0: measure at start)")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease: a worker silent this long leaves the cluster")
+	hostID := fs.String("host-id", "", "the machine this worker runs on, as the coordinator counts machines: it keeps one micro-batch in flight per machine of the pipeline (default: /etc/machine-id, else the host name)")
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
 	reserve := fs.Uint64("reserve", controlplane.DefaultWorkerReserve, "bytes of --memory kept outside layers and KV caches (runtime, buffers, activations)")
 	heartbeat := fs.Duration("heartbeat", time.Second, "while a step computes, tell the coordinator this often that the worker is alive (keep well under the coordinator's --stage-timeout)")
 	maxStepRows := fs.Int("max-step-rows", 8192, "rows (tokens) one step may carry; published, so the coordinator cuts steps and replays to fit")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	stepDelay := fs.Duration("debug-step-delay", 0, "testing aid: sleep this long before every step")
+	replyDelay := fs.Duration("debug-reply-delay", 0, "testing aid: hold every answer and heartbeat this long before sending it, like a network of that round-trip time (the worker keeps computing queued steps meanwhile)")
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	tf := addTLSFlags(fs)
 	sf := addServeFlags(fs, false)
@@ -437,7 +439,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopTracing()
 	reg := newRegistry()
 	stageSrv := stage.NewServer(stage.Config{WorkerID: *name, Version: Version, IdleTimeout: *idle, StepDelay: *stepDelay,
-		MaxStepRows: *maxStepRows, Heartbeat: *heartbeat, Logger: log, Registerer: reg})
+		ReplyDelay: *replyDelay, MaxStepRows: *maxStepRows, Heartbeat: *heartbeat, Logger: log, Registerer: reg})
 	defer stageSrv.Close()
 	if *metricsAddr != "" {
 		ms, err := serveMetrics(*metricsAddr, reg, log)
@@ -462,7 +464,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
 	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
-		MemoryFree: mem, Reserve: *reserve, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
+		MemoryFree: mem, Reserve: *reserve, Speed: *speed, Host: *hostID, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
 	})
 }
 

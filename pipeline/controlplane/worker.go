@@ -36,7 +36,11 @@ type WorkerConfig struct {
 	// buffers, activations); default 256 MiB.
 	Reserve uint64
 	// Speed in layer-steps per second; 0 means measure it at start.
-	Speed    float64
+	Speed float64
+	// Host names the machine the worker runs on (default: its
+	// /etc/machine-id, else its host name). The coordinator keeps one
+	// micro-batch in flight per distinct machine of the pipeline.
+	Host     string
 	LeaseTTL time.Duration
 	Etcd     *clientv3.Client
 	Stage    *stage.Server
@@ -70,9 +74,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.Reserve == 0 {
 		cfg.Reserve = DefaultWorkerReserve
 	}
+	if cfg.Host == "" {
+		cfg.Host = hostName()
+	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
 		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
-			LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: hostName()}}
+			LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host}}
 	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
 		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)

@@ -13,6 +13,7 @@ var tracer = otel.Tracer("github.com/phalanx-llm/phalanx/pipeline/dataplane")
 // NewScheduler on Config.Registerer.
 type metrics struct {
 	StageStep     *prometheus.HistogramVec
+	StageCompute  *prometheus.HistogramVec
 	WireBytes     *prometheus.CounterVec
 	BatchSessions prometheus.Histogram
 }
@@ -21,12 +22,15 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 	m := &metrics{
 		StageStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "phalanx_stage_step_seconds",
 			Help: "Round trip of one step to one stage.", Buckets: observe.LatencyBuckets}, []string{"stage", "worker"}),
+		StageCompute: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "phalanx_stage_compute_seconds",
+			Help:    "A stage's own compute time for one step, as it reports it: the step's round trip less this is network and queueing.",
+			Buckets: observe.LatencyBuckets}, []string{"stage", "worker"}),
 		WireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phalanx_wire_bytes_total",
 			Help: "Activation bytes sent to each stage (per hop)."}, []string{"worker"}),
 		BatchSessions: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phalanx_step_sessions",
 			Help: "Sessions per micro-batch step.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}
-	reg.MustRegister(m.StageStep, m.WireBytes, m.BatchSessions,
+	reg.MustRegister(m.StageStep, m.StageCompute, m.WireBytes, m.BatchSessions,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_queue_depth", Help: "Steps waiting for a micro-batch."},
 			func() float64 { return float64(s.QueueDepth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_active_sessions", Help: "Open generation sessions."},

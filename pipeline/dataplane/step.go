@@ -105,6 +105,9 @@ func (s *Scheduler) forward(ctx context.Context, parts []stepPart, replay bool) 
 			s.metrics.WireBytes.WithLabelValues(st.WorkerID).Add(float64(len(req.Hidden.Data)))
 		}
 		computeMs[i] = resp.GetComputeMs()
+		if s.metrics != nil {
+			s.metrics.StageCompute.WithLabelValues(strconv.Itoa(i), st.WorkerID).Observe(computeMs[i] / 1000)
+		}
 		hidden = resp.GetHidden()
 		if err := wire.Check(hidden, rows, H, s.cfg.Wire); err != nil {
 			st.Client.Reset(fmt.Errorf("bad answer: %v", err))

@@ -38,6 +38,11 @@ type Config struct {
 	// StepDelay is added before every step: a testing aid that makes a fast
 	// model slow enough to interrupt at a chosen moment.
 	StepDelay time.Duration
+	// ReplyDelay holds every message to the coordinator (answers and
+	// heartbeats) this long before sending it: a testing aid that behaves
+	// like a network of that round-trip time. The worker goes on computing
+	// queued steps meanwhile, and messages leave in order.
+	ReplyDelay time.Duration
 	// Heartbeat is how often a running step tells the coordinator it is
 	// alive (StageResponse.progress); default 1 s.
 	Heartbeat time.Duration
@@ -264,6 +269,11 @@ func (s *Server) Process(stream phalanxpb.Stage_ProcessServer) error {
 		defer sendMu.Unlock()
 		return stream.Send(resp)
 	}
+	if d := s.cfg.ReplyDelay; d > 0 {
+		delayed := newDelayedSender(ctx, d, stream.Send)
+		defer delayed.close() // also on the early return below: no Send after Process returns
+		send = delayed.send
+	}
 	var buf []float32
 	var sendErr error
 	for q := range queue {
@@ -282,6 +292,99 @@ func (s *Server) Process(stream phalanxpb.Stage_ProcessServer) error {
 		return err
 	}
 	return nil
+}
+
+// delayedSender sends each message a fixed delay after it was handed over,
+// in order, from a goroutine of its own, so the caller never waits for the
+// delay: what a network of that round-trip time does to a worker's replies.
+type delayedSender struct {
+	delay time.Duration
+	out   func(*phalanxpb.StageResponse) error
+
+	mu     sync.Mutex // orders due times with the queue; guards closed
+	queue  chan delayedMessage
+	closed bool
+
+	errMu   sync.Mutex    // not mu: the goroutine takes it while a send waits for room
+	err     error         // the first failed Send; later messages are dropped
+	stopped chan struct{} // closed when the goroutine has returned
+}
+
+type delayedMessage struct {
+	resp *phalanxpb.StageResponse
+	due  time.Time
+}
+
+// maxDelayedMessages bounds the messages waiting out their delay; past it
+// send blocks, as a full network window would.
+const maxDelayedMessages = 4 * maxQueuedSteps
+
+func newDelayedSender(ctx context.Context, delay time.Duration, out func(*phalanxpb.StageResponse) error) *delayedSender {
+	d := &delayedSender{delay: delay, out: out, queue: make(chan delayedMessage, maxDelayedMessages), stopped: make(chan struct{})}
+	go d.run(ctx)
+	return d
+}
+
+func (d *delayedSender) run(ctx context.Context) {
+	defer close(d.stopped)
+	for m := range d.queue {
+		if d.failed() != nil {
+			continue // drain, so senders never block on a dead stream
+		}
+		var err error
+		if wait := time.Until(m.due); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				err = ctx.Err()
+			}
+		}
+		if err == nil {
+			err = d.out(m.resp)
+		}
+		if err != nil {
+			d.errMu.Lock()
+			d.err = err
+			d.errMu.Unlock()
+		}
+	}
+}
+
+func (d *delayedSender) failed() error {
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	return d.err
+}
+
+// send queues resp to leave after the delay; it fails only once an earlier
+// message could not be sent.
+func (d *delayedSender) send(resp *phalanxpb.StageResponse) error {
+	if err := d.failed(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return io.ErrClosedPipe
+	}
+	// Due times grow in queue order: they are taken under the lock that
+	// orders the queue.
+	d.queue <- delayedMessage{resp: resp, due: time.Now().Add(d.delay)}
+	return nil
+}
+
+// close sends what is queued, each at its time (unless the stream ends
+// first), and returns once the goroutine has stopped.
+func (d *delayedSender) close() {
+	d.mu.Lock()
+	if !d.closed {
+		d.closed = true
+		close(d.queue)
+	}
+	d.mu.Unlock()
+	<-d.stopped
 }
 
 // answer computes one step, sending heartbeats while it runs, and sends its

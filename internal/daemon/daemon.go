@@ -480,7 +480,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
 		MemoryFree: mem, Speed: *speed, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
-		Cache: cache, TransferRate: float64(wf.rate), WeightsDial: weightsDial(nodeTLS),
+		Cache: cache, TransferRate: float64(wf.rate), PruneAfter: wf.pruneAfter, WeightsDial: weightsDial(nodeTLS),
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -73,13 +74,15 @@ var workerRoles = methodRoles{
 
 // workerWeights are a worker's flags for fetching its layers.
 type workerWeights struct {
-	cache string
-	rate  byteRate
+	cache      string
+	rate       byteRate
+	pruneAfter time.Duration
 }
 
 func addWorkerWeightsFlags(fs *flag.FlagSet) *workerWeights {
 	f := &workerWeights{}
 	fs.StringVar(&f.cache, "cache", "", "without --model: directory where the worker keeps the layers it fetches from the coordinator and its peers (content-addressed, resumed, checked)")
+	fs.DurationVar(&f.pruneAfter, "cache-prune-after", 30*time.Second, "without --model: after loading a range, delete the cached layers outside it this long later (and once no peer has read from the cache for 10 s)")
 	fs.Var(&f.rate, "transfer-rate", "without --model: bytes per second the worker fetches at most, so serving keeps its bandwidth (100M, 1.5G; 0: no limit)")
 	return f
 }

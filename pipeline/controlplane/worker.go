@@ -33,6 +33,9 @@ type WorkerConfig struct {
 	// Cache keeps the layers a worker without Model fetches; the worker's
 	// gRPC server should serve it to peers (weights.NewServer(cache, nil)).
 	Cache *weights.Cache
+	// PruneAfter is how long after loading a range the worker deletes the
+	// cached tensors outside it (default 30 s; longer while peers read).
+	PruneAfter time.Duration
 	// TransferRate throttles the bytes fetched per second (0: no limit).
 	TransferRate float64
 	// WeightsDial gives the dial options for a Weights service on a node

@@ -70,11 +70,12 @@ type fetchLayers struct {
 
 	man *weights.Manifest // of the range last loaded
 
-	mu       sync.Mutex
-	mem      *registry.Membership
-	fetching engine.LayerRange
-	conns    map[string]*grpc.ClientConn // by address
-	lastPub  time.Time
+	mu        sync.Mutex
+	pruneStop context.CancelFunc // the pending prune, if any; a load cancels it
+	mem       *registry.Membership
+	fetching  engine.LayerRange
+	conns     map[string]*grpc.ClientConn // by address
+	lastPub   time.Time
 }
 
 // openFetchLayers finds the coordinator's Weights service (published in
@@ -142,6 +143,9 @@ func (f *fetchLayers) close() {
 	for _, c := range f.conns {
 		c.Close()
 	}
+	if f.pruneStop != nil {
+		f.pruneStop()
+	}
 }
 
 // dial returns a Weights client for a node of role at addr.
@@ -208,6 +212,10 @@ func (f *fetchLayers) load(ctx context.Context, model string, r engine.LayerRang
 	}
 	f.mu.Lock()
 	f.lastPub, f.fetching = time.Time{}, r
+	if f.pruneStop != nil {
+		f.pruneStop() // it would delete what this load reuses
+		f.pruneStop = nil
+	}
 	f.mu.Unlock()
 	start := time.Now()
 	if err := f.fetcher.Ensure(ctx, man); err != nil {
@@ -225,17 +233,51 @@ func (f *fetchLayers) load(ctx context.Context, model string, r engine.LayerRang
 	return m, nil
 }
 
-// loaded prunes the cache to the range installed: the worker's disk holds
-// its range's bytes only.
+// loaded prunes the cache to the range installed, so the worker's disk
+// holds its range's bytes only — after PruneAfter, and once no peer has
+// read from it for a while: a re-plan moves the layers this worker gave
+// up to peers, which fetch them from here.
 func (f *fetchLayers) loaded(r engine.LayerRange) {
 	if f.man == nil || f.man.Layers != r {
 		return
 	}
-	if n, err := f.cfg.Cache.Prune(f.man); err != nil {
-		f.log.Warn("cannot prune the weights cache", "err", err)
-	} else if n > 0 {
-		f.log.Info("pruned the weights cache to the layers held", "layers", r.String(), "freed_bytes", n)
+	man := f.man
+	f.mu.Lock()
+	if f.pruneStop != nil {
+		f.pruneStop()
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	f.pruneStop = stop
+	f.mu.Unlock()
+	after := f.cfg.PruneAfter
+	if after <= 0 {
+		after = 30 * time.Second
+	}
+	go func() {
+		t := time.NewTimer(after)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if f.cfg.Cache.Idle() >= min(after, 10*time.Second) {
+				break
+			}
+			t.Reset(time.Second)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if n, err := f.cfg.Cache.Prune(man); err != nil {
+			f.log.Warn("cannot prune the weights cache", "err", err)
+		} else if n > 0 {
+			f.log.Info("pruned the weights cache to the layers held", "layers", r.String(), "freed_bytes", n)
+		}
+	}()
 }
 
 type peer struct {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
@@ -22,7 +24,13 @@ import (
 // against its digest when it was completed; Verify checks it again. Its
 // methods are safe for concurrent use by one process (the worker); two
 // processes must not share a directory.
-type Cache struct{ dir string }
+type Cache struct {
+	dir string
+
+	mu       sync.Mutex
+	reading  int       // Blob mappings in use by peers
+	lastRead time.Time // when the last one ended
+}
 
 // OpenCache opens (creating) a cache directory.
 func OpenCache(dir string) (*Cache, error) {
@@ -122,7 +130,30 @@ func (c *Cache) Blob(d Digest) ([]byte, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return m.Data, func() { m.Close() }, nil
+	c.mu.Lock()
+	c.reading++
+	c.mu.Unlock()
+	return m.Data, func() {
+		m.Close()
+		c.mu.Lock()
+		c.reading--
+		c.lastRead = time.Now()
+		c.mu.Unlock()
+	}, nil
+}
+
+// Idle reports how long no peer has read from the cache (0 while one
+// does): pruning waits for peers that fetch what this worker held.
+func (c *Cache) Idle() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reading > 0 {
+		return 0
+	}
+	if c.lastRead.IsZero() {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(c.lastRead)
 }
 
 // Usage is the bytes of complete tensors in the cache.

@@ -36,8 +36,7 @@ type Fetcher struct {
 	// fails is skipped for the next; the transfer resumes from the bytes
 	// already on disk.
 	Sources func(t Tensor) []Source
-	// Limiter throttles the bytes received (nil: no limit). Its burst must
-	// be at least ChunkBytes.
+	// Limiter throttles the bytes received (nil: no limit); see NewLimiter.
 	Limiter *rate.Limiter
 	// OnProgress is told the progress after every chunk (it should be cheap).
 	OnProgress func(Progress)
@@ -53,12 +52,29 @@ type Fetcher struct {
 	prog Progress
 }
 
-// NewLimiter is a limiter of bytesPerSecond (nil for 0: no limit).
+// NewLimiter is a limiter of bytesPerSecond (nil for 0: no limit), with a
+// burst of a twentieth of a second (16 KiB to a chunk), so the rate holds
+// from the first chunk on.
 func NewLimiter(bytesPerSecond float64) *rate.Limiter {
 	if bytesPerSecond <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(bytesPerSecond), ChunkBytes)
+	burst := int(min(max(bytesPerSecond/20, 16<<10), ChunkBytes))
+	l := rate.NewLimiter(rate.Limit(bytesPerSecond), burst)
+	l.AllowN(time.Now(), burst) // start empty
+	return l
+}
+
+// wait takes n bytes from the limiter, a burst at a time.
+func (f *Fetcher) wait(ctx context.Context, n int) error {
+	for n > 0 {
+		k := min(n, f.Limiter.Burst())
+		if err := f.Limiter.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // Progress returns the progress of the last or current Ensure.
@@ -220,7 +236,7 @@ func (f *Fetcher) stream(ctx context.Context, t Tensor, src Source, file io.Writ
 			return got, fmt.Errorf("chunk at %d of %d bytes, expected offset %d of %d", msg.GetOffset(), len(data), off, t.Size)
 		}
 		if f.Limiter != nil {
-			if err := f.Limiter.WaitN(ctx, len(data)); err != nil {
+			if err := f.wait(ctx, len(data)); err != nil {
 				return got, err
 			}
 		}

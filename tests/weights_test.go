@@ -29,34 +29,6 @@ func (c *cluster) addCacheWorker(name, cache string, extra ...string) *proc {
 	return p
 }
 
-// greedy runs the model in this process: the tokens one process gives.
-func greedy(t *testing.T, m *engine.Model, ids []int, n int) []int {
-	t.Helper()
-	H, V := m.Config.HiddenSize, m.Config.VocabSize
-	cache := m.NewCache()
-	logits := make([]float32, V)
-	var out []int
-	for len(out) < n {
-		x := make([]float32, len(ids)*H)
-		if err := m.Embed(ids, x); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Forward(x, []engine.Span{{Cache: cache, Tokens: len(ids)}}); err != nil {
-			t.Fatal(err)
-		}
-		m.Logits(x[(len(ids)-1)*H:], logits)
-		best := 0
-		for i, v := range logits {
-			if v > logits[best] {
-				best = i
-			}
-		}
-		out = append(out, best)
-		ids = []int{best}
-	}
-	return out
-}
-
 // ggufFixture converts the F32 fixture to a GGUF file of type dt.
 func ggufFixture(t *testing.T, dt kernels.DType) string {
 	t.Helper()
@@ -131,7 +103,10 @@ func checkCachesHoldRanges(t *testing.T, c *cluster, cat *weights.Catalog, cache
 func checkTokens(t *testing.T, c *cluster, local *engine.Model) {
 	t.Helper()
 	for _, gc := range goldenCases(t, fixture(t, "phi-tiny-f32")) {
-		want := greedy(t, local, gc.InputIDs, len(gc.Greedy.Tokens))
+		want, err := engine.Greedy(local, gc.InputIDs, len(gc.Greedy.Tokens))
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, _, _, err := c.generate(context.Background(), tokenRequest(gc.InputIDs, len(want)))
 		if err != nil {
 			t.Fatal(err)

@@ -55,8 +55,12 @@ func measureJoin(t *testing.T, model, link string, subnet int) {
 	}
 	st := c.waitEpoch(epoch, 30*time.Minute)
 	took := time.Since(start)
+	transfer := logLines(t, c.workers["w2"], `"weights in cache"`)
 	for _, w := range st.GetWorkers() {
 		if w.GetId() == "w2" {
+			if len(transfer) > 0 {
+				t.Logf("FIGURE %s over %s: fetch and check took %v (the rest: start, calibration, load, plan)", filepath.Base(model), link, transfer[0]["took"])
+			}
 			t.Logf("FIGURE %s over %s: layers [%d,%d) ready in %v; share %d bytes, received %d (%.3f of the share)",
 				filepath.Base(model), link, w.GetLayerStart(), w.GetLayerEnd(), took.Round(100*time.Millisecond),
 				w.GetTransferTotalBytes(), w.GetTransferReceivedBytes(), float64(w.GetTransferReceivedBytes())/float64(w.GetTransferTotalBytes()))

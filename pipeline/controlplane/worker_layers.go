@@ -202,13 +202,19 @@ func (f *fetchLayers) load(ctx context.Context, model string, r engine.LayerRang
 		f.log.Warn("cannot list peers: fetching from the coordinator only", "err", err)
 	}
 	f.fetcher.Sources = func(t weights.Tensor) []weights.Source {
-		var out []weights.Source
+		// Peers holding the layer first; then the other caching peers
+		// (one that just gave the layer up in this re-plan still caches
+		// it until it prunes; the others answer NOT_FOUND at once); then
+		// the coordinator.
+		var holding, others []weights.Source
 		for _, p := range peers {
 			if t.Layer >= p.layers[0] && t.Layer < p.layers[1] {
-				out = append(out, p.src)
+				holding = append(holding, p.src)
+			} else {
+				others = append(others, p.src)
 			}
 		}
-		return append(out, weights.Source{Name: "coordinator", Client: coord})
+		return append(append(holding, others...), weights.Source{Name: "coordinator", Client: coord})
 	}
 	f.mu.Lock()
 	f.lastPub, f.fetching = time.Time{}, r
@@ -296,7 +302,7 @@ func (f *fetchLayers) peers(ctx context.Context, model string) ([]peer, error) {
 	}
 	var out []peer
 	for _, w := range recs {
-		if w.ID == f.cfg.ID || w.Labels[LabelWeights] != "cache" || w.Labels["model"] != model || w.Layers[1] <= w.Layers[0] {
+		if w.ID == f.cfg.ID || w.Labels[LabelWeights] != "cache" || w.Labels["model"] != model {
 			continue
 		}
 		c, err := f.dial(w.Address, "worker")

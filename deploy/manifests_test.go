@@ -454,10 +454,16 @@ func hasContainerPort(ct *corev1.Container, p intstr.IntOrString) bool {
 func TestDaemonWiring(t *testing.T) {
 	forEach(t, func(t *testing.T, c *cluster) {
 		for _, pc := range c.daemon(t, "coordinator") {
-			for _, f := range []string{"model", "listen", "http", "etcd", "cluster", "min-workers"} {
+			for _, f := range []string{"model", "listen", "http", "etcd", "cluster", "min-workers", "advertise"} {
 				if _, ok := pc.flags[f]; !ok {
 					t.Errorf("coordinator has no --%s", f)
 				}
+			}
+			// Workers fetch weights from the coordinators' Service (any
+			// coordinator serves them) at the gRPC port.
+			if host, port, _ := strings.Cut(pc.flags["advertise"], ":"); !slices.Contains(c.serviceNames("coordinator"), host) ||
+				port != strconv.Itoa(int(portOf(t, pc.flags["listen"]))) {
+				t.Errorf("coordinator --advertise=%s: want its Service's name and --listen's port", pc.flags["advertise"])
 			}
 			for _, f := range []string{"listen", "http"} {
 				if !strings.HasPrefix(pc.flags[f], "0.0.0.0:") {
@@ -471,7 +477,7 @@ func TestDaemonWiring(t *testing.T) {
 			fromResource(t, pc, "PHALANX_THREADS", "requests.cpu")
 		}
 		for _, pc := range c.daemon(t, "worker") {
-			for _, f := range []string{"model", "listen", "advertise", "etcd", "cluster", "metrics"} {
+			for _, f := range []string{"cache", "listen", "advertise", "etcd", "cluster", "metrics"} {
 				if _, ok := pc.flags[f]; !ok {
 					t.Errorf("worker has no --%s", f)
 				}
@@ -600,8 +606,8 @@ func snapshotDir(cache, repo, rev string) string {
 
 var commitHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// TestModelPath: every daemon loads exactly the directory its pod's init
-// container pulls, from the same volume, read-only.
+// TestModelPath: every coordinator loads exactly the directory its pod's
+// init container pulls, from the same volume, read-only.
 func TestModelPath(t *testing.T) {
 	forEach(t, func(t *testing.T, c *cluster) {
 		pulls := map[string]phalanxContainer{}
@@ -611,7 +617,7 @@ func TestModelPath(t *testing.T) {
 			}
 			pulls[pc.w.name] = pc
 		}
-		for _, pc := range append(c.daemon(t, "coordinator"), c.daemon(t, "worker")...) {
+		for _, pc := range c.daemon(t, "coordinator") {
 			pull, ok := pulls[pc.w.name]
 			if !ok {
 				t.Errorf("%s has no model-pull init container", pc.w.name)
@@ -978,7 +984,8 @@ func TestNetworkPolicies(t *testing.T) {
 			{"clients → coordinator HTTP", nil, podPort{coord, 8080}, true},
 			{"clients → worker gRPC", nil, podPort{worker, 7071}, false},
 			{"another pod → worker gRPC", other, podPort{worker, 7071}, false},
-			{"worker → worker gRPC", worker, podPort{worker, 7071}, false},
+			{"worker → worker gRPC (weights between peers)", worker, podPort{worker, 7071}, true},
+			{"worker → coordinator gRPC (weights)", worker, podPort{coord, 7070}, true},
 			{"another pod → etcd", other, podPort{etcd, 2379}, false},
 			{"coordinator → etcd peer", coord, podPort{etcd, 2380}, false},
 			{"another pod → worker metrics", other, podPort{worker, 9090}, false},

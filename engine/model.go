@@ -164,41 +164,18 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 }
 
 func loadLayer(cfg *Config, src TensorSource, i int) (layer, error) {
-	H, I, D := cfg.HiddenSize, cfg.IntermediateSize, cfg.HeadDim
-	qDim, kvDim := cfg.NumHeads*D, cfg.KVDim()
-	p := fmt.Sprintf("model.layers.%d.", i)
 	var l layer
 	var errs []error
-	mat := func(dst *kernels.Matrix, name string, rows, cols int) {
-		var err error
-		*dst, err = src.Matrix(p+name, rows, cols)
-		*dst = dst.Repacked()
+	for _, t := range layerTable(cfg, i, &l) {
+		if t.mat != nil {
+			m, err := src.Matrix(t.ref.Name, t.ref.Rows, t.ref.Cols)
+			*t.mat = m.Repacked()
+			errs = append(errs, err)
+			continue
+		}
+		v, err := src.Vector(t.ref.Name, t.ref.Cols)
+		*t.vec = v
 		errs = append(errs, err)
-	}
-	vec := func(dst *[]float32, name string, n int) {
-		var err error
-		*dst, err = src.Vector(p+name, n)
-		errs = append(errs, err)
-	}
-	vec(&l.lnW, "input_layernorm.weight", H)
-	vec(&l.lnB, "input_layernorm.bias", H)
-	mat(&l.q, "self_attn.q_proj.weight", qDim, H)
-	vec(&l.qB, "self_attn.q_proj.bias", qDim)
-	mat(&l.k, "self_attn.k_proj.weight", kvDim, H)
-	vec(&l.kB, "self_attn.k_proj.bias", kvDim)
-	mat(&l.v, "self_attn.v_proj.weight", kvDim, H)
-	vec(&l.vB, "self_attn.v_proj.bias", kvDim)
-	mat(&l.dense, "self_attn.dense.weight", H, qDim)
-	vec(&l.denseB, "self_attn.dense.bias", H)
-	mat(&l.fc1, "mlp.fc1.weight", I, H)
-	vec(&l.fc1B, "mlp.fc1.bias", I)
-	mat(&l.fc2, "mlp.fc2.weight", H, I)
-	vec(&l.fc2B, "mlp.fc2.bias", H)
-	if cfg.QKLayerNorm {
-		vec(&l.qLnW, "self_attn.q_layernorm.weight", D)
-		vec(&l.qLnB, "self_attn.q_layernorm.bias", D)
-		vec(&l.kLnW, "self_attn.k_layernorm.weight", D)
-		vec(&l.kLnB, "self_attn.k_layernorm.bias", D)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return layer{}, err

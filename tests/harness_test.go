@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -160,13 +161,14 @@ type clusterOpts struct {
 	externalEtcd string   // endpoints of an etcd to use instead of the embedded one
 	etcdHost     string   // host the embedded etcd listens on; default 127.0.0.1
 	coordWrap    []string // a command the coordinator runs under (prlimit …)
+	listenHost   string   // host the coordinator's gRPC API listens on; default 127.0.0.1
 }
 
 func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
 	t.Helper()
 	binaries(t)
 	c := &cluster{t: t, dir: t.TempDir(), model: model, workers: map[string]*proc{}, name: "t" + fmt.Sprint(time.Now().UnixNano()%1e9)}
-	c.addr = freeAddr(t)
+	c.addr = freeAddrOn(t, cmp.Or(o.listenHost, "127.0.0.1"))
 	args := []string{"--model", model, "--listen", c.addr, "--cluster", c.name, "--min-workers", fmt.Sprint(max(o.workers, 1)),
 		"--threads", "1", "--stage-timeout", "5s", "--replan-timeout", "30s"}
 	if o.externalEtcd != "" {

@@ -201,7 +201,7 @@ func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tADDRESS\tHEALTH\tLAYERS\tMEMORY FREE/TOTAL\tSPEED\tKV CACHE\tSESSIONS\tVERSION")
+	fmt.Fprintln(tw, "WORKER\tADDRESS\tHEALTH\tLAYERS\tWEIGHTS\tMEMORY FREE/TOTAL\tSPEED\tKV CACHE\tSESSIONS\tVERSION")
 	for _, wk := range st.GetWorkers() {
 		health := "healthy"
 		if !wk.GetHealthy() {
@@ -211,7 +211,7 @@ func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
 		if wk.GetLayerEnd() > wk.GetLayerStart() {
 			layers = fmt.Sprintf("[%d,%d)", wk.GetLayerStart(), wk.GetLayerEnd())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s / %s\t%.0f layer-steps/s\t%s\t%d\t%s\n", wk.GetId(), wk.GetAddress(), health, layers,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s / %s\t%.0f layer-steps/s\t%s\t%d\t%s\n", wk.GetId(), wk.GetAddress(), health, layers, transfer(wk),
 			gib(wk.GetMemoryFreeBytes()), gib(wk.GetMemoryTotalBytes()), wk.GetSpeed(), gib(wk.GetKvCacheBytes()), wk.GetSessions(), wk.GetVersion())
 	}
 	tw.Flush()
@@ -219,3 +219,18 @@ func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
 		fmt.Fprintf(w, "\nplan:\n%s\n", e)
 	}
 }
+
+// transfer describes where a worker's weights come from: its own files, or
+// fetched (with the progress of the transfer).
+func transfer(wk *phalanxpb.WorkerStatus) string {
+	total, done := wk.GetTransferTotalBytes(), wk.GetTransferDoneBytes()
+	switch {
+	case total == 0:
+		return "files"
+	case done >= total:
+		return fmt.Sprintf("fetched %s (%s received)", mib(total), mib(wk.GetTransferReceivedBytes()))
+	}
+	return fmt.Sprintf("fetching %.0f%% of %s", 100*float64(done)/float64(total), mib(total))
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -28,14 +29,11 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
-	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/internal/cliflag"
 	"github.com/phalanx-llm/phalanx/internal/console"
@@ -46,6 +44,7 @@ import (
 	"github.com/phalanx-llm/phalanx/pipeline/api"
 	"github.com/phalanx-llm/phalanx/pipeline/controlplane"
 	"github.com/phalanx-llm/phalanx/pipeline/stage"
+	"github.com/phalanx-llm/phalanx/pipeline/weights"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -221,6 +220,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	tf := addTLSFlags(fs)
 	keyFile := fs.String("api-key-file", "", "file of API keys, one per line: requests need 'Authorization: Bearer KEY' (HTTP and gRPC); health and metrics stay open")
 	sf := addServeFlags(fs, true)
+	wf := addCoordinatorWeightsFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -283,13 +283,21 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopTracing()
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	weightsAddr := ""
+	if wf.serve {
+		weightsAddr = cmp.Or(wf.advertise, lis.Addr().String())
+	}
 	reg := newRegistry()
 	coord, err := controlplane.NewCoordinator(controlplane.CoordinatorConfig{
 		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
 		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
 		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk, MicroBatches: *microBatches,
 		LeaderTTL: *leaderTTL, ProbeInterval: *probeInterval,
-		DialOptions: stageDialOptions(nodeTLS), Registerer: reg,
+		DialOptions: stageDialOptions(nodeTLS), Registerer: reg, WeightsAddress: weightsAddr,
 	})
 	if err != nil {
 		return err
@@ -302,16 +310,13 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer ms.Close()
 	}
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
 	// The public API takes small requests; Stage traffic needs MaxMessageBytes.
 	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(api.MaxRequestBytes)}
 	if nodeTLS != nil {
 		// Clients of the public API authenticate with API keys; a client
 		// certificate is checked against the CA when one is presented.
 		opts = append(opts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(""))))
+		opts = append(opts, roleInterceptors(coordinatorRoles)...)
 	}
 	if keys != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(apiKeyUnary(keys)), grpc.ChainStreamInterceptor(apiKeyStream(keys)))
@@ -322,6 +327,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	srv, hs := grpcServer(opts...)
 	phalanxpb.RegisterInferenceServer(srv, api.NewInferenceServer(coord))
+	wf.register(srv, coord.Catalog())
 	go srv.Serve(sf.limit(lis, "grpc", listeners, log))
 	defer srv.Stop()
 	if *httpAddr != "" {
@@ -367,7 +373,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	model := fs.String("model", "", "the worker's own copy of the model: a Hugging Face directory or a .gguf file (only its planned layers are read)")
+	model := fs.String("model", "", "the worker's own copy of the model: a Hugging Face directory or a .gguf file (only its planned layers are read); without it, the worker fetches its layers into --cache")
 	listen := fs.String("listen", "127.0.0.1:7071", "host:port of the Stage gRPC service")
 	advertise := fs.String("advertise", "", "host:port the coordinator dials (default: --listen's)")
 	etcdEps := fs.String("etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
@@ -388,12 +394,20 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "host:port for Prometheus /metrics (off when empty)")
 	tf := addTLSFlags(fs)
 	sf := addServeFlags(fs, false)
+	wf := addWorkerWeightsFlags(fs)
 	fs.Lookup("etcd-cert").Usage = "client certificate for etcd (PEM)" // a worker runs no embedded etcd
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *model == "" {
-		return fmt.Errorf("%w: --model is required", ErrUsage)
+	var cache *weights.Cache
+	switch {
+	case *model == "" && wf.cache == "":
+		return fmt.Errorf("%w: --model (the worker's copy of the model) or --cache (a directory for the layers it fetches) is required", ErrUsage)
+	case *model == "":
+		var err error
+		if cache, err = weights.OpenCache(wf.cache); err != nil {
+			return err
+		}
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -449,12 +463,20 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 		defer ms.Close()
 	}
 	var sopts []grpc.ServerOption
-	if nodeTLS != nil {
+	switch {
+	case nodeTLS != nil && cache != nil:
+		// Coordinators send steps; peers and coordinators fetch weights.
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfigAnyRole(tlsutil.Coordinator, tlsutil.Worker))))
+		sopts = append(sopts, roleInterceptors(workerRoles)...)
+	case nodeTLS != nil:
 		// Only a coordinator certificate the CA signed may send steps.
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(nodeTLS.ServerConfig(tlsutil.Coordinator))))
 	}
 	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stageSrv)
+	if cache != nil { // peers fetch the tensors it holds
+		phalanxpb.RegisterWeightsServer(srv, weights.NewServer(cache, nil))
+	}
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
 	go srv.Serve(sf.limit(lis, "grpc", 1, log))
 	defer srv.Stop()
@@ -465,6 +487,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
 		MemoryFree: mem, Reserve: *reserve, Speed: *speed, Host: *hostID, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
+		Cache: cache, TransferRate: float64(wf.rate), PruneAfter: wf.pruneAfter, WeightsDial: weightsDial(nodeTLS),
 	})
 }
 
@@ -479,39 +502,6 @@ func Exit(err error, name string) int {
 	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	return 1
-}
-
-// apiKeyUnary and apiKeyStream require a valid bearer token on the public
-// Inference service; health checks and reflection stay open for probes.
-func apiKeyUnary(keys *openai.Keys) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if err := checkKey(ctx, keys, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return h(ctx, req)
-	}
-}
-
-func apiKeyStream(keys *openai.Keys) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if err := checkKey(ss.Context(), keys, info.FullMethod); err != nil {
-			return err
-		}
-		return h(srv, ss)
-	}
-}
-
-func checkKey(ctx context.Context, keys *openai.Keys, method string) error {
-	if !strings.HasPrefix(method, "/phalanx.v1.Inference/") {
-		return nil
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		if key, ok := strings.CutPrefix(v, "Bearer "); ok && keys.Valid(strings.TrimSpace(key)) {
-			return nil
-		}
-	}
-	return status.Error(codes.Unauthenticated, "a valid API key is required: send 'authorization: Bearer KEY' metadata")
 }
 
 // newRegistry is a Prometheus registry with the Go runtime and process

@@ -36,14 +36,15 @@ func NewCA(dir, name string, validity time.Duration) error {
 
 // NewNode writes name.pem and name-key.pem signed by the CA in caDir for
 // the given hosts (DNS names or IP addresses), carrying the role: a
-// coordinator certificate is valid for client and server authentication, a
-// worker certificate for server authentication only.
+// certificate of either role is valid for client and server
+// authentication: a coordinator dials workers, a worker without model files
+// dials the coordinator and its peers for weights. The role, not the usage,
+// keeps a worker from sending steps.
 func NewNode(dir, caDir, name string, role Role, hosts []string, validity time.Duration) error {
 	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	switch role {
-	case Coordinator:
+	case Coordinator, Worker:
 		usage = append(usage, x509.ExtKeyUsageClientAuth)
-	case Worker:
 	default:
 		return fmt.Errorf("tls: unknown role %q", role)
 	}

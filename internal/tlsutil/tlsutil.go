@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 )
 
 // Role is what a node certificate allows its holder to be, carried as a
@@ -305,4 +306,46 @@ func parse(raw [][]byte) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// ServerConfigAnyRole requires a client certificate the CA signed that
+// carries one of roles: a worker's server takes steps from coordinators and
+// weights requests from peers, and tells them apart per method with
+// PeerRole.
+func (r *Reloader) ServerConfigAnyRole(roles ...Role) *tls.Config {
+	cfg := r.ServerConfig("")
+	cfg.ClientAuth = tls.RequireAnyClientCert
+	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		certs, err := parse(raw)
+		if err != nil {
+			return err
+		}
+		if err := r.verifyChain(certs, x509.ExtKeyUsageClientAuth, "", ""); err != nil {
+			return err
+		}
+		got := RoleOf(certs[0])
+		for _, want := range roles {
+			if got == want {
+				return nil
+			}
+		}
+		err = fmt.Errorf("tls: peer certificate %q has role %q, not one of %v", certs[0].Subject.CommonName, got, roles)
+		r.log.Warn("peer certificate refused", "err", err)
+		return err
+	}
+	return cfg
+}
+
+// PeerRole is the role of the verified client certificate of a gRPC call,
+// "" without one (or without TLS).
+func PeerRole(ctx context.Context) Role {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return RoleOf(info.State.PeerCertificates[0])
 }

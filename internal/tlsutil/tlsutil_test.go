@@ -179,7 +179,7 @@ func TestRolesAreEnforced(t *testing.T) {
 	for _, tc := range []struct {
 		r    *Reloader
 		want string
-	}{{w2, "usage"}, {old, "carries no Phalanx role"}} {
+	}{{w2, "a coordinator certificate is required"}, {old, "carries no Phalanx role"}} {
 		c, _ := tc.r.current()
 		err := w1.verifyChain([]*x509.Certificate{c.Leaf}, x509.ExtKeyUsageClientAuth, "", Coordinator)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -217,7 +217,7 @@ func TestLoadChecksOwnRole(t *testing.T) {
 	// The issued certificates' usages.
 	for name, want := range map[string][]x509.ExtKeyUsage{
 		"c": {x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		"w": {x509.ExtKeyUsageServerAuth},
+		"w": {x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	} {
 		role := Worker
 		if name == "c" {

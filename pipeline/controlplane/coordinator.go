@@ -16,6 +16,7 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
 	"github.com/phalanx-llm/phalanx/pipeline/stage"
+	"github.com/phalanx-llm/phalanx/pipeline/weights"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
@@ -62,6 +63,10 @@ type CoordinatorConfig struct {
 	// ProbeInterval is how often a registered worker that could not be
 	// reached (or whose certificate was refused) is tried again. Default 5 s.
 	ProbeInterval time.Duration
+	// WeightsAddress is the host:port where workers without model files
+	// reach this coordinator's Weights service (see Catalog); published in
+	// etcd while it leads. Empty: the coordinator serves no weights.
+	WeightsAddress string
 	// DialOptions for stage connections (TLS credentials, stats handlers);
 	// plaintext unless they set transport credentials.
 	DialOptions []grpc.DialOption
@@ -84,6 +89,7 @@ type Coordinator struct {
 	admit   *dataplane.Admission
 	modelID string
 	size    shard.ModelSize
+	catalog *weights.Catalog // the model's layers for workers without files
 
 	metrics *metrics      // nil without Config.Registerer
 	probed  chan struct{} // a worker passed its first probe
@@ -144,6 +150,11 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	catalog, err := weights.NewCatalog(mf)
+	if err != nil {
+		ends.Close()
+		return nil, err
+	}
 	tok, err := mf.Tokenizer()
 	if err != nil {
 		cfg.Logger.Warn("the model's tokenizer cannot be read: only token-id requests will work", "err", err)
@@ -152,7 +163,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		cfg.Logger.Warn("the model ships no tokenizer: only token-id requests will work")
 	}
 	c := &Coordinator{
-		cfg: cfg, log: cfg.Logger, ends: ends, tok: tok, modelID: modelID,
+		cfg: cfg, log: cfg.Logger, ends: ends, tok: tok, modelID: modelID, catalog: catalog,
 		gen:       textgen.ForConfig(mcfg, tok),
 		size:      shard.ModelSize{NumLayers: mcfg.NumLayers, LayerBytes: layerBytes, KVBytesPerLayer: cfg.KVReservePerLayer, FixedBytes: cfg.FixedBytes},
 		conns:     map[string]*grpc.ClientConn{},
@@ -183,6 +194,10 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	return c, nil
 }
 
+// Catalog serves the model's layers to workers without model files (the
+// daemon registers weights.NewServer(c.Catalog(), c.Catalog())).
+func (c *Coordinator) Catalog() *weights.Catalog { return c.catalog }
+
 // ModelID is the identity of the served model.
 func (c *Coordinator) ModelID() string { return c.modelID }
 
@@ -198,6 +213,7 @@ func (c *Coordinator) Close() {
 		conn.Close()
 	}
 	c.ends.Close()
+	c.catalog.Close()
 }
 
 // Leading reports whether this coordinator leads the cluster.
@@ -293,6 +309,14 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 	c.leading = true
 	c.plan = plan
 	c.mu.Unlock()
+	if c.cfg.WeightsAddress != "" {
+		src := registry.WeightsSource{Address: c.cfg.WeightsAddress, Model: c.modelID}
+		if err := registry.PublishWeightsSource(ctx, c.cfg.Etcd, c.cfg.Cluster, src); err != nil {
+			c.log.Warn("cannot publish the weights source: workers without model files wait", "err", err)
+		} else {
+			c.log.Info("serving weights to workers without model files", "address", src.Address)
+		}
+	}
 	if plan.Epoch > 0 {
 		c.log.Info("recovered the plan from etcd", "epoch", plan.Epoch, "stages", len(plan.Stages))
 	}

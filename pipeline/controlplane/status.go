@@ -44,6 +44,9 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 		ws := &phalanxpb.WorkerStatus{Id: w.ID, Address: w.Address, Version: w.Version, MemoryTotalBytes: w.MemoryTotal,
 			MemoryFreeBytes: w.MemoryFree, Speed: w.Speed, ReadyEpoch: w.ReadyEpoch, Healthy: true,
 			LayerStart: int32(w.Layers[0]), LayerEnd: int32(w.Layers[1])}
+		if tr := w.Transfer; tr != nil {
+			ws.TransferDoneBytes, ws.TransferTotalBytes, ws.TransferReceivedBytes = tr.Done, tr.Total, tr.Received
+		}
 		c.mu.Lock()
 		cl := c.clients[w.ID+"@"+w.Address]
 		c.mu.Unlock()

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/pipeline/stage"
+	"github.com/phalanx-llm/phalanx/pipeline/weights"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -25,10 +27,23 @@ type WorkerConfig struct {
 	Address string // advertised host:port of the Stage service
 	Version string
 	// Model is the worker's copy of the model: a Hugging Face directory or
-	// a GGUF file. Only the planned layers' bytes are read.
-	Model   string
-	Cluster string
-	Threads int
+	// a GGUF file. Only the planned layers' bytes are read. Empty: the
+	// worker fetches its planned layers into Cache (see package weights).
+	Model string
+	// Cache keeps the layers a worker without Model fetches; the worker's
+	// gRPC server should serve it to peers (weights.NewServer(cache, nil)).
+	Cache *weights.Cache
+	// PruneAfter is how long after loading a range the worker deletes the
+	// cached tensors outside it (default 30 s; longer while peers read).
+	PruneAfter time.Duration
+	// TransferRate throttles the bytes fetched per second (0: no limit).
+	TransferRate float64
+	// WeightsDial gives the dial options for a Weights service on a node
+	// of the role (tlsutil roles: "coordinator" or "worker"); plaintext
+	// when nil.
+	WeightsDial func(role string) []grpc.DialOption
+	Cluster     string
+	Threads     int
 	// MemoryFree is what the worker offers for layers and KV caches; 0
 	// means the machine's available memory.
 	MemoryFree uint64
@@ -48,23 +63,32 @@ type WorkerConfig struct {
 }
 
 // RunWorker registers the worker, follows the plan and loads the layers it
-// is given into cfg.Stage, until ctx ends.
+// is given into cfg.Stage, until ctx ends: from its own model files, or
+// fetched from the coordinator and its peers into its cache.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+		cfg.Logger = log
 	}
-	mf, err := engine.Open(cfg.Model)
+	var layers layerProvider
+	var err error
+	if cfg.Model != "" {
+		layers, err = openFileLayers(cfg.Model)
+	} else {
+		layers, err = openFetchLayers(ctx, cfg)
+	}
 	if err != nil {
 		return err
 	}
-	modelID, mcfg := mf.ID, mf.Config
+	defer layers.close()
+	modelID, mcfg := layers.modelID(), layers.config()
 	total, avail := systemMemory()
 	if cfg.MemoryFree == 0 {
 		cfg.MemoryFree = avail
 	}
 	if cfg.Speed <= 0 {
-		if cfg.Speed, err = Calibrate(mf, cfg.Threads); err != nil {
+		if cfg.Speed, err = layers.calibrate(cfg.Threads); err != nil {
 			return fmt.Errorf("calibration: %w", err)
 		}
 	}
@@ -77,26 +101,37 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.Host == "" {
 		cfg.Host = hostName()
 	}
+	labels := map[string]string{"model": modelID, "kernels": kernels.Name(),
+		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host}
+	if cfg.Model == "" {
+		labels[LabelWeights] = "cache"
+	}
 	info := shard.WorkerInfo{ID: cfg.ID, Address: cfg.Address, Version: cfg.Version, MemoryTotal: total,
-		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: map[string]string{"model": modelID, "kernels": kernels.Name(),
-			LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host}}
+		MemoryFree: cfg.MemoryFree, Speed: cfg.Speed, Labels: labels}
 	log.Info("worker registering", "address", cfg.Address, "model", modelID, "kernels", kernels.Name(),
-		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed))
+		"memory_free", cfg.MemoryFree, "speed_layer_steps_per_s", fmt.Sprintf("%.1f", cfg.Speed), "weights", layers.kind())
 	mem, err := registry.Register(ctx, cfg.Etcd, cfg.Cluster, info, cfg.LeaseTTL)
 	if err != nil {
 		return err
 	}
 	defer mem.Close()
+	layers.setMembership(mem)
 	plans, err := registry.WatchPlan(ctx, cfg.Etcd, cfg.Cluster)
 	if err != nil {
 		return err
 	}
+	var (
+		plan  shard.Plan
+		retry <-chan time.Time // a load failed: try the same plan again
+	)
 	for {
-		var plan shard.Plan
 		select {
 		case <-ctx.Done():
 			return nil
 		case plan = <-plans:
+			retry = nil
+		case <-retry:
+			retry = nil
 		}
 		if plan.Model != modelID {
 			log.Warn("ignoring a plan for another model", "plan_model", plan.Model, "model", modelID, "epoch", plan.Epoch)
@@ -126,10 +161,16 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			cfg.Stage.SetEpoch(plan.Epoch)
 			log.Info("plan keeps this worker's layers", "epoch", plan.Epoch, "layers", want)
 		default:
+			// The layers held keep serving the current route while the new
+			// ones are fetched and loaded.
 			start := time.Now()
-			m, err := mf.Load(engine.Options{Layers: want, Threads: cfg.Threads})
+			m, err := layers.load(ctx, plan.Model, want, cfg.Threads)
 			if err != nil {
-				log.Error("cannot load the planned layers", "epoch", plan.Epoch, "layers", want, "err", err)
+				if ctx.Err() != nil {
+					return nil
+				}
+				log.Error("cannot load the planned layers: retrying", "epoch", plan.Epoch, "layers", want, "err", err)
+				retry = time.After(5 * time.Second)
 				continue
 			}
 			cfg.Stage.Install(m, plan.Epoch)
@@ -137,6 +178,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			// less a fixed reserve for the runtime and buffers.
 			cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20))
 			log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
+			layers.loaded(want)
 		}
 		if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
 			r.ReadyEpoch = plan.Epoch
@@ -169,6 +211,11 @@ func Calibrate(mf *engine.ModelFiles, threads int) (float64, error) {
 		return 0, err
 	}
 	defer m.Close()
+	return calibrateOn(m)
+}
+
+// calibrateOn times decode steps through m's layers.
+func calibrateOn(m *engine.Model) (float64, error) {
 	H := m.Config.HiddenSize
 	x := make([]float32, H)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -187,5 +234,5 @@ func Calibrate(mf *engine.ModelFiles, threads int) (float64, error) {
 		}
 		steps++
 	}
-	return float64(steps) / time.Since(start).Seconds(), nil
+	return float64(steps) / time.Since(start).Seconds() / float64(m.Layers.Len()), nil
 }

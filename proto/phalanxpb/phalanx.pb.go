@@ -992,9 +992,17 @@ type WorkerStatus struct {
 	// Sessions with a KV cache on the worker.
 	Sessions int32 `protobuf:"varint,12,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	// Goroutines running in the worker process.
-	Goroutines    int32 `protobuf:"varint,13,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Goroutines int32 `protobuf:"varint,13,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// Weights transfer of a worker that holds no model files (see the
+	// Weights service): bytes of its planned range already in its cache and
+	// the range's total. Both 0 for a worker that reads its own files.
+	TransferDoneBytes  uint64 `protobuf:"varint,14,opt,name=transfer_done_bytes,json=transferDoneBytes,proto3" json:"transfer_done_bytes,omitempty"`
+	TransferTotalBytes uint64 `protobuf:"varint,15,opt,name=transfer_total_bytes,json=transferTotalBytes,proto3" json:"transfer_total_bytes,omitempty"`
+	// Bytes it received over the wire for its current range (less than the
+	// range when its cache already held some of it).
+	TransferReceivedBytes uint64 `protobuf:"varint,16,opt,name=transfer_received_bytes,json=transferReceivedBytes,proto3" json:"transfer_received_bytes,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
@@ -1114,6 +1122,27 @@ func (x *WorkerStatus) GetSessions() int32 {
 func (x *WorkerStatus) GetGoroutines() int32 {
 	if x != nil {
 		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetTransferDoneBytes() uint64 {
+	if x != nil {
+		return x.TransferDoneBytes
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetTransferTotalBytes() uint64 {
+	if x != nil {
+		return x.TransferTotalBytes
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetTransferReceivedBytes() uint64 {
+	if x != nil {
+		return x.TransferReceivedBytes
 	}
 	return 0
 }
@@ -1818,6 +1847,344 @@ func (x *InfoResponse) GetGoroutines() int32 {
 	return 0
 }
 
+// ManifestRequest asks for the tensors of layers [layer_start, layer_end).
+type ManifestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model the caller expects; empty accepts the one served.
+	ModelId       string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	LayerStart    int32  `protobuf:"varint,2,opt,name=layer_start,json=layerStart,proto3" json:"layer_start,omitempty"`
+	LayerEnd      int32  `protobuf:"varint,3,opt,name=layer_end,json=layerEnd,proto3" json:"layer_end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestRequest) Reset() {
+	*x = ManifestRequest{}
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestRequest) ProtoMessage() {}
+
+func (x *ManifestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestRequest.ProtoReflect.Descriptor instead.
+func (*ManifestRequest) Descriptor() ([]byte, []int) {
+	return file_phalanx_v1_phalanx_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ManifestRequest) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *ManifestRequest) GetLayerStart() int32 {
+	if x != nil {
+		return x.LayerStart
+	}
+	return 0
+}
+
+func (x *ManifestRequest) GetLayerEnd() int32 {
+	if x != nil {
+		return x.LayerEnd
+	}
+	return 0
+}
+
+// TensorEntry is one tensor of a manifest.
+type TensorEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hugging Face name (model.layers.N.mlp.fc1.weight).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Decoder layer the tensor belongs to.
+	Layer int32 `protobuf:"varint,2,opt,name=layer,proto3" json:"layer,omitempty"`
+	// A vector of cols values (rows is 1) rather than a matrix.
+	Vector bool  `protobuf:"varint,3,opt,name=vector,proto3" json:"vector,omitempty"`
+	Rows   int64 `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols   int64 `protobuf:"varint,5,opt,name=cols,proto3" json:"cols,omitempty"`
+	// Stored dtype name (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K):
+	// matrices travel as stored, vectors as F32.
+	Dtype string `protobuf:"bytes,6,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	Size  uint64 `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	// SHA-256 of the bytes: the tensor's name in every cache.
+	Sha256        []byte `protobuf:"bytes,8,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TensorEntry) Reset() {
+	*x = TensorEntry{}
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TensorEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TensorEntry) ProtoMessage() {}
+
+func (x *TensorEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TensorEntry.ProtoReflect.Descriptor instead.
+func (*TensorEntry) Descriptor() ([]byte, []int) {
+	return file_phalanx_v1_phalanx_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TensorEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TensorEntry) GetLayer() int32 {
+	if x != nil {
+		return x.Layer
+	}
+	return 0
+}
+
+func (x *TensorEntry) GetVector() bool {
+	if x != nil {
+		return x.Vector
+	}
+	return false
+}
+
+func (x *TensorEntry) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TensorEntry) GetCols() int64 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *TensorEntry) GetDtype() string {
+	if x != nil {
+		return x.Dtype
+	}
+	return ""
+}
+
+func (x *TensorEntry) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *TensorEntry) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// ManifestResponse describes a layer range of the served model.
+type ManifestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identity of the served model (the plan's model).
+	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// The model's resolved configuration, JSON of the engine's Config.
+	ConfigJson    []byte         `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Tensors       []*TensorEntry `protobuf:"bytes,3,rep,name=tensors,proto3" json:"tensors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestResponse) Reset() {
+	*x = ManifestResponse{}
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestResponse) ProtoMessage() {}
+
+func (x *ManifestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestResponse.ProtoReflect.Descriptor instead.
+func (*ManifestResponse) Descriptor() ([]byte, []int) {
+	return file_phalanx_v1_phalanx_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ManifestResponse) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *ManifestResponse) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *ManifestResponse) GetTensors() []*TensorEntry {
+	if x != nil {
+		return x.Tensors
+	}
+	return nil
+}
+
+// ReadRequest asks for a tensor's bytes from offset on.
+type ReadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        []byte                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_phalanx_v1_phalanx_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReadRequest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// ReadResponse is one chunk, starting at offset.
+type ReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_phalanx_v1_phalanx_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_phalanx_v1_phalanx_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReadResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_phalanx_v1_phalanx_proto protoreflect.FileDescriptor
 
 const file_phalanx_v1_phalanx_proto_rawDesc = "" +
@@ -1898,7 +2265,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\fmax_sessions\x18\f \x01(\x05R\vmaxSessions\x12'\n" +
 	"\x0fqueued_requests\x18\r \x01(\x05R\x0equeuedRequests\x12.\n" +
 	"\x13max_queued_requests\x18\x0e \x01(\x05R\x11maxQueuedRequests\x12)\n" +
-	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\"\x9d\x03\n" +
+	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\"\xb7\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1917,7 +2284,10 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\bsessions\x18\f \x01(\x05R\bsessions\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\r \x01(\x05R\n" +
-	"goroutines\"\xc9\x01\n" +
+	"goroutines\x12.\n" +
+	"\x13transfer_done_bytes\x18\x0e \x01(\x04R\x11transferDoneBytes\x120\n" +
+	"\x14transfer_total_bytes\x18\x0f \x01(\x04R\x12transferTotalBytes\x126\n" +
+	"\x17transfer_received_bytes\x18\x10 \x01(\x04R\x15transferReceivedBytes\"\xc9\x01\n" +
 	"\vStageStatus\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -1977,7 +2347,32 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\bsessions\x18\a \x01(\x05R\bsessions\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\b \x01(\x05R\n" +
-	"goroutines*J\n" +
+	"goroutines\"j\n" +
+	"\x0fManifestRequest\x12\x19\n" +
+	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1f\n" +
+	"\vlayer_start\x18\x02 \x01(\x05R\n" +
+	"layerStart\x12\x1b\n" +
+	"\tlayer_end\x18\x03 \x01(\x05R\blayerEnd\"\xb9\x01\n" +
+	"\vTensorEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05layer\x18\x02 \x01(\x05R\x05layer\x12\x16\n" +
+	"\x06vector\x18\x03 \x01(\bR\x06vector\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x03R\x04rows\x12\x12\n" +
+	"\x04cols\x18\x05 \x01(\x03R\x04cols\x12\x14\n" +
+	"\x05dtype\x18\x06 \x01(\tR\x05dtype\x12\x12\n" +
+	"\x04size\x18\a \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\b \x01(\fR\x06sha256\"\x81\x01\n" +
+	"\x10ManifestResponse\x12\x19\n" +
+	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\fR\n" +
+	"configJson\x121\n" +
+	"\atensors\x18\x03 \x03(\v2\x17.phalanx.v1.TensorEntryR\atensors\"=\n" +
+	"\vReadRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\":\n" +
+	"\fReadResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data*J\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tDTYPE_F32\x10\x01\x12\r\n" +
@@ -1990,7 +2385,10 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x05Stage\x12B\n" +
 	"\aProcess\x12\x18.phalanx.v1.StageRequest\x1a\x19.phalanx.v1.StageResponse(\x010\x01\x12B\n" +
 	"\aRelease\x12\x1a.phalanx.v1.ReleaseRequest\x1a\x1b.phalanx.v1.ReleaseResponse\x129\n" +
-	"\x04Info\x12\x17.phalanx.v1.InfoRequest\x1a\x18.phalanx.v1.InfoResponseB:Z8github.com/phalanx-llm/phalanx/proto/phalanxpb;phalanxpbb\x06proto3"
+	"\x04Info\x12\x17.phalanx.v1.InfoRequest\x1a\x18.phalanx.v1.InfoResponse2\x8d\x01\n" +
+	"\aWeights\x12E\n" +
+	"\bManifest\x12\x1b.phalanx.v1.ManifestRequest\x1a\x1c.phalanx.v1.ManifestResponse\x12;\n" +
+	"\x04Read\x12\x17.phalanx.v1.ReadRequest\x1a\x18.phalanx.v1.ReadResponse0\x01B:Z8github.com/phalanx-llm/phalanx/proto/phalanxpb;phalanxpbb\x06proto3"
 
 var (
 	file_phalanx_v1_phalanx_proto_rawDescOnce sync.Once
@@ -2005,7 +2403,7 @@ func file_phalanx_v1_phalanx_proto_rawDescGZIP() []byte {
 }
 
 var file_phalanx_v1_phalanx_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_phalanx_v1_phalanx_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_phalanx_v1_phalanx_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_phalanx_v1_phalanx_proto_goTypes = []any{
 	(DType)(0),                    // 0: phalanx.v1.DType
 	(*TokenIds)(nil),              // 1: phalanx.v1.TokenIds
@@ -2028,13 +2426,18 @@ var file_phalanx_v1_phalanx_proto_goTypes = []any{
 	(*ReleaseResponse)(nil),       // 18: phalanx.v1.ReleaseResponse
 	(*InfoRequest)(nil),           // 19: phalanx.v1.InfoRequest
 	(*InfoResponse)(nil),          // 20: phalanx.v1.InfoResponse
-	nil,                           // 21: phalanx.v1.SamplingParams.LogitBiasEntry
-	nil,                           // 22: phalanx.v1.StageRequest.TraceContextEntry
+	(*ManifestRequest)(nil),       // 21: phalanx.v1.ManifestRequest
+	(*TensorEntry)(nil),           // 22: phalanx.v1.TensorEntry
+	(*ManifestResponse)(nil),      // 23: phalanx.v1.ManifestResponse
+	(*ReadRequest)(nil),           // 24: phalanx.v1.ReadRequest
+	(*ReadResponse)(nil),          // 25: phalanx.v1.ReadResponse
+	nil,                           // 26: phalanx.v1.SamplingParams.LogitBiasEntry
+	nil,                           // 27: phalanx.v1.StageRequest.TraceContextEntry
 }
 var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	1,  // 0: phalanx.v1.GenerateRequest.tokens:type_name -> phalanx.v1.TokenIds
 	3,  // 1: phalanx.v1.GenerateRequest.sampling:type_name -> phalanx.v1.SamplingParams
-	21, // 2: phalanx.v1.SamplingParams.logit_bias:type_name -> phalanx.v1.SamplingParams.LogitBiasEntry
+	26, // 2: phalanx.v1.SamplingParams.logit_bias:type_name -> phalanx.v1.SamplingParams.LogitBiasEntry
 	5,  // 3: phalanx.v1.GenerateResponse.usage:type_name -> phalanx.v1.Usage
 	6,  // 4: phalanx.v1.GenerateResponse.timings:type_name -> phalanx.v1.Timings
 	11, // 5: phalanx.v1.ClusterStatusResponse.workers:type_name -> phalanx.v1.WorkerStatus
@@ -2043,25 +2446,30 @@ var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	14, // 8: phalanx.v1.StageRequest.spans:type_name -> phalanx.v1.SessionSpan
 	13, // 9: phalanx.v1.StageRequest.hidden:type_name -> phalanx.v1.Tensor
 	0,  // 10: phalanx.v1.StageRequest.reply_dtype:type_name -> phalanx.v1.DType
-	22, // 11: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
+	27, // 11: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
 	13, // 12: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
-	2,  // 13: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
-	7,  // 14: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
-	9,  // 15: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
-	15, // 16: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
-	17, // 17: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
-	19, // 18: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
-	4,  // 19: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
-	8,  // 20: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
-	10, // 21: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
-	16, // 22: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
-	18, // 23: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
-	20, // 24: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	22, // 13: phalanx.v1.ManifestResponse.tensors:type_name -> phalanx.v1.TensorEntry
+	2,  // 14: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
+	7,  // 15: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
+	9,  // 16: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
+	15, // 17: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
+	17, // 18: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
+	19, // 19: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
+	21, // 20: phalanx.v1.Weights.Manifest:input_type -> phalanx.v1.ManifestRequest
+	24, // 21: phalanx.v1.Weights.Read:input_type -> phalanx.v1.ReadRequest
+	4,  // 22: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
+	8,  // 23: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
+	10, // 24: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
+	16, // 25: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
+	18, // 26: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
+	20, // 27: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
+	23, // 28: phalanx.v1.Weights.Manifest:output_type -> phalanx.v1.ManifestResponse
+	25, // 29: phalanx.v1.Weights.Read:output_type -> phalanx.v1.ReadResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_phalanx_v1_phalanx_proto_init() }
@@ -2080,9 +2488,9 @@ func file_phalanx_v1_phalanx_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_phalanx_v1_phalanx_proto_rawDesc), len(file_phalanx_v1_phalanx_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   27,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_phalanx_v1_phalanx_proto_goTypes,
 		DependencyIndexes: file_phalanx_v1_phalanx_proto_depIdxs,

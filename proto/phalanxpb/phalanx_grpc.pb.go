@@ -457,3 +457,179 @@ var Stage_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "phalanx/v1/phalanx.proto",
 }
+
+const (
+	Weights_Manifest_FullMethodName = "/phalanx.v1.Weights/Manifest"
+	Weights_Read_FullMethodName     = "/phalanx.v1.Weights/Read"
+)
+
+// WeightsClient is the client API for Weights service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Weights ships a model's layers to workers that hold no model files. The
+// coordinator serves it from its model files; a worker with a cache serves
+// the tensors it has (NOT_FOUND for others), so peers can fetch from it.
+// With mutual TLS only certificates of role worker or coordinator may call
+// it.
+//
+// Status codes: INVALID_ARGUMENT for a bad range or digest,
+// FAILED_PRECONDITION when the caller asks for another model than the one
+// served, NOT_FOUND for a tensor the server does not hold, OUT_OF_RANGE for
+// an offset past a tensor's end.
+type WeightsClient interface {
+	// Manifest lists the tensors of a layer range with their sizes and
+	// SHA-256 digests, and the model's configuration.
+	Manifest(ctx context.Context, in *ManifestRequest, opts ...grpc.CallOption) (*ManifestResponse, error)
+	// Read streams one tensor's bytes from an offset, in chunks of at most
+	// 1 MiB: a receiver that lost its connection asks again from where it
+	// stopped.
+	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error)
+}
+
+type weightsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWeightsClient(cc grpc.ClientConnInterface) WeightsClient {
+	return &weightsClient{cc}
+}
+
+func (c *weightsClient) Manifest(ctx context.Context, in *ManifestRequest, opts ...grpc.CallOption) (*ManifestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ManifestResponse)
+	err := c.cc.Invoke(ctx, Weights_Manifest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *weightsClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Weights_ServiceDesc.Streams[0], Weights_Read_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadRequest, ReadResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Weights_ReadClient = grpc.ServerStreamingClient[ReadResponse]
+
+// WeightsServer is the server API for Weights service.
+// All implementations must embed UnimplementedWeightsServer
+// for forward compatibility.
+//
+// Weights ships a model's layers to workers that hold no model files. The
+// coordinator serves it from its model files; a worker with a cache serves
+// the tensors it has (NOT_FOUND for others), so peers can fetch from it.
+// With mutual TLS only certificates of role worker or coordinator may call
+// it.
+//
+// Status codes: INVALID_ARGUMENT for a bad range or digest,
+// FAILED_PRECONDITION when the caller asks for another model than the one
+// served, NOT_FOUND for a tensor the server does not hold, OUT_OF_RANGE for
+// an offset past a tensor's end.
+type WeightsServer interface {
+	// Manifest lists the tensors of a layer range with their sizes and
+	// SHA-256 digests, and the model's configuration.
+	Manifest(context.Context, *ManifestRequest) (*ManifestResponse, error)
+	// Read streams one tensor's bytes from an offset, in chunks of at most
+	// 1 MiB: a receiver that lost its connection asks again from where it
+	// stopped.
+	Read(*ReadRequest, grpc.ServerStreamingServer[ReadResponse]) error
+	mustEmbedUnimplementedWeightsServer()
+}
+
+// UnimplementedWeightsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWeightsServer struct{}
+
+func (UnimplementedWeightsServer) Manifest(context.Context, *ManifestRequest) (*ManifestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Manifest not implemented")
+}
+func (UnimplementedWeightsServer) Read(*ReadRequest, grpc.ServerStreamingServer[ReadResponse]) error {
+	return status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedWeightsServer) mustEmbedUnimplementedWeightsServer() {}
+func (UnimplementedWeightsServer) testEmbeddedByValue()                 {}
+
+// UnsafeWeightsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WeightsServer will
+// result in compilation errors.
+type UnsafeWeightsServer interface {
+	mustEmbedUnimplementedWeightsServer()
+}
+
+func RegisterWeightsServer(s grpc.ServiceRegistrar, srv WeightsServer) {
+	// If the following call panics, it indicates UnimplementedWeightsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Weights_ServiceDesc, srv)
+}
+
+func _Weights_Manifest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ManifestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WeightsServer).Manifest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Weights_Manifest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WeightsServer).Manifest(ctx, req.(*ManifestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Weights_Read_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WeightsServer).Read(m, &grpc.GenericServerStream[ReadRequest, ReadResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Weights_ReadServer = grpc.ServerStreamingServer[ReadResponse]
+
+// Weights_ServiceDesc is the grpc.ServiceDesc for Weights service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Weights_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "phalanx.v1.Weights",
+	HandlerType: (*WeightsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Manifest",
+			Handler:    _Weights_Manifest_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Read",
+			Handler:       _Weights_Read_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "phalanx/v1/phalanx.proto",
+}

@@ -46,6 +46,10 @@ func TestDescriptors(t *testing.T) {
 			"Release": {},
 			"Info":    {},
 		},
+		"phalanx.v1.Weights": {
+			"Manifest": {},
+			"Read":     {server: true},
+		},
 	}
 	if fd.Services().Len() != len(want) {
 		t.Fatalf("%d services, want %d", fd.Services().Len(), len(want))

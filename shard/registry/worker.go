@@ -29,10 +29,17 @@ type WorkerRecord struct {
 	// Layers is the [start, end) range the worker holds now; {0, 0} for
 	// none.
 	Layers [2]int `json:"layers"`
+	// Transfer is the progress of a worker without model files fetching
+	// its planned layers; nil for a worker that reads its own files.
+	Transfer *Transfer `json:"transfer,omitempty"`
 }
 
 func (r WorkerRecord) clone() WorkerRecord {
 	r.Labels = maps.Clone(r.Labels)
+	if r.Transfer != nil {
+		t := *r.Transfer
+		r.Transfer = &t
+	}
 	return r
 }
 

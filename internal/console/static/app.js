@@ -64,6 +64,8 @@
     if (w) {
       field(dl, "Speed", `${Number(w.speed).toFixed(0)} layer-steps/s`);
       field(dl, "KV cache", `${bytes(w.kvCacheBytes)}, ${w.sessions} sessions`);
+      const wt = Number(w.transferTotalBytes || 0), wd = Number(w.transferDoneBytes || 0);
+      if (wt > 0) field(dl, "Weights", wd >= wt ? `fetched, ${bytes(wt)}` : `fetching ${(100 * wd / wt).toFixed(0)} % of ${bytes(wt)}`);
       if (w.version) field(dl, "Version", w.version);
     } else if (stage) {
       field(dl, "Status", "not registered (lease expired)");

@@ -1,0 +1,271 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/pipeline/weights"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+)
+
+// addCacheWorker starts a worker without model files, keeping what it
+// fetches in cache.
+func (c *cluster) addCacheWorker(name, cache string, extra ...string) *proc {
+	c.t.Helper()
+	args := append([]string{"--cache", cache, "--listen", freeAddr(c.t), "--etcd", c.etcd, "--cluster", c.name,
+		"--name", name, "--threads", "1", "--lease-ttl", "2s", "--cache-prune-after", "1s"}, extra...)
+	p := startProc(c.t, c.dir, name, bin.worker, args...)
+	c.workers[name] = p
+	return p
+}
+
+// ggufFixture converts the F32 fixture to a GGUF file of type dt.
+func ggufFixture(t *testing.T, dt kernels.DType) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := engine.WriteGGUF(context.Background(), fixture(t, "phi-tiny-f32"), &buf, engine.GGUFOptions{Type: dt}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "phi-tiny-"+strings.ToLower(dt.String())+".gguf")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// cachedFiles lists a cache's complete tensors (digest → size).
+func cachedFiles(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !strings.HasSuffix(e.Name(), ".part") {
+			out[e.Name()] = info.Size()
+		}
+	}
+	return out
+}
+
+// checkCachesHoldRanges waits until every worker's cache holds exactly the
+// tensors of the range it serves.
+func checkCachesHoldRanges(t *testing.T, c *cluster, cat *weights.Catalog, caches map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var problems []string
+		st := c.status()
+		for _, w := range st.GetWorkers() {
+			dir, ok := caches[w.GetId()]
+			if !ok {
+				continue
+			}
+			man, err := cat.Manifest(engine.LayerRange{Start: int(w.GetLayerStart()), End: int(w.GetLayerEnd())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]int64{}
+			for _, tt := range man.Tensors {
+				want[tt.Digest.String()] = int64(tt.Size)
+			}
+			got := cachedFiles(t, dir)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				problems = append(problems, fmt.Sprintf("%s holds [%d,%d): cache has %d tensors, the range %d (%d bytes)",
+					w.GetId(), w.GetLayerStart(), w.GetLayerEnd(), len(got), len(want), man.Bytes()))
+			}
+			if w.GetLayerEnd() > w.GetLayerStart() && (w.GetTransferTotalBytes() != man.Bytes() || w.GetTransferDoneBytes() != man.Bytes()) {
+				problems = append(problems, fmt.Sprintf("%s reports transfer %d/%d, the range is %d bytes",
+					w.GetId(), w.GetTransferDoneBytes(), w.GetTransferTotalBytes(), man.Bytes()))
+			}
+		}
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caches do not hold their ranges: %s", strings.Join(problems, "; "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func checkTokens(t *testing.T, c *cluster, local *engine.Model) {
+	t.Helper()
+	for _, gc := range goldenCases(t, fixture(t, "phi-tiny-f32")) {
+		want, err := engine.Greedy(local, gc.InputIDs, len(gc.Greedy.Tokens))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, _, err := c.generate(context.Background(), tokenRequest(gc.InputIDs, len(want)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: cluster %v, one process %v", gc.Name, got, want)
+		}
+	}
+}
+
+// Only the coordinator has the model: two workers with empty caches join
+// at once, fetch their shares, serve the tokens one process gives, and each
+// keeps on disk only its range's bytes — for safetensors and GGUF.
+func TestWorkersWithoutModelFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	for _, tc := range []struct{ name, model string }{
+		{"safetensors-f32", fixture(t, "phi-tiny-f32")},
+		{"gguf-q4_0", ggufFixture(t, kernels.Q4_0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local := localModel(t, tc.model)
+			mf, err := engine.Open(tc.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat, err := weights.NewCatalog(mf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cat.Close()
+			c := startCluster(t, tc.model, clusterOpts{coordArgs: []string{"--min-workers", "2"}})
+			caches := map[string]string{"w1": t.TempDir(), "w2": t.TempDir()}
+			for name, dir := range caches {
+				c.addCacheWorker(name, dir) // calibrated on a zero-filled layer of the model's dtypes
+			}
+			c.waitReady(90 * time.Second)
+			if st := c.status(); len(st.GetStages()) != 2 {
+				t.Fatalf("plan %v: want both workers", st.GetStages())
+			}
+			checkTokens(t, c, local)
+			checkCachesHoldRanges(t, c, cat, caches)
+		})
+	}
+}
+
+// logLines returns the log lines of p holding every part.
+func logLines(t *testing.T, p *proc, parts ...string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(string(b), "\n") {
+		ok := line != ""
+		for _, s := range parts {
+			ok = ok && strings.Contains(line, s)
+		}
+		var m map[string]any
+		if ok && json.Unmarshal([]byte(line), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitTransferMidway waits until worker id reports a transfer between 10 %
+// and 90 % done.
+func waitTransferMidway(t *testing.T, c *cluster, id string) *phalanxpb.WorkerStatus {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, w := range c.status().GetWorkers() {
+			if w.GetId() == id && w.GetTransferTotalBytes() > 0 && w.GetTransferReceivedBytes() > w.GetTransferTotalBytes()/10 &&
+				w.GetTransferDoneBytes() < w.GetTransferTotalBytes()*9/10 {
+				return w
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never reported a transfer in progress", id)
+	return nil
+}
+
+// Transfers survive kill -9 of the receiver (it resumes from its cache on
+// restart) and of the source (a peer: the receiver resumes from the
+// coordinator at the same offset); a corrupted cached tensor is found and
+// fetched again.
+func TestWeightsTransferResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	model := fixture(t, "phi-tiny-f32")
+	local := localModel(t, model)
+	c := startCluster(t, model, clusterOpts{})
+	cacheA, cacheB := t.TempDir(), t.TempDir()
+
+	// The receiver dies mid-transfer and comes back.
+	a := c.addCacheWorker("a", cacheA, "--speed", "100", "--transfer-rate", "150k")
+	w := waitTransferMidway(t, c, "a")
+	a.kill()
+	total := w.GetTransferTotalBytes()
+	a = c.addCacheWorker("a", cacheA, "--speed", "100", "--cache-prune-after", "10m")
+	c.waitReady(60 * time.Second)
+	done := logLines(t, a, `"weights in cache"`)
+	if len(done) != 1 {
+		t.Fatalf("restarted worker logged %d completed transfers", len(done))
+	}
+	if got := done[0]["received"].(float64); got <= 0 || uint64(got) >= total {
+		t.Errorf("after a restart the worker received %v bytes of %d: want only the missing part", got, total)
+	}
+	checkTokens(t, c, local)
+
+	// A peer serving the transfer dies: the receiver resumes from the
+	// coordinator.
+	c.addCacheWorker("b", cacheB, "--speed", "100", "--transfer-rate", "100k")
+	waitTransferMidway(t, c, "b")
+	a.kill()
+	epoch := c.status().GetEpoch()
+	st := c.waitEpoch(epoch, 90*time.Second)
+	for len(st.GetStages()) != 1 || st.GetStages()[0].GetWorkerId() != "b" {
+		time.Sleep(200 * time.Millisecond)
+		st = c.waitEpoch(st.GetEpoch()-1, 90*time.Second)
+	}
+	b := c.workers["b"]
+	fromPeer := logLines(t, b, `"weights transfer interrupted: resuming"`, `"source":"a"`)
+	if len(fromPeer) == 0 {
+		t.Error("b never fetched from its peer a, or did not notice a die")
+	}
+	checkTokens(t, c, local)
+
+	// A corrupted tensor is found at restart and fetched again.
+	b.stop()
+	files := cachedFiles(t, cacheB)
+	var victim string
+	for name := range files {
+		victim = name
+		break
+	}
+	path := filepath.Join(cacheB, "sha256", victim)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x55
+	os.WriteFile(path, data, 0o644)
+	b = c.addCacheWorker("b", cacheB, "--speed", "100")
+	c.waitReady(60 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(logLines(t, b, `"weights in cache"`)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(logLines(t, b, `"corrupted cached tensor`, victim)) != 1 {
+		t.Error("the corrupted tensor was not reported")
+	}
+	if done := logLines(t, b, `"weights in cache"`); len(done) != 1 || done[0]["received"].(float64) != float64(files[victim]) {
+		t.Errorf("after corrupting one tensor of %d bytes the worker logged %v", files[victim], done)
+	}
+	checkTokens(t, c, local)
+}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -16,26 +15,8 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/kernels"
 )
 
-// writeGGUFFile converts a fixture to a GGUF file in a temporary directory.
-func writeGGUFFile(t testing.TB, dir string, opts GGUFOptions) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), strings.ToLower(opts.Type.String())+".gguf")
-	var buf bytes.Buffer
-	rep, err := WriteGGUF(context.Background(), dir, &buf, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Bytes != int64(buf.Len()) {
-		t.Fatalf("report says %d bytes, wrote %d", rep.Bytes, buf.Len())
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // roundedSource gives a fixture's matrices converted to another dtype in
-// memory, the way WriteGGUF converts them: a safetensors model with the
+// memory, the way the converter converts them: a safetensors model with the
 // same rounded weights as a GGUF file.
 type roundedSource struct {
 	TensorSource
@@ -57,7 +38,7 @@ func (s roundedSource) Matrix(name string, rows, cols int) (kernels.Matrix, erro
 	x := make([]float32, cols)
 	for r := 0; r < rows; r++ {
 		m.Row(r, x)
-		encodeRow(typ, out.Data[r*rb:(r+1)*rb], x)
+		kernels.EncodeRow(typ, out.Data[r*rb:(r+1)*rb], x)
 	}
 	return out, nil
 }
@@ -100,7 +81,7 @@ func TestGGUFGoldenF32(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx, func(t *testing.T) {
 			g := loadGolden(t, fx)
-			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: kernels.F32}))
+			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), kernels.F32, false))
 			ref := loadFull(t, fixtureDir(fx))
 			if got, want := *m.Config, *ref.Config; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("config from GGUF\n%+v\nfrom config.json\n%+v", got, want)
@@ -137,7 +118,7 @@ func TestGGUFMatchesRoundedWeights(t *testing.T) {
 		for _, typ := range []kernels.DType{kernels.F16, kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
 				g := loadGolden(t, fx)
-				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), typ, false))
 				ref := loadRounded(t, fixtureDir(fx), typ)
 				V := m.Config.VocabSize
 				worst := 0.0
@@ -208,7 +189,7 @@ func TestGGUFQuantizedQuality(t *testing.T) {
 	for _, fx := range fixtures {
 		g := loadGolden(t, fx)
 		for _, typ := range []kernels.DType{kernels.F16, kernels.Q8_0, kernels.Q4_0} {
-			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), typ, false))
 			V := m.Config.VocabSize
 			for _, c := range g.Cases {
 				logits := allLogits(t, m, c.InputIDs)
@@ -252,8 +233,8 @@ func TestGGUFSplitQKV(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.F32, kernels.Q8_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				fusedPath := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ})
-				splitPath := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ, SplitQKV: true})
+				fusedPath := writeGGUFFile(t, fixtureDir(fx), typ, false)
+				splitPath := writeGGUFFile(t, fixtureDir(fx), typ, true)
 				for path, want := range map[string]string{fusedPath: "blk.0.attn_qkv.weight", splitPath: "blk.0.attn_k.bias"} {
 					f, err := gguf.Open(path)
 					if err != nil {
@@ -280,7 +261,7 @@ func TestGGUFSplitLayerRangesBitIdentical(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				path := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ})
+				path := writeGGUFFile(t, fixtureDir(fx), typ, false)
 				checkSplitsBitIdentical(t, path, loadGolden(t, fx).Cases[2].InputIDs)
 			})
 		}
@@ -294,7 +275,7 @@ func TestGGUFKVCacheMatchesFullPass(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), typ, false))
 				for _, c := range loadGolden(t, fx).Cases {
 					full := allLogits(t, m, c.InputIDs)
 					for _, chunk := range []int{1, 2, 5} {
@@ -375,7 +356,7 @@ func rewriteGGUF(t testing.TB, path string, edit func(key string, v gguf.Value) 
 // Every ggml type the kernels run loads as a view of its bytes: K-quant and
 // BF16 rows read back exactly as kernels.DequantizeRow reads the file.
 func TestGGUFTensorTypes(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.F32})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.F32, false)
 	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeF16} {
 		t.Run(typ.String(), func(t *testing.T) {
 			// ffn_down has rows of 256 values, one K-quant super-block.
@@ -423,7 +404,7 @@ func TestGGUFTensorTypes(t *testing.T) {
 
 // Without rope.dimension_count llama.cpp rotates the whole head.
 func TestGGUFRotaryDefaults(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.F32})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.F32, false)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +441,7 @@ func TestGGUFRotaryDefaults(t *testing.T) {
 
 // Bad files fail with errors that name what is wrong.
 func TestGGUFRejects(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.Q8_0})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.Q8_0, false)
 	drop := func(key string) func(string, gguf.Value) *gguf.Value {
 		return func(k string, v gguf.Value) *gguf.Value {
 			if k == key {
@@ -575,13 +556,13 @@ func smallGGUF(t testing.TB, typ kernels.DType, split bool) []byte {
 		data := make([]byte, rows*rb)
 		x := random(rows * cols)
 		for r := 0; r < rows; r++ {
-			encodeRow(d, data[r*rb:(r+1)*rb], x[r*cols:(r+1)*cols])
+			kernels.EncodeRow(d, data[r*rb:(r+1)*rb], x[r*cols:(r+1)*cols])
 		}
 		dims := []uint64{uint64(cols), uint64(rows)}
 		if rows == 1 {
 			dims = dims[:1]
 		}
-		if err := w.AddTensor(name, ggufTypes[d], dims, data); err != nil {
+		if err := w.AddTensor(name, ggufTypeOf(d), dims, data); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -53,7 +53,7 @@ file_type_name() {
 	esac
 }
 
-size_mb() { echo "$(($(wc -c <"$1") / 1000000)) MB"; }
+size_mb() { wc -c <"$1" | awk '{ printf "%.1f MB", $1 / 1e6 }'; }
 
 # ratio A B: A / B to two decimals, or "-" when B is empty or zero.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else printf "-" }'; }

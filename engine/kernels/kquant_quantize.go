@@ -138,8 +138,8 @@ func fitAffine(x, w []float32, nmax int) (float32, float32) {
 	bestS, bestM := rng/float64(nmax), -float64(lo)
 	var qa [32]float64
 	q := qa[:len(x)]
-	for step := -10; step <= 12; step++ {
-		iscale := (float64(nmax) + 0.1*float64(step)) / rng
+	for step := -5; step <= 6; step++ {
+		iscale := (float64(nmax) + 0.2*float64(step)) / rng
 		if iscale <= 0 {
 			continue
 		}
@@ -315,8 +315,8 @@ func fitSymmetric(x, w []float32) float32 {
 	// The value of largest magnitude goes to −32, the end of the range with
 	// one more step, or to +31; both signs of s are tried.
 	for _, end := range []float64{-32, 31} {
-		for step := -6; step <= 6; step++ {
-			iscale := (end + 0.1*float64(step)*math.Copysign(1, end)) / vmax
+		for step := -3; step <= 3; step++ {
+			iscale := (end + 0.2*float64(step)*math.Copysign(1, end)) / vmax
 			var sqx, sqq float64
 			for i, v := range x {
 				// Shifted to be non-negative, so truncation after +0.5 rounds.

@@ -36,8 +36,8 @@ func TestQualityAgainstSource(t *testing.T) {
 	ids := tokens(n, min(V, 50000), 1)
 	want := logits(t, m, ids)
 	m.Close()
-	t.Log("| file | size | top-1 agreement | mean KL (nats) | max KL | max \\|Δ logit\\| |")
-	t.Log("| --- | --- | --- | --- | --- | --- |")
+	t.Log("| file | top-1 agreement | mean KL (nats) | max KL | max \\|Δ logit\\| |")
+	t.Log("| --- | --- | --- | --- | --- |")
 	for _, f := range files {
 		q := load(t, f)
 		got := logits(t, q, ids)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -16,26 +15,8 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/kernels"
 )
 
-// writeGGUFFile converts a fixture to a GGUF file in a temporary directory.
-func writeGGUFFile(t testing.TB, dir string, opts GGUFOptions) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), strings.ToLower(opts.Type.String())+".gguf")
-	var buf bytes.Buffer
-	rep, err := WriteGGUF(context.Background(), dir, &buf, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Bytes != int64(buf.Len()) {
-		t.Fatalf("report says %d bytes, wrote %d", rep.Bytes, buf.Len())
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // roundedSource gives a fixture's matrices converted to another dtype in
-// memory, the way WriteGGUF converts them: a safetensors model with the
+// memory, the way the converter converts them: a safetensors model with the
 // same rounded weights as a GGUF file.
 type roundedSource struct {
 	TensorSource
@@ -57,7 +38,7 @@ func (s roundedSource) Matrix(name string, rows, cols int) (kernels.Matrix, erro
 	x := make([]float32, cols)
 	for r := 0; r < rows; r++ {
 		m.Row(r, x)
-		encodeRow(typ, out.Data[r*rb:(r+1)*rb], x)
+		kernels.EncodeRow(typ, out.Data[r*rb:(r+1)*rb], x)
 	}
 	return out, nil
 }
@@ -100,7 +81,7 @@ func TestGGUFGoldenF32(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx, func(t *testing.T) {
 			g := loadGolden(t, fx)
-			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: kernels.F32}))
+			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), kernels.F32, false))
 			ref := loadFull(t, fixtureDir(fx))
 			if got, want := *m.Config, *ref.Config; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("config from GGUF\n%+v\nfrom config.json\n%+v", got, want)
@@ -137,7 +118,7 @@ func TestGGUFMatchesRoundedWeights(t *testing.T) {
 		for _, typ := range []kernels.DType{kernels.F16, kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
 				g := loadGolden(t, fx)
-				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), typ, false))
 				ref := loadRounded(t, fixtureDir(fx), typ)
 				V := m.Config.VocabSize
 				worst := 0.0
@@ -172,88 +153,13 @@ func TestGGUFMatchesRoundedWeights(t *testing.T) {
 	}
 }
 
-// logSoftmax returns log softmax(row) in float64.
-func logSoftmax(row []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, v := range row {
-		mx = math.Max(mx, float64(v))
-	}
-	sum := 0.0
-	for _, v := range row {
-		sum += math.Exp(float64(v) - mx)
-	}
-	out := make([]float64, len(row))
-	for i, v := range row {
-		out[i] = float64(v) - mx - math.Log(sum)
-	}
-	return out
-}
-
-// klDivergence is KL(softmax(p) ‖ softmax(q)) in nats.
-func klDivergence(p, q []float32) float64 {
-	lp, lq := logSoftmax(p), logSoftmax(q)
-	kl := 0.0
-	for i := range lp {
-		kl += math.Exp(lp[i]) * (lp[i] - lq[i])
-	}
-	return kl
-}
-
-// The quality of the block types against the F32 golden logits: top-1
-// agreement over every position and mean KL divergence. The figures are in
-// docs/quantization.md.
-func TestGGUFQuantizedQuality(t *testing.T) {
-	t.Log("| fixture | type | case | positions | top-1 agreement | mean KL (nats) | greedy tokens equal |")
-	t.Log("|---|---|---|---|---|---|---|")
-	for _, fx := range fixtures {
-		g := loadGolden(t, fx)
-		for _, typ := range []kernels.DType{kernels.F16, kernels.Q8_0, kernels.Q4_0} {
-			m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
-			V := m.Config.VocabSize
-			for _, c := range g.Cases {
-				logits := allLogits(t, m, c.InputIDs)
-				agree, kl := 0, 0.0
-				for i, pos := range c.LogitsFull.Positions {
-					row := logits[pos*V : (pos+1)*V]
-					if Argmax(row) == c.Argmax[pos] {
-						agree++
-					}
-					kl += klDivergence(c.LogitsFull.Rows[i], row)
-				}
-				n := len(c.LogitsFull.Positions)
-				kl /= float64(n)
-				greedy, err := Greedy(m, c.InputIDs, len(c.Greedy.Tokens))
-				if err != nil {
-					t.Fatal(err)
-				}
-				same := 0
-				for same < len(greedy) && greedy[same] == c.Greedy.Tokens[same] {
-					same++
-				}
-				t.Logf("| %s | %v | %s | %d | %d/%d | %.2e | %d/%d |", fx, typ, c.Name, n, agree, n, kl, same, len(greedy))
-				// Loose bounds that still catch a wrong layout (which
-				// gives KL of order 1 and chance-level agreement).
-				// Q4_0 of these small random matrices is coarse; the
-				// exact check of the layout is TestGGUFMatchesRoundedWeights.
-				limit := map[kernels.DType]float64{kernels.F16: 1e-4, kernels.Q8_0: 1e-2, kernels.Q4_0: 0.5}[typ]
-				if kl > limit {
-					t.Errorf("%s %v %s: mean KL %.3g above %.3g", fx, typ, c.Name, kl, limit)
-				}
-				if typ != kernels.Q4_0 && float64(agree) < 0.8*float64(n) {
-					t.Errorf("%s %v %s: top-1 agreement %d/%d", fx, typ, c.Name, agree, n)
-				}
-			}
-		}
-	}
-}
-
 // Split attn_q/k/v tensors give what the fused attn_qkv gives.
 func TestGGUFSplitQKV(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.F32, kernels.Q8_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				fusedPath := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ})
-				splitPath := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ, SplitQKV: true})
+				fusedPath := writeGGUFFile(t, fixtureDir(fx), typ, false)
+				splitPath := writeGGUFFile(t, fixtureDir(fx), typ, true)
 				for path, want := range map[string]string{fusedPath: "blk.0.attn_qkv.weight", splitPath: "blk.0.attn_k.bias"} {
 					f, err := gguf.Open(path)
 					if err != nil {
@@ -280,7 +186,7 @@ func TestGGUFSplitLayerRangesBitIdentical(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				path := writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ})
+				path := writeGGUFFile(t, fixtureDir(fx), typ, false)
 				checkSplitsBitIdentical(t, path, loadGolden(t, fx).Cases[2].InputIDs)
 			})
 		}
@@ -294,7 +200,7 @@ func TestGGUFKVCacheMatchesFullPass(t *testing.T) {
 	for _, fx := range fixtures {
 		for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
 			t.Run(fx+"/"+typ.String(), func(t *testing.T) {
-				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), GGUFOptions{Type: typ}))
+				m := loadFull(t, writeGGUFFile(t, fixtureDir(fx), typ, false))
 				for _, c := range loadGolden(t, fx).Cases {
 					full := allLogits(t, m, c.InputIDs)
 					for _, chunk := range []int{1, 2, 5} {
@@ -375,7 +281,7 @@ func rewriteGGUF(t testing.TB, path string, edit func(key string, v gguf.Value) 
 // Every ggml type the kernels run loads as a view of its bytes: K-quant and
 // BF16 rows read back exactly as kernels.DequantizeRow reads the file.
 func TestGGUFTensorTypes(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.F32})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.F32, false)
 	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeF16} {
 		t.Run(typ.String(), func(t *testing.T) {
 			// ffn_down has rows of 256 values, one K-quant super-block.
@@ -423,7 +329,7 @@ func TestGGUFTensorTypes(t *testing.T) {
 
 // Without rope.dimension_count llama.cpp rotates the whole head.
 func TestGGUFRotaryDefaults(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.F32})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.F32, false)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +366,7 @@ func TestGGUFRotaryDefaults(t *testing.T) {
 
 // Bad files fail with errors that name what is wrong.
 func TestGGUFRejects(t *testing.T) {
-	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), GGUFOptions{Type: kernels.Q8_0})
+	path := writeGGUFFile(t, fixtureDir("phi-tiny-f32"), kernels.Q8_0, false)
 	drop := func(key string) func(string, gguf.Value) *gguf.Value {
 		return func(k string, v gguf.Value) *gguf.Value {
 			if k == key {
@@ -575,13 +481,13 @@ func smallGGUF(t testing.TB, typ kernels.DType, split bool) []byte {
 		data := make([]byte, rows*rb)
 		x := random(rows * cols)
 		for r := 0; r < rows; r++ {
-			encodeRow(d, data[r*rb:(r+1)*rb], x[r*cols:(r+1)*cols])
+			kernels.EncodeRow(d, data[r*rb:(r+1)*rb], x[r*cols:(r+1)*cols])
 		}
 		dims := []uint64{uint64(cols), uint64(rows)}
 		if rows == 1 {
 			dims = dims[:1]
 		}
-		if err := w.AddTensor(name, ggufTypes[d], dims, data); err != nil {
+		if err := w.AddTensor(name, ggufTypeOf(d), dims, data); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -107,6 +107,16 @@ func Load(dir string, opts Options) (*Model, error) {
 	return m, nil
 }
 
+// OpenSafetensors opens the safetensors files of a Hugging Face model
+// directory as the TensorSource Load reads; the caller closes it.
+func OpenSafetensors(dir string) (TensorSource, error) {
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &safetensorsSource{set: set}, nil
+}
+
 // LoadFrom builds a model from any tensor source named as Hugging Face
 // names Phi's tensors. The model owns src and closes it.
 func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {

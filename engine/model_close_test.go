@@ -10,7 +10,7 @@ import (
 // After Close every entry point says so instead of touching unmapped or
 // released weights (repacked copies are returned at Close).
 func TestClosedModelRefuses(t *testing.T) {
-	for _, path := range []string{fixtureDir(fixtures[0]), writeGGUFFile(t, fixtureDir(fixtures[0]), GGUFOptions{Type: kernels.Q4_0})} {
+	for _, path := range []string{fixtureDir(fixtures[0]), writeGGUFFile(t, fixtureDir(fixtures[0]), kernels.Q4_0, false)} {
 		m := loadFull(t, path)
 		H, V := m.Config.HiddenSize, m.Config.VocabSize
 		cache := m.NewCache()

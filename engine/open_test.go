@@ -20,7 +20,7 @@ func TestOpenBothFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gg, err := Open(writeGGUFFile(t, dir, GGUFOptions{Type: kernels.F32}))
+	gg, err := Open(writeGGUFFile(t, dir, kernels.F32, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/engine"
-	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/engine/ggufconv"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -361,14 +361,14 @@ func TestClusterServesGGUF(t *testing.T) {
 		t.Skip("multi-process cluster")
 	}
 	dir := fixture(t, "phi-tiny-f32")
-	for _, typ := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+	for _, typ := range []ggufconv.FileType{ggufconv.MostlyQ8_0, ggufconv.MostlyQ4_0} {
 		t.Run(typ.String(), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "phi-tiny-"+strings.ToLower(typ.String())+".gguf")
+			path := filepath.Join(t.TempDir(), "phi-tiny-"+typ.String()+".gguf")
 			f, err := os.Create(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := engine.WriteGGUF(context.Background(), dir, f, engine.GGUFOptions{Type: typ}); err != nil {
+			if _, err := ggufconv.Write(context.Background(), dir, f, ggufconv.Options{Type: typ}); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()

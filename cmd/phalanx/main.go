@@ -32,7 +32,7 @@ var commands = map[string]command{
 	"status":      {"show a running cluster's pipeline: workers, layer ranges, memory, health", runStatus},
 	"tokenize":    {"print the token ids of a text as JSON", runTokenize},
 	"detokenize":  {"print the text of comma-separated token ids", runDetokenize},
-	"quantize":    {"convert a Hugging Face model to a llama.cpp GGUF file (q8_0, q4_0, f16, f32)", runQuantize},
+	"quantize":    {"convert a Hugging Face model to a llama.cpp GGUF file (q4_k_m, q5_k_m, q6_k, q8_0, q4_0, f16, f32)", runQuantize},
 	"run":         {"pull a model if needed, start a local cluster and chat with it", runRun},
 	"certs":       {"make a development CA and node certificates for mutual TLS", runCerts},
 	"pull":        {"download a Hugging Face model (or a GGUF URL) into the cache and print its directory", runPull},

@@ -8,18 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/ggufconv"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 )
 
-// quantizeTypes are the --type values and the dtypes they write.
-var quantizeTypes = map[string]kernels.DType{"f32": kernels.F32, "f16": kernels.F16, "q8_0": kernels.Q8_0, "q4_0": kernels.Q4_0}
-
 func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("quantize", stderr)
 	model := fs.String("model", "", "Hugging Face model directory to convert (required)")
-	typ := fs.String("type", "q8_0", "weight type: q8_0, q4_0, f16 or f32")
+	typ := fs.String("type", "q8_0", "file type: "+strings.Join(ggufconv.FileTypeNames(), ", ")+" (see docs/quantization.md)")
 	out := fs.String("out", "", "GGUF file to write (required)")
 	name := fs.String("name", "", "general.name (default: the model directory's name)")
 	tokFile := fs.String("tokenizer", "", "tokenizer to store (tokenizer.json or .gguf); default: the model directory's")
@@ -31,9 +28,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *model == "" || *out == "" {
 		return usagef("--model and --out are required")
 	}
-	dt, ok := quantizeTypes[strings.ToLower(*typ)]
+	ft, ok := ggufconv.ParseFileType(*typ)
 	if !ok {
-		return usagef("unknown --type %q (q8_0, q4_0, f16 or f32)", *typ)
+		return usagef("unknown --type %q (%s)", *typ, strings.Join(ggufconv.FileTypeNames(), ", "))
 	}
 	if *threads < 1 || *threads > 1024 {
 		return usagef("--threads %d outside [1, 1024]", *threads)
@@ -61,8 +58,8 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename this fails harmlessly
-	rep, err := engine.WriteGGUF(ctx, *model, f, engine.GGUFOptions{
-		Type: dt, Name: *name, Tokenizer: tok, SplitQKV: *splitQKV, Threads: *threads,
+	rep, err := ggufconv.Write(ctx, *model, f, ggufconv.Options{
+		Type: ft, Name: *name, Tokenizer: tok, SplitQKV: *splitQKV, Threads: *threads,
 	})
 	if err == nil {
 		err = f.Sync()
@@ -79,10 +76,20 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := os.Rename(tmp, *out); err != nil {
 		return err
 	}
-	if len(rep.FallbackF16) > 0 {
-		fmt.Fprintf(stderr, "%d matrices have rows that are not whole %v blocks and were written as F16: %s\n",
-			len(rep.FallbackF16), dt, strings.Join(rep.FallbackF16, ", "))
+	if len(rep.Fallbacks) > 0 {
+		var names []string
+		for _, fb := range rep.Fallbacks {
+			names = append(names, fmt.Sprintf("%s (%v)", fb.Name, fb.Got))
+		}
+		fmt.Fprintf(stderr, "%d matrices have rows that are not whole blocks of their type and were written in another: %s\n",
+			len(rep.Fallbacks), strings.Join(names, ", "))
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d tensors, %s, %.1f MB\n", *out, rep.Tensors, strings.ToUpper(*typ), float64(rep.Bytes)/1e6)
+	var mix []string
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.Q8_0, kernels.Q6_K, kernels.Q5_K, kernels.Q4_K, kernels.Q4_0} {
+		if n := rep.Types[dt]; n > 0 {
+			mix = append(mix, fmt.Sprintf("%d %v", n, dt))
+		}
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d tensors, %s (matrices: %s), %.1f MB\n", *out, rep.Tensors, strings.ToUpper(ft.String()), strings.Join(mix, ", "), float64(rep.Bytes)/1e6)
 	return nil
 }

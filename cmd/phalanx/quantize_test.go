@@ -122,3 +122,31 @@ func TestQuantizeBadInvocations(t *testing.T) {
 		t.Errorf("a failed run left %v", m)
 	}
 }
+
+// --type q4_k_m writes llama.cpp's Q4_K_M file type; on the tiny fixture
+// (hidden 64) only ffn_down's rows are whole super-blocks, and the command
+// names the matrices that fell back.
+func TestQuantizeQ4_K_M(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "tiny-q4_k_m.gguf")
+	stdout, errs, code := phalanx(t, "quantize", "--model", fixture, "--type", "Q4_K_M", "--out", out)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if !strings.Contains(stdout, "Q4_K_M") || !strings.Contains(stdout, "2 Q6_K, 2 Q4_K") || !strings.Contains(errs, "token_embd.weight (Q8_0)") {
+		t.Errorf("stdout %q, stderr %q", stdout, errs)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if v, _ := f.Value("general.file_type"); v.String() != "15" {
+		t.Errorf("general.file_type %v, want 15", v)
+	}
+	if ti, err := f.Tensor("blk.3.ffn_down.weight"); err != nil || ti.Type != gguf.TypeQ6_K {
+		t.Errorf("blk.3.ffn_down: %+v, %v", ti, err)
+	}
+	if _, errs, code := phalanx(t, "generate", "--model", out, "--tokens", "0,1023,5", "--max-tokens", "4", "--json"); code != 0 {
+		t.Fatal(errs)
+	}
+}

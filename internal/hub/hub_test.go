@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/phalanx-llm/phalanx/engine"
-	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/engine/ggufconv"
 	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 	"github.com/phalanx-llm/phalanx/internal/hub"
 	"github.com/phalanx-llm/phalanx/internal/hub/hubtest"
@@ -336,7 +336,7 @@ func TestBlobIDsFromHead(t *testing.T) {
 func writeGGUF(t *testing.T) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if _, err := engine.WriteGGUF(context.Background(), fixture, &b, engine.GGUFOptions{Type: kernels.Q8_0}); err != nil {
+	if _, err := ggufconv.Write(context.Background(), fixture, &b, ggufconv.Options{Type: ggufconv.MostlyQ8_0}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

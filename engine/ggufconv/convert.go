@@ -1,28 +1,35 @@
-package engine
+// Package ggufconv converts a Hugging Face Phi model directory (config.json
+// and safetensors) into a single GGUF file that both Phalanx and llama.cpp
+// read: architecture phi2 in llama.cpp's tensor layout, weights in F32, F16,
+// Q8_0, Q4_0 or one of llama.cpp's K-quant mixes (Q4_K_M, Q5_K_M, Q6_K).
+//
+// Tensors are converted row block by row block while they are written, so
+// converting a model needs a few MB of memory beyond the page cache,
+// whatever its size. The package reads only local files.
+package ggufconv
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
 	"sync"
 
+	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/gguf"
 	"github.com/phalanx-llm/phalanx/engine/kernels"
-	"github.com/phalanx-llm/phalanx/engine/safetensors"
 	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 )
 
-// GGUFOptions says how WriteGGUF converts a model.
-type GGUFOptions struct {
-	// Type of the 2-D weights (token_embd and output included): kernels.F32,
-	// F16, Q8_0 or Q4_0. Norms and biases are always F32. A matrix whose
-	// rows are not whole 32-value blocks falls back to F16, as llama.cpp's
-	// converter does.
-	Type kernels.DType
+// arch is the GGUF architecture written, llama.cpp's name for Phi-2.
+const arch = "phi2"
+
+// Options says how Write converts a model.
+type Options struct {
+	// Type chooses the 2-D weights' types (see FileType); norms and
+	// biases are always F32.
+	Type FileType
 	// Name is general.name; empty means the model directory's base name.
 	Name string
 	// Tokenizer is stored as tokenizer.ggml.*, padded to the model's
@@ -36,45 +43,48 @@ type GGUFOptions struct {
 	Threads int
 }
 
-// GGUFReport describes a file WriteGGUF wrote.
-type GGUFReport struct {
+// Report describes a file Write wrote.
+type Report struct {
 	Tensors int
 	Bytes   int64
-	// FallbackF16 names the matrices written as F16 instead of the asked
-	// block type because their rows are not whole blocks.
-	FallbackF16 []string
+	// Fallbacks are the matrices written in another type than the mix
+	// asks for, because their rows are not whole blocks of it.
+	Fallbacks []Fallback
+	// Types counts the 2-D weights written in each type.
+	Types map[kernels.DType]int
 }
 
-// llama_ftype values for general.file_type.
-var ggufFileTypes = map[kernels.DType]uint32{kernels.F32: 0, kernels.F16: 1, kernels.Q4_0: 2, kernels.Q8_0: 7}
+// Fallback is a matrix written in type Got instead of Want.
+type Fallback struct {
+	Name      string
+	Want, Got kernels.DType
+}
 
 var ggufTypes = map[kernels.DType]gguf.Type{
 	kernels.F32: gguf.TypeF32, kernels.F16: gguf.TypeF16, kernels.Q4_0: gguf.TypeQ4_0, kernels.Q8_0: gguf.TypeQ8_0,
+	kernels.Q4_K: gguf.TypeQ4_K, kernels.Q5_K: gguf.TypeQ5_K, kernels.Q6_K: gguf.TypeQ6_K,
 }
 
-// WriteGGUF converts the Hugging Face Phi model in dir (config.json and
+// Write converts the Hugging Face Phi model in dir (config.json and
 // safetensors) to a GGUF version 3 file of architecture phi2 in llama.cpp's
 // layout, written to out. Tensors are converted row block by row block
 // while they are written, so memory stays small whatever the model's size.
-// Quantization is ggml's reference (kernels.QuantizeQ8_0, QuantizeQ4_0).
-func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions) (*GGUFReport, error) {
-	fileType, ok := ggufFileTypes[opts.Type]
-	if !ok {
-		return nil, fmt.Errorf("%w: GGUF output type %v (want F32, F16, Q8_0 or Q4_0)", ErrInput, opts.Type)
+func Write(ctx context.Context, dir string, out io.Writer, opts Options) (*Report, error) {
+	if !opts.Type.valid() {
+		return nil, fmt.Errorf("%w: GGUF file type %d (want one of %v)", engine.ErrInput, uint32(opts.Type), FileTypeNames())
 	}
-	cfg, err := LoadConfig(dir)
+	cfg, err := engine.LoadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.QKLayerNorm {
-		return nil, fmt.Errorf("%w: qk_layernorm models have no llama.cpp phi2 layout", ErrConfig)
+		return nil, fmt.Errorf("%w: qk_layernorm models have no llama.cpp phi2 layout", engine.ErrConfig)
 	}
-	set, err := safetensors.OpenDir(dir)
+	src, err := engine.OpenSafetensors(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer set.Close()
-	src := &safetensorsSource{set: set}
+	defer src.Close()
 	threads := opts.Threads
 	if threads <= 0 {
 		threads = 2
@@ -86,21 +96,21 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 
 	w := gguf.NewWriter()
 	// Keys in the order llama.cpp's converter writes them for Phi-2.
-	w.Set("general.architecture", gguf.String(ggufArch))
+	w.Set("general.architecture", gguf.String(arch))
 	w.Set("general.name", gguf.String(name))
-	u32 := func(key string, v int) { w.Set(ggufArch+"."+key, gguf.Uint32(uint32(v))) }
+	u32 := func(key string, v int) { w.Set(arch+"."+key, gguf.Uint32(uint32(v))) }
 	u32("context_length", cfg.MaxPositionEmbeddings)
 	u32("embedding_length", cfg.HiddenSize)
 	u32("feed_forward_length", cfg.IntermediateSize)
 	u32("block_count", cfg.NumLayers)
 	u32("attention.head_count", cfg.NumHeads)
 	u32("attention.head_count_kv", cfg.NumKVHeads)
-	w.Set(ggufArch+".attention.layer_norm_epsilon", gguf.Float32(float32(cfg.LayerNormEps)))
+	w.Set(arch+".attention.layer_norm_epsilon", gguf.Float32(float32(cfg.LayerNormEps)))
 	u32("rope.dimension_count", cfg.RotaryDim)
 	if cfg.RopeTheta != 10000 {
-		w.Set(ggufArch+".rope.freq_base", gguf.Float32(float32(cfg.RopeTheta)))
+		w.Set(arch+".rope.freq_base", gguf.Float32(float32(cfg.RopeTheta)))
 	}
-	w.Set("general.file_type", gguf.Uint32(fileType))
+	w.Set("general.file_type", gguf.Uint32(uint32(opts.Type)))
 	w.Set("tokenizer.ggml.add_bos_token", gguf.Bool(false))
 	if opts.Tokenizer != nil {
 		if err := opts.Tokenizer.SetGGUF(w, cfg.VocabSize, "phi-2"); err != nil {
@@ -116,14 +126,15 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 	}
 	w.Set("general.quantization_version", gguf.Uint32(2))
 
-	rep := &GGUFReport{}
+	rep := &Report{Types: map[kernels.DType]int{}}
 	conv := &converter{ctx: ctx, src: src, threads: threads}
-	addMatrix := func(gname string, cols int, parts ...rowSource) error {
-		typ := opts.Type
-		if typ.RowBytes(cols) < 0 {
-			typ = kernels.F16
-			rep.FallbackF16 = append(rep.FallbackF16, gname)
+	addMatrix := func(gname string, layer, cols int, parts ...rowSource) error {
+		want := opts.Type.tensorType(gname, layer, cfg.NumLayers)
+		typ := fitType(want, cols)
+		if typ != want {
+			rep.Fallbacks = append(rep.Fallbacks, Fallback{Name: gname, Want: want, Got: typ})
 		}
+		rep.Types[typ]++
 		rows := 0
 		for _, p := range parts {
 			rows += p.rows
@@ -142,7 +153,7 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
 
-	add(addMatrix("token_embd.weight", H, matrixRows("model.embed_tokens.weight", V, H)))
+	add(addMatrix("token_embd.weight", -1, H, matrixRows("model.embed_tokens.weight", V, H)))
 	for i := 0; i < cfg.NumLayers; i++ {
 		hf := func(s string) string { return fmt.Sprintf("model.layers.%d.%s", i, s) }
 		g := func(s string) string { return fmt.Sprintf("blk.%d.%s", i, s) }
@@ -151,23 +162,23 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 		q, k, v := matrixRows(hf("self_attn.q_proj.weight"), qDim, H), matrixRows(hf("self_attn.k_proj.weight"), kvDim, H), matrixRows(hf("self_attn.v_proj.weight"), kvDim, H)
 		qb, kb, vb := vectorRow(hf("self_attn.q_proj.bias"), qDim), vectorRow(hf("self_attn.k_proj.bias"), kvDim), vectorRow(hf("self_attn.v_proj.bias"), kvDim)
 		if opts.SplitQKV {
-			add(addMatrix(g("attn_q.weight"), H, q))
+			add(addMatrix(g("attn_q.weight"), i, H, q))
 			add(addVector(g("attn_q.bias"), qb))
-			add(addMatrix(g("attn_k.weight"), H, k))
+			add(addMatrix(g("attn_k.weight"), i, H, k))
 			add(addVector(g("attn_k.bias"), kb))
-			add(addMatrix(g("attn_v.weight"), H, v))
+			add(addMatrix(g("attn_v.weight"), i, H, v))
 			add(addVector(g("attn_v.bias"), vb))
 		} else {
 			// llama.cpp's phi2 graph views the fused product as q (n_embd
 			// values), then k, then v (n_embd_gqa each).
-			add(addMatrix(g("attn_qkv.weight"), H, q, k, v))
+			add(addMatrix(g("attn_qkv.weight"), i, H, q, k, v))
 			add(addVector(g("attn_qkv.bias"), qb, kb, vb))
 		}
-		add(addMatrix(g("attn_output.weight"), qDim, matrixRows(hf("self_attn.dense.weight"), H, qDim)))
+		add(addMatrix(g("attn_output.weight"), i, qDim, matrixRows(hf("self_attn.dense.weight"), H, qDim)))
 		add(addVector(g("attn_output.bias"), vectorRow(hf("self_attn.dense.bias"), H)))
-		add(addMatrix(g("ffn_up.weight"), H, matrixRows(hf("mlp.fc1.weight"), I, H)))
+		add(addMatrix(g("ffn_up.weight"), i, H, matrixRows(hf("mlp.fc1.weight"), I, H)))
 		add(addVector(g("ffn_up.bias"), vectorRow(hf("mlp.fc1.bias"), I)))
-		add(addMatrix(g("ffn_down.weight"), I, matrixRows(hf("mlp.fc2.weight"), H, I)))
+		add(addMatrix(g("ffn_down.weight"), i, I, matrixRows(hf("mlp.fc2.weight"), H, I)))
 		add(addVector(g("ffn_down.bias"), vectorRow(hf("mlp.fc2.bias"), H)))
 	}
 	add(addVector("output_norm.weight", vectorRow("model.final_layernorm.weight", H)))
@@ -176,7 +187,7 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 	if !src.Has(head) && cfg.TieWordEmbeddings {
 		head = "model.embed_tokens.weight"
 	}
-	add(addMatrix("output.weight", H, matrixRows(head, V, H)))
+	add(addMatrix("output.weight", -1, H, matrixRows(head, V, H)))
 	// llama.cpp requires output.bias for phi2; HF's Phi always has one.
 	headBias := vectorRow("lm_head.bias", V)
 	if !src.Has("lm_head.bias") {
@@ -199,14 +210,14 @@ func WriteGGUF(ctx context.Context, dir string, out io.Writer, opts GGUFOptions)
 // model when the writer first needs it.
 type rowSource struct {
 	rows, cols int
-	open       func(src TensorSource) (rowFunc, error)
+	open       func(src engine.TensorSource) (rowFunc, error)
 }
 
 // rowFunc widens row r into dst.
 type rowFunc func(r int, dst []float32)
 
 func matrixRows(name string, rows, cols int) rowSource {
-	return rowSource{rows: rows, cols: cols, open: func(src TensorSource) (rowFunc, error) {
+	return rowSource{rows: rows, cols: cols, open: func(src engine.TensorSource) (rowFunc, error) {
 		m, err := src.Matrix(name, rows, cols)
 		if err != nil {
 			return nil, err
@@ -216,7 +227,7 @@ func matrixRows(name string, rows, cols int) rowSource {
 }
 
 func vectorRow(name string, n int) rowSource {
-	return rowSource{rows: 1, cols: n, open: func(src TensorSource) (rowFunc, error) {
+	return rowSource{rows: 1, cols: n, open: func(src engine.TensorSource) (rowFunc, error) {
 		v, err := src.Vector(name, n)
 		if err != nil {
 			return nil, err
@@ -226,7 +237,7 @@ func vectorRow(name string, n int) rowSource {
 }
 
 func zeroRow(n int) rowSource {
-	return rowSource{rows: 1, cols: n, open: func(TensorSource) (rowFunc, error) {
+	return rowSource{rows: 1, cols: n, open: func(engine.TensorSource) (rowFunc, error) {
 		return func(_ int, dst []float32) { clear(dst) }, nil
 	}}
 }
@@ -240,7 +251,7 @@ func concatVectors(parts []rowSource) rowSource {
 	for _, p := range parts {
 		n += p.cols
 	}
-	return rowSource{rows: 1, cols: n, open: func(src TensorSource) (rowFunc, error) {
+	return rowSource{rows: 1, cols: n, open: func(src engine.TensorSource) (rowFunc, error) {
 		fns := make([]rowFunc, len(parts))
 		for i, p := range parts {
 			var err error
@@ -260,7 +271,7 @@ func concatVectors(parts []rowSource) rowSource {
 
 type converter struct {
 	ctx     context.Context
-	src     TensorSource
+	src     engine.TensorSource
 	threads int
 }
 
@@ -336,31 +347,11 @@ func (s *tensorStream) fill() error {
 			x := make([]float32, s.cols)
 			for r := w; r < n; r += workers {
 				s.fn(first+r, x)
-				encodeRow(s.typ, s.buf[r*rb:(r+1)*rb], x)
+				kernels.EncodeRow(s.typ, s.buf[r*rb:(r+1)*rb], x)
 			}
 		}()
 	}
 	wg.Wait()
 	s.row += n
 	return nil
-}
-
-// encodeRow stores x in dtype d.
-func encodeRow(d kernels.DType, dst []byte, x []float32) {
-	switch d {
-	case kernels.F32:
-		for i, v := range x {
-			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
-		}
-	case kernels.F16:
-		for i, v := range x {
-			binary.LittleEndian.PutUint16(dst[2*i:], kernels.F32ToF16(v))
-		}
-	case kernels.Q8_0:
-		kernels.QuantizeQ8_0(dst, x)
-	case kernels.Q4_0:
-		kernels.QuantizeQ4_0(dst, x)
-	default:
-		panic("engine: encodeRow: unchecked dtype " + d.String()) // WriteGGUF admits only the four above
-	}
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/phalanx-llm/phalanx/engine"
-	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/engine/ggufconv"
 	"github.com/phalanx-llm/phalanx/pipeline/weights"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
@@ -30,10 +30,10 @@ func (c *cluster) addCacheWorker(name, cache string, extra ...string) *proc {
 }
 
 // ggufFixture converts the F32 fixture to a GGUF file of type dt.
-func ggufFixture(t *testing.T, dt kernels.DType) string {
+func ggufFixture(t *testing.T, dt ggufconv.FileType) string {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := engine.WriteGGUF(context.Background(), fixture(t, "phi-tiny-f32"), &buf, engine.GGUFOptions{Type: dt}); err != nil {
+	if _, err := ggufconv.Write(context.Background(), fixture(t, "phi-tiny-f32"), &buf, ggufconv.Options{Type: dt}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "phi-tiny-"+strings.ToLower(dt.String())+".gguf")
@@ -126,7 +126,7 @@ func TestWorkersWithoutModelFiles(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, model string }{
 		{"safetensors-f32", fixture(t, "phi-tiny-f32")},
-		{"gguf-q4_0", ggufFixture(t, kernels.Q4_0)},
+		{"gguf-q4_0", ggufFixture(t, ggufconv.MostlyQ4_0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			local := localModel(t, tc.model)

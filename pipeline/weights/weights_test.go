@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/phalanx-llm/phalanx/engine"
-	"github.com/phalanx-llm/phalanx/engine/kernels"
+	"github.com/phalanx-llm/phalanx/engine/ggufconv"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
 
@@ -31,13 +31,13 @@ func models(t *testing.T) map[string]string {
 		"f32":          filepath.Join("..", "..", "testdata", "phi-tiny-f32"),
 		"bf16-sharded": filepath.Join("..", "..", "testdata", "phi-tiny-bf16-sharded"),
 	}
-	for name, o := range map[string]engine.GGUFOptions{
-		"q4_0-fused": {Type: kernels.Q4_0},
-		"q8_0-split": {Type: kernels.Q8_0, SplitQKV: true},
-		"f16-fused":  {Type: kernels.F16},
+	for name, o := range map[string]ggufconv.Options{
+		"q4_0-fused": {Type: ggufconv.MostlyQ4_0},
+		"q8_0-split": {Type: ggufconv.MostlyQ8_0, SplitQKV: true},
+		"f16-fused":  {Type: ggufconv.MostlyF16},
 	} {
 		var buf bytes.Buffer
-		if _, err := engine.WriteGGUF(context.Background(), out["f32"], &buf, o); err != nil {
+		if _, err := ggufconv.Write(context.Background(), out["f32"], &buf, o); err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, name+".gguf")

@@ -51,7 +51,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--prompt and --gen must be ≥ 0, --repetitions in [1, 100]")
 	}
 	start := time.Now()
-	m, err := engine.Load(*model, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	mf, err := engine.Open(*model)
+	if err != nil {
+		return err
+	}
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
 	if err != nil {
 		return err
 	}

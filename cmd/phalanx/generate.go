@@ -159,7 +159,11 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if tok == nil && req.Tokens == nil {
 		return fmt.Errorf("%s has no tokenizer; pass --tokenizer FILE or use --tokens", *model)
 	}
-	m, err := engine.Load(*model, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	mf, err := engine.Open(*model)
+	if err != nil {
+		return err
+	}
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
 	if err != nil {
 		return err
 	}

@@ -170,7 +170,11 @@ func runLogits(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m, err := engine.Load(*model, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	mf, err := engine.Open(*model)
+	if err != nil {
+		return err
+	}
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@
 //	c, err := hub.FromEnv(os.Getenv) // HF_ENDPOINT, HF_TOKEN, cache directory
 //	c.Progress = hub.NewTextProgress(os.Stderr, true)
 //	snap, err := c.Pull(ctx, "microsoft/phi-2", hub.PullOptions{Revision: "main"})
-//	m, err := engine.Load(snap.Dir, …)
+//	mf, err := engine.Open(snap.Dir) // then mf.Load(…)
 //
 //	path, err := c.PullURL(ctx, "https://example.com/models/phi-2.Q8_0.gguf")
 //

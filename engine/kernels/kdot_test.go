@@ -230,3 +230,31 @@ func FuzzDotK(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkKQuantMatVec is the decode product with K-quant weights (random
+// super-blocks), beside Q4_0 for comparison, each set in turn: weight bytes
+// streamed per second.
+func BenchmarkKQuantMatVec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 10240, 2560
+	for _, k := range kernelSets() {
+		for _, dt := range []DType{Q4_0, Q4_K, Q5_K, Q6_K} {
+			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
+				useKernels(b, k)
+				var m Matrix
+				if dt == Q4_0 {
+					m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
+				} else {
+					m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+				}
+				x, y := randVec(r, cols), make([]float32, rows)
+				p := NewPool(2)
+				defer p.Close()
+				for b.Loop() {
+					MatVec(p, y, m, x, nil)
+				}
+				b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}

@@ -44,6 +44,7 @@ func avx512Set() kernelSet {
 			x8Tile: x8Tile(Q4_0, q4x8TileAVX512Asm),
 		}
 		k.qTileRows, k.qTileToks = 4, 3
+		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512
 		k.x8 = true
 	}
 	return k

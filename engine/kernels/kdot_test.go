@@ -258,3 +258,22 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKQuantDot is one row of 2,560 columns from L1: the kernels'
+// compute rate, in weight bytes per second.
+func BenchmarkKQuantDot(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kTypes {
+			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
+				w := randKRow(r, dt, 10, 0)
+				x := q8K(randActs(r, 10*QKK, 1))
+				dot := k.kquant(dt).dot
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					dot(w, x)
+				}
+			})
+		}
+	}
+}

@@ -52,31 +52,40 @@ func (k *kernelSet) kquant(dt DType) *quantKernels {
 // quantizeQ8K quantizes x (a multiple of 256 values) into dst (292 bytes per
 // super-block). The scale's reciprocal is taken in float64, so that tiny
 // (even subnormal) maxima quantize like others; the result is a function of
-// x alone, the same in every set.
+// x alone, the same in every set (for finite x).
 func quantizeQ8K(dst []byte, x []float32) {
 	for b := 0; b < len(x)/QKK; b++ {
 		blk := x[b*QKK : (b+1)*QKK]
 		out := dst[b*q8KBytes : (b+1)*q8KBytes]
 		var amax float32
 		for _, v := range blk {
-			amax = max(amax, float32(math.Abs(float64(v))))
+			if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > amax { // NaN never is
+				amax = a
+			}
 		}
-		if amax == 0 || amax != amax {
+		if amax == 0 {
 			clear(out)
 			continue
 		}
 		binary.LittleEndian.PutUint32(out, math.Float32bits(amax/127))
+		// |x| ≤ max|x| makes |x·id| ≤ 127 (id is rounded, but x·id stays
+		// far below 127.5), so no quant needs clamping.
 		id := 127 / float64(amax)
 		q := out[q8KQuants : q8KQuants+QKK]
-		for j, v := range blk {
-			q[j] = byte(int8(max(-127, min(127, math.Round(float64(v)*id)))))
-		}
 		for g := 0; g < QKK/kSubSumVals; g++ {
-			var s int16
-			for _, v := range q[g*kSubSumVals : (g+1)*kSubSumVals] {
-				s += int16(int8(v))
+			var s int32
+			for l, v := range blk[g*kSubSumVals : (g+1)*kSubSumVals] {
+				f := float64(v) * id
+				r := int32(f) // toward zero; f − r is exact
+				if d := f - float64(r); d >= 0.5 {
+					r++
+				} else if d <= -0.5 {
+					r--
+				}
+				q[g*kSubSumVals+l] = byte(int8(r))
+				s += r
 			}
-			binary.LittleEndian.PutUint16(out[q8KSums+2*g:], uint16(s))
+			binary.LittleEndian.PutUint16(out[q8KSums+2*g:], uint16(int16(s)))
 		}
 	}
 }

@@ -277,3 +277,14 @@ func BenchmarkKQuantDot(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQuantizeQ8K is the per-product cost of the activations' Q8_K
+// form (one token of 10,240 values, the widest product).
+func BenchmarkQuantizeQ8K(b *testing.B) {
+	x := randActs(rand.New(rand.NewPCG(1, 1)), 10240, 1)
+	dst := make([]byte, 10240/QKK*q8KBytes)
+	b.SetBytes(4 * 10240)
+	for b.Loop() {
+		quantizeQ8K(dst, x)
+	}
+}

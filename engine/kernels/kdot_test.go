@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-var kTypes = []DType{Q4_K, Q5_K, Q6_K}
+var kDotTypes = []DType{Q4_K, Q5_K, Q6_K}
 
 // randKRow is nb random super-blocks of dt: any bytes are a valid K-quant
 // super-block, but for the fp16 scales, which are finite (randHalf, times
@@ -64,7 +64,7 @@ var kLengths = []int{1, 2, 3, 4, 5, 10, 40}
 func TestKQuantDots(t *testing.T) {
 	r := rand.New(rand.NewPCG(51, 52))
 	for _, k := range kernelSets() {
-		for _, dt := range kTypes {
+		for _, dt := range kDotTypes {
 			for _, nb := range kLengths {
 				for _, ext := range [][2]float64{{0, 1}, {0, 1e-30}, {0, 1e30}, {12, 1e5}, {-24, 1e-5}, {14, 3e38}} {
 					name := fmt.Sprintf("%s/%v/%d/%g", k.name, dt, nb*QKK, ext)
@@ -103,7 +103,7 @@ func dotKRef(dt DType, w []byte, x []float32) (dot, tol float64) {
 // quantization error (and float32 rounding).
 func TestKQuantDotAccuracy(t *testing.T) {
 	r := rand.New(rand.NewPCG(53, 54))
-	for _, dt := range kTypes {
+	for _, dt := range kDotTypes {
 		for _, nb := range kLengths {
 			for i := 0; i < 5; i++ {
 				w := randKRow(r, dt, nb, 0)
@@ -122,7 +122,7 @@ func TestKQuantDotAccuracy(t *testing.T) {
 // one dequantized weight (up to the float32 rounding of d·sc).
 func TestKQuantDotPicksWeight(t *testing.T) {
 	r := rand.New(rand.NewPCG(55, 56))
-	for _, dt := range kTypes {
+	for _, dt := range kDotTypes {
 		w := randKRow(r, dt, 2, 0)
 		wf := make([]float32, 2*QKK)
 		DequantizeRow(dt, w, wf)
@@ -173,7 +173,7 @@ func TestKQuantMatMulBitIdentity(t *testing.T) {
 		r := rand.New(rand.NewPCG(59, 60))
 		pool := NewPool(3)
 		defer pool.Close()
-		for _, dt := range kTypes {
+		for _, dt := range kDotTypes {
 			for _, shape := range [][3]int{{1, 256, 1}, {37, 512, 3}, {20, 2560, 7}} {
 				rows, cols, tokens := shape[0], shape[1], shape[2]
 				m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
@@ -209,7 +209,7 @@ func FuzzDotK(f *testing.F) {
 	f.Add(byte(1), make([]byte, 2*(176+4*256)))
 	f.Add(byte(2), make([]byte, 3*(210+4*256)))
 	f.Fuzz(func(t *testing.T, typ byte, data []byte) {
-		dt := kTypes[int(typ)%len(kTypes)]
+		dt := kDotTypes[int(typ)%len(kDotTypes)]
 		per := dt.BlockBytes() + 4*QKK
 		nb := len(data) / per
 		w := data[:nb*dt.BlockBytes()]
@@ -264,7 +264,7 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 func BenchmarkKQuantDot(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, k := range kernelSets()[1:] {
-		for _, dt := range kTypes {
+		for _, dt := range kDotTypes {
 			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
 				w := randKRow(r, dt, 10, 0)
 				x := q8K(randActs(r, 10*QKK, 1))

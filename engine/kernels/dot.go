@@ -82,7 +82,7 @@ type quantKernels struct {
 	// tile, when not nil, computes the dots of qTileRows weight rows
 	// (blocks blocks each, back to back) with qTileToks activation rows
 	// (back to back), out[t*qTileRows+i] = dot(w row i, x row t), bit for
-	// bit.
+	// bit; for the K-quants the tile is 1 row × kTileToks tokens.
 	tile func(out []float32, w, x []byte, blocks int)
 	// x8Gemv and x8Tile read a group of eight rows in the repacked layout
 	// (x8.go); they agree bit for bit, and every set's give the generic

@@ -35,6 +35,11 @@ const (
 	kSubSumVals = 16  // values per block sum
 )
 
+// kTileToks is the shape of the K-quant tiles (quantKernels.tile, when not
+// nil): one weight row times kTileToks activation rows, each pair with the
+// dot's bits.
+const kTileToks = 4
+
 // kquant is k's kernels for Q4_K, Q5_K or Q6_K weights against Q8_K
 // activations, nil for other types.
 func (k *kernelSet) kquant(dt DType) *quantKernels {

@@ -340,3 +340,263 @@ done:
 	VMOVSS X0, ret+56(FP)
 	VZEROUPPER
 	RET
+
+// The 1-row × 4-token tiles (prefill): a super-block's weights and scales
+// are unpacked once for four activation rows (xstride bytes apart), each
+// token with its own int32 sums (Z3, Z16, Z17, Z18) and float32 step (X0,
+// X8, X9, X10): exactly the dot's operations per token, so the dot's bits.
+
+// KSCALEST is KSCALESZ leaving the mins, each twice, as words in Y11.
+#define KSCALEST \
+	MOVL         4(SI), AX; \
+	MOVL         8(SI), BX; \
+	MOVL         12(SI), DX; \
+	MOVL         AX, R8; \
+	ANDL         $0x3f3f3f3f, R8; \
+	MOVL         AX, R9; \
+	SHRL         $6, R9; \
+	ANDL         $0x03030303, R9; \
+	SHLL         $4, R9; \
+	MOVL         DX, R10; \
+	ANDL         $0x0f0f0f0f, R10; \
+	ORL          R10, R9; \
+	SHLQ         $32, R9; \
+	ORQ          R9, R8; \
+	MOVL         BX, R10; \
+	ANDL         $0x3f3f3f3f, R10; \
+	MOVL         BX, R11; \
+	SHRL         $6, R11; \
+	ANDL         $0x03030303, R11; \
+	SHLL         $4, R11; \
+	SHRL         $4, DX; \
+	ANDL         $0x0f0f0f0f, DX; \
+	ORL          DX, R11; \
+	SHLQ         $32, R11; \
+	ORQ          R11, R10; \
+	VMOVQ        R8, X1; \
+	VPMOVZXBW    X1, X1; \
+	VINSERTI128  $1, X1, Y1, Y1; \
+	VINSERTI64X4 $1, Y1, Z1, Z1; \
+	VMOVQ        R10, X11; \
+	VPUNPCKLBW   X11, X11, X11; \
+	VPMOVZXBW    X11, Y11
+
+// KSTEPT is KSTEP4Z for one token of the tile: its sums in zacc (low half
+// yacc), its activations at x (an address; xs = x + 260, its block sums),
+// its float32 sum in facc.
+#define KSTEPT(zacc, yacc, xs, x, facc) \
+	VEXTRACTI64X4 $1, zacc, Y4; \
+	VPADDD        Y4, yacc, Y3; \
+	VPMADDWD      xs, Y11, Y2; \
+	VPHADDD       Y2, Y3, Y3; \
+	VEXTRACTI128  $1, Y3, X4; \
+	VPADDD        X4, X3, X3; \
+	VPHADDD       X3, X3, X3; \
+	VCVTDQ2PS     X3, X3; \
+	VMOVD         (SI), X4; \
+	VCVTPH2PS     X4, X4; \
+	VBROADCASTSS  x, X5; \
+	VMULPS        X5, X4, X4; \
+	VMULPS        X4, X3, X3; \
+	VMOVSHDUP     X3, X4; \
+	VSUBSS        X4, X3, X3; \
+	VADDSS        X3, facc, facc
+
+// func dotQ4KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)
+TEXT ·dotQ4KTile1x4AVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R12
+	LEAQ   (R12)(R12*1), R13
+	LEAQ   (R13)(R12*1), R14
+	VXORPS X0, X0, X0
+	VXORPS X8, X8, X8
+	VXORPS X9, X9, X9
+	VXORPS X10, X10, X10
+	TESTQ  CX, CX
+	JZ     done
+	BYTESZ($0x0f0f0f0f, X15, Z31)
+
+loop:
+	KSCALEST
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z16, Z16, Z16
+	VPXORD       Z17, Z17, Z17
+	VPXORD       Z18, Z18, Z18
+	VMOVDQU      16(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSHUFB      kshufz4<>+0(SB), Z1, Z5
+	VPMADDUBSW   4(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   4(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   4(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   4(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      48(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSHUFB      kshufz4<>+64(SB), Z1, Z5
+	VPMADDUBSW   68(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   68(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   68(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   68(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      80(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSHUFB      kshufz4<>+128(SB), Z1, Z5
+	VPMADDUBSW   132(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   132(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   132(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   132(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      112(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSHUFB      kshufz4<>+192(SB), Z1, Z5
+	VPMADDUBSW   196(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   196(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   196(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   196(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	KSTEPT(Z3, Y3, 260(DI), (DI), X0)
+	KSTEPT(Z16, Y16, 260(DI)(R12*1), (DI)(R12*1), X8)
+	KSTEPT(Z17, Y17, 260(DI)(R13*1), (DI)(R13*1), X9)
+	KSTEPT(Z18, Y18, 260(DI)(R14*1), (DI)(R14*1), X10)
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	MOVQ   out+0(FP), DX
+	VMOVSS X0, (DX)
+	VMOVSS X8, 4(DX)
+	VMOVSS X9, 8(DX)
+	VMOVSS X10, 12(DX)
+	VZEROUPPER
+	RET
+
+// func dotQ5KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)
+TEXT ·dotQ5KTile1x4AVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R12
+	LEAQ   (R12)(R12*1), R13
+	LEAQ   (R13)(R12*1), R14
+	VXORPS X0, X0, X0
+	VXORPS X8, X8, X8
+	VXORPS X9, X9, X9
+	VXORPS X10, X10, X10
+	TESTQ  CX, CX
+	JZ     done
+	BYTESZ($0x0f0f0f0f, X15, Z31)
+	BYTESZ($0x10101010, X15, Z30)
+
+loop:
+	KSCALEST
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z16, Z16, Z16
+	VPXORD       Z17, Z17, Z17
+	VPXORD       Z18, Z18, Z18
+	VMOVDQU      16(SI), Y13
+	VPSRLW       $1, Y13, Y12
+	VINSERTI64X4 $1, Y12, Z13, Z13
+	VMOVDQU      48(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSLLW       $4, Z13, Z6
+	VPANDD       Z30, Z6, Z6
+	VPORD        Z6, Z4, Z4
+	VPSHUFB      kshufz4<>+0(SB), Z1, Z5
+	VPMADDUBSW   4(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   4(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   4(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   4(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      80(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSLLW       $2, Z13, Z6
+	VPANDD       Z30, Z6, Z6
+	VPORD        Z6, Z4, Z4
+	VPSHUFB      kshufz4<>+64(SB), Z1, Z5
+	VPMADDUBSW   68(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   68(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   68(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   68(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      112(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPANDD       Z30, Z13, Z6
+	VPORD        Z6, Z4, Z4
+	VPSHUFB      kshufz4<>+128(SB), Z1, Z5
+	VPMADDUBSW   132(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   132(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   132(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   132(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	VMOVDQU      144(SI), Y4
+	VPSRLW       $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD       Z31, Z4, Z4
+	VPSRLW       $2, Z13, Z6
+	VPANDD       Z30, Z6, Z6
+	VPORD        Z6, Z4, Z4
+	VPSHUFB      kshufz4<>+192(SB), Z1, Z5
+	VPMADDUBSW   196(DI), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z3
+	VPMADDUBSW   196(DI)(R12*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z16
+	VPMADDUBSW   196(DI)(R13*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z17
+	VPMADDUBSW   196(DI)(R14*1), Z4, Z7
+	VPDPWSSD     Z5, Z7, Z18
+	KSTEPT(Z3, Y3, 260(DI), (DI), X0)
+	KSTEPT(Z16, Y16, 260(DI)(R12*1), (DI)(R12*1), X8)
+	KSTEPT(Z17, Y17, 260(DI)(R13*1), (DI)(R13*1), X9)
+	KSTEPT(Z18, Y18, 260(DI)(R14*1), (DI)(R14*1), X10)
+	ADDQ $176, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	MOVQ   out+0(FP), DX
+	VMOVSS X0, (DX)
+	VMOVSS X8, 4(DX)
+	VMOVSS X9, 8(DX)
+	VMOVSS X10, 12(DX)
+	VZEROUPPER
+	RET

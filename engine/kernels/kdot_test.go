@@ -288,3 +288,61 @@ func BenchmarkQuantizeQ8K(b *testing.B) {
 		quantizeQ8K(dst, x)
 	}
 }
+
+// Every set's K-quant tiles give each token the dot's bits.
+func TestKQuantTiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	for _, k := range kernelSets() {
+		for _, dt := range kDotTypes {
+			tile := k.kquant(dt).tile
+			if tile == nil {
+				continue
+			}
+			for _, nb := range append([]int{0}, kLengths...) {
+				w := randKRow(r, dt, nb, 0)
+				x := make([]byte, 0, kTileToks*nb*q8KBytes)
+				for tk := 0; tk < kTileToks; tk++ {
+					x = append(x, q8K(randActs(r, nb*QKK, math.Ldexp(1, 20*tk-30)))...)
+				}
+				out := make([]float32, kTileToks)
+				tile(out, w, x, nb)
+				for tk := range out {
+					want := genericKernels.kquant(dt).dot(w, x[tk*nb*q8KBytes:(tk+1)*nb*q8KBytes])
+					if !sameBits(out[tk], want) {
+						t.Errorf("%s %v, %d super-blocks, token %d: %v, dot %v", k.name, dt, nb, tk, out[tk], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkKQuantPrefill is a 64-token product of 2,560² K-quant weights,
+// each set with its tiles and (for comparison) without them.
+func BenchmarkKQuantPrefill(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols, tokens := 2560, 2560, 64
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kDotTypes {
+			for _, tiles := range []bool{true, false} {
+				if !tiles && k.kquant(dt).tile == nil {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/%v/tiles=%v", k.name, dt, tiles), func(b *testing.B) {
+					if !tiles {
+						k.kquant(dt).tile = nil
+					}
+					useKernels(b, k)
+					m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+					x, y := randActs(r, tokens*cols, 1), make([]float32, tokens*rows)
+					p := NewPool(2)
+					defer p.Close()
+					for b.Loop() {
+						MatMul(p, y, m, x, nil, tokens)
+					}
+					b.ReportMetric(float64(2*rows*cols*tokens)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}

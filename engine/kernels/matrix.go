@@ -403,12 +403,14 @@ func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk
 		}
 		y[t*m.Rows+r] = v
 	}
-	tr, tt := k.qTileRows, k.qTileToks
+	tr, tt, blocks := k.qTileRows, k.qTileToks, cols/QK
+	if m.DType.BlockSize() == QKK {
+		tr, tt, blocks = 1, kTileToks, cols/QKK
+	}
 	if tile != nil && tokens >= tt {
 		// Rows outer, tiles of tr rows × tt tokens inner: the tile's rows
 		// stay in L1 while every token passes over them.
 		rb := m.DType.RowBytes(cols)
-		blocks := cols / QK
 		return chunks, func(worker, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			var buf [maxTile]float32

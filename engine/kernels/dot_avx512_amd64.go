@@ -45,7 +45,7 @@ func avx512Set() kernelSet {
 		}
 		k.qTileRows, k.qTileToks = 4, 3
 		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512
-		k.q4_K.tile, k.q5_K.tile = dotQ4KTileAVX512, dotQ5KTileAVX512
+		k.q4_K.tile, k.q5_K.tile, k.q6_K.tile = dotQ4KTileAVX512, dotQ5KTileAVX512, dotQ6KTileAVX512
 		k.x8 = true
 	}
 	return k

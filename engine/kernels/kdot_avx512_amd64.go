@@ -29,6 +29,11 @@ func dotQ5KTileAVX512(out []float32, w, x []byte, blocks int) {
 	dotQ5KTile1x4AVX512Asm((*[4]float32)(out), w, x, blocks, blocks*q8KBytes)
 }
 
+func dotQ6KTileAVX512(out []float32, w, x []byte, blocks int) {
+	kTileCheck(out, w, x, blocks, 210)
+	dotQ6KTile1x4AVX512Asm((*[4]float32)(out), w, x, blocks, blocks*q8KBytes)
+}
+
 // kTileCheck bounds a tile's operands: one row of blocks super-blocks of bb
 // bytes, kTileToks activation rows back to back.
 func kTileCheck(out []float32, w, x []byte, blocks, bb int) {
@@ -42,3 +47,6 @@ func dotQ4KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)
 
 //go:noescape
 func dotQ5KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func dotQ6KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)

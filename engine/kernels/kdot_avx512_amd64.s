@@ -600,3 +600,133 @@ done:
 	VMOVSS X10, 12(DX)
 	VZEROUPPER
 	RET
+
+// KSTEP6T ends one token of the Q6_K tile: its sums in zacc (low half yacc),
+// its activations at x (xs = x + 260, the block sums), its float32 sum in
+// facc; Y1 holds the scales as words.
+#define KSTEP6T(zacc, yacc, xs, x, facc) \
+	VEXTRACTI64X4 $1, zacc, Y4; \
+	VPADDD        Y4, yacc, Y3; \
+	VPMADDWD      xs, Y1, Y2; \
+	VPSLLD        $5, Y2, Y2; \
+	VPSUBD        Y2, Y3, Y3; \
+	VEXTRACTI128  $1, Y3, X4; \
+	VPADDD        X4, X3, X3; \
+	VPHADDD       X3, X3, X3; \
+	VPHADDD       X3, X3, X3; \
+	VCVTDQ2PS     X3, X3; \
+	MOVWLZX       208(SI), AX; \
+	VMOVD         AX, X4; \
+	VCVTPH2PS     X4, X4; \
+	VMULSS        x, X4, X4; \
+	VMULSS        X4, X3, X3; \
+	VADDSS        X3, facc, facc
+
+// func dotQ6KTile1x4AVX512Asm(out *[4]float32, w, x []byte, nb, xstride int)
+TEXT ·dotQ6KTile1x4AVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ      w_base+8(FP), SI
+	MOVQ      x_base+32(FP), DI
+	MOVQ      nb+56(FP), CX
+	MOVQ      xstride+64(FP), R12
+	LEAQ      (R12)(R12*1), R13
+	LEAQ      (R13)(R12*1), R14
+	VXORPS    X0, X0, X0
+	VXORPS    X8, X8, X8
+	VXORPS    X9, X9, X9
+	VXORPS    X10, X10, X10
+	TESTQ     CX, CX
+	JZ        done
+	BYTESZ($0x0f0f0f0f, X15, Z31)
+	BYTESZ($0x30303030, X15, Z30)
+	VMOVDQU64 kpermz6<>+0(SB), Z21
+	VMOVDQU64 kpermz6<>+64(SB), Z22
+	VMOVDQU64 kpermz6<>+128(SB), Z23
+	VMOVDQU64 kpermz6<>+192(SB), Z24
+
+loop:
+	VPMOVSXBW 192(SI), Y1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z16, Z16, Z16
+	VPXORD    Z17, Z17, Z17
+	VPXORD    Z18, Z18, Z18
+	VMOVDQU64    0(SI), Z4
+	VMOVDQU      128(SI), Y6
+	VPSLLW       $4, Y6, Y7
+	VPSLLW       $2, Y6, Y13
+	VINSERTI64X4 $1, Y13, Z7, Z7
+	VPSRLW       $2, Y6, Y14
+	VINSERTI64X4 $1, Y14, Z6, Z25
+	VPANDD       Z31, Z4, Z26
+	VPSRLW       $4, Z4, Z27
+	VPANDD       Z31, Z27, Z27
+	VPANDD       Z30, Z7, Z7
+	VPORD        Z7, Z26, Z26
+	VPANDD       Z30, Z25, Z25
+	VPORD        Z25, Z27, Z27
+	VPERMW       Z1, Z21, Z12
+	VPERMW       Z1, Z22, Z20
+	VPMADDUBSW   4(DI), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z3
+	VPMADDUBSW   68(DI), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z3
+	VPMADDUBSW   4(DI)(R12*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z16
+	VPMADDUBSW   68(DI)(R12*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z16
+	VPMADDUBSW   4(DI)(R13*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z17
+	VPMADDUBSW   68(DI)(R13*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z17
+	VPMADDUBSW   4(DI)(R14*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z18
+	VPMADDUBSW   68(DI)(R14*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z18
+	VMOVDQU64    64(SI), Z4
+	VMOVDQU      160(SI), Y6
+	VPSLLW       $4, Y6, Y7
+	VPSLLW       $2, Y6, Y13
+	VINSERTI64X4 $1, Y13, Z7, Z7
+	VPSRLW       $2, Y6, Y14
+	VINSERTI64X4 $1, Y14, Z6, Z25
+	VPANDD       Z31, Z4, Z26
+	VPSRLW       $4, Z4, Z27
+	VPANDD       Z31, Z27, Z27
+	VPANDD       Z30, Z7, Z7
+	VPORD        Z7, Z26, Z26
+	VPANDD       Z30, Z25, Z25
+	VPORD        Z25, Z27, Z27
+	VPERMW       Z1, Z23, Z12
+	VPERMW       Z1, Z24, Z20
+	VPMADDUBSW   132(DI), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z3
+	VPMADDUBSW   196(DI), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z3
+	VPMADDUBSW   132(DI)(R12*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z16
+	VPMADDUBSW   196(DI)(R12*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z16
+	VPMADDUBSW   132(DI)(R13*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z17
+	VPMADDUBSW   196(DI)(R13*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z17
+	VPMADDUBSW   132(DI)(R14*1), Z26, Z7
+	VPDPWSSD     Z12, Z7, Z18
+	VPMADDUBSW   196(DI)(R14*1), Z27, Z7
+	VPDPWSSD     Z20, Z7, Z18
+	KSTEP6T(Z3, Y3, 260(DI), (DI), X0)
+	KSTEP6T(Z16, Y16, 260(DI)(R12*1), (DI)(R12*1), X8)
+	KSTEP6T(Z17, Y17, 260(DI)(R13*1), (DI)(R13*1), X9)
+	KSTEP6T(Z18, Y18, 260(DI)(R14*1), (DI)(R14*1), X10)
+	ADDQ $210, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	MOVQ   out+0(FP), DX
+	VMOVSS X0, (DX)
+	VMOVSS X8, 4(DX)
+	VMOVSS X9, 8(DX)
+	VMOVSS X10, 12(DX)
+	VZEROUPPER
+	RET

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -226,6 +227,15 @@ func FuzzDotK(f *testing.F) {
 		for _, k := range kernelSets()[1:] {
 			if got := k.kquant(dt).dot(w, xq); !sameBits(got, want) {
 				t.Errorf("%s %v, %d super-blocks: %v, generic %v", k.name, dt, nb, got, want)
+			}
+			if tile := k.kquant(dt).tile; tile != nil { // the same activations for every token
+				out := make([]float32, kTileToks)
+				tile(out, w, bytes.Repeat(xq, kTileToks), nb)
+				for tk, got := range out {
+					if !sameBits(got, want) {
+						t.Errorf("%s %v tile, %d super-blocks, token %d: %v, generic %v", k.name, dt, nb, tk, got, want)
+					}
+				}
 			}
 		}
 	})

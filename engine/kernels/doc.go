@@ -48,6 +48,12 @@
 //     and activation quantizer;
 //  3. generic.
 //
+// K-quant weights (Q4_K, Q5_K, Q6_K) are dotted with the activations
+// quantized once per product to Q8_K (kdot.go): exact integer sums per
+// super-block, then a fixed sequence of float32 operations per super-block,
+// so every set (AVX-512 with VNNI, AVX2, NEON, generic) gives the same bits
+// and a row's value never depends on the batch it is in.
+//
 // PHALANX_KERNELS names a set to use instead (see KernelsEnv).
 //
 // On arm64 the NEON set is always used; it keeps Q4_0 and Q8_0 matrices in

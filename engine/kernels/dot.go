@@ -31,6 +31,9 @@ type kernelSet struct {
 	// activations (see quantKernels); their tiles are qTileRows×qTileToks.
 	q8_0, q4_0           quantKernels
 	qTileRows, qTileToks int
+	// q4_K, q5_K and q6_K are the dots of K-quant weights against Q8_K
+	// activations (kdot.go); they have no tiles or packed layouts.
+	q4_K, q5_K, q6_K quantKernels
 	// x8 tells that the set's products read Q4_0 and Q8_0 matrices in the
 	// repacked layout (Repacked makes it; x8.go). Every set carries the x8
 	// kernels (the generic ones where it has no assembly), so that every
@@ -69,8 +72,9 @@ type kernelSet struct {
 	gelu func(x []float32)
 }
 
-// quantKernels are one set's kernels for one block-quantized weight type
-// (Q8_0 or Q4_0) against Q8_0 activations.
+// quantKernels are one set's kernels for one block-quantized weight type:
+// Q8_0 or Q4_0 against Q8_0 activations, or a K-quant against Q8_K ones
+// (dot only).
 type quantKernels struct {
 	// dot is the dot product of a row of weights with a row of
 	// activations: each block's exact integer sum times d_w·d_x.
@@ -78,7 +82,7 @@ type quantKernels struct {
 	// tile, when not nil, computes the dots of qTileRows weight rows
 	// (blocks blocks each, back to back) with qTileToks activation rows
 	// (back to back), out[t*qTileRows+i] = dot(w row i, x row t), bit for
-	// bit.
+	// bit; for the K-quants the tile is 1 row × kTileToks tokens.
 	tile func(out []float32, w, x []byte, blocks int)
 	// x8Gemv and x8Tile read a group of eight rows in the repacked layout
 	// (x8.go); they agree bit for bit, and every set's give the generic
@@ -115,6 +119,9 @@ var genericKernels = kernelSet{
 		x8Gemv: x8Gemv(Q4_0, x8GemvGeneric(Q4_0)),
 		x8Tile: x8Tile(Q4_0, x8TileGeneric(Q4_0)),
 	},
+	q4_K:      quantKernels{dot: dotQ4KGeneric},
+	q5_K:      quantKernels{dot: dotQ5KGeneric},
+	q6_K:      quantKernels{dot: dotQ6KGeneric},
 	axpy:      axpyGeneric,
 	quantQ8_0: QuantizeQ8_0,
 	gelu:      geluNewGeneric,

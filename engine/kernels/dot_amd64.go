@@ -26,6 +26,7 @@ func avx2Set() kernelSet {
 	}
 	k.x8 = true
 	k.tileRows, k.tileTokens, k.tileParts = 4, 2, dotF32Tile4x2PartsAVX2
+	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.axpy = axpyAVX2
 	k.quantQ8_0 = quantizeQ8_0AVX2

@@ -14,6 +14,7 @@ func neonSet() kernelSet {
 	k.name = "neon"
 	k.f32, k.f16, k.bf16 = dotF32NEON, dotF16NEON, dotBF16NEON
 	k.q8_0.dot, k.q4_0.dot = dotQ8_0NEON, dotQ4_0NEON
+	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KNEON, dotQ5KNEON, dotQ6KNEON
 	return k
 }
 

@@ -22,6 +22,7 @@ func avx512Set() kernelSet {
 	k.name = "avx512"
 	k.f32, k.f16, k.bf16 = dotF32AVX512, dotF16AVX512, dotBF16AVX512
 	k.q8_0.dot, k.q4_0.dot = dotQ8_0AVX2, dotQ4_0AVX2
+	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.tileRows, k.tileTokens = 4, 3
 	k.tileParts, k.tilePartsH = dotF32Tile4x3PartsAVX512, dotF16Tile4x3PartsAVX512
 	k.f16Rows4 = dotF16Rows4AVX512
@@ -43,6 +44,8 @@ func avx512Set() kernelSet {
 			x8Tile: x8Tile(Q4_0, q4x8TileAVX512Asm),
 		}
 		k.qTileRows, k.qTileToks = 4, 3
+		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512
+		k.q4_K.tile, k.q5_K.tile, k.q6_K.tile = dotQ4KTileAVX512, dotQ5KTileAVX512, dotQ6KTileAVX512
 		k.x8 = true
 	}
 	return k

@@ -187,6 +187,7 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 // quantized products share, made on first use.
 type activations struct {
 	xq []byte // Q8_0 rows, nil until made
+	xk []byte // Q8_K rows (K-quant weights), nil until made
 	x8 []byte // x8Prep of each row, back to back, nil until made
 }
 
@@ -209,7 +210,7 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 	chunk := rowsPerChunk(m.Rows, p.Threads())
 	chunks := (m.Rows + chunk - 1) / chunk
 	cols := m.Cols
-	if m.DType == Q8_0 || m.DType == Q4_0 {
+	if m.DType == Q8_0 || m.DType == Q4_0 || k.kquant(m.DType) != nil {
 		return m.planQ(p, k, y, x, bias, tokens, chunk, chunks, act)
 	}
 	if tokens == 1 && !m.DType.Quantized() {
@@ -374,15 +375,22 @@ func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r
 	}
 }
 
-// planQ plans the product with Q8_0 or Q4_0 weights: the activations are
-// quantized to Q8_0 once, then every (row, token) is an integer block dot.
+// planQ plans the product with quantized weights: the activations are
+// quantized once (to Q8_0, or Q8_K for K-quant weights), then every (row,
+// token) is an integer block dot.
 // Decode and batched calls use the same dot on the same quantized rows (or
 // a tile kernel that gives its bits), so they give the same bits.
 func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk, chunks int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
-	xrb := Q8_0.RowBytes(cols)
-	xq := act.q8(p, k, x, cols, tokens)
 	q := k.quant(m.DType)
+	var xrb int
+	var xq []byte
+	if q != nil {
+		xrb, xq = Q8_0.RowBytes(cols), act.q8(p, k, x, cols, tokens)
+	} else {
+		q = k.kquant(m.DType)
+		xrb, xq = cols/QKK*q8KBytes, act.q8K(p, x, cols, tokens)
+	}
 	if m.x8 != nil && k.x8 {
 		return m.planX8(p, q, y, xq, bias, tokens, act)
 	}
@@ -395,12 +403,14 @@ func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk
 		}
 		y[t*m.Rows+r] = v
 	}
-	tr, tt := k.qTileRows, k.qTileToks
+	tr, tt, blocks := k.qTileRows, k.qTileToks, cols/QK
+	if m.DType.BlockSize() == QKK {
+		tr, tt, blocks = 1, kTileToks, cols/QKK
+	}
 	if tile != nil && tokens >= tt {
 		// Rows outer, tiles of tr rows × tt tokens inner: the tile's rows
 		// stay in L1 while every token passes over them.
 		rb := m.DType.RowBytes(cols)
-		blocks := cols / QK
 		return chunks, func(worker, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			var buf [maxTile]float32

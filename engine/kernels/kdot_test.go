@@ -1,0 +1,358 @@
+package kernels
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+var kDotTypes = []DType{Q4_K, Q5_K, Q6_K}
+
+// randKRow is nb random super-blocks of dt: any bytes are a valid K-quant
+// super-block, but for the fp16 scales, which are finite (randHalf, times
+// 2^e when scaleExp is not 0, to reach extreme values).
+func randKRow(r *rand.Rand, dt DType, nb, scaleExp int) []byte {
+	bb := dt.BlockBytes()
+	w := make([]byte, nb*bb)
+	for i := range w {
+		w[i] = byte(r.Uint32())
+	}
+	half := func() uint16 {
+		h := randHalf(r)
+		if scaleExp != 0 {
+			h = F32ToF16(F16ToF32(h) * float32(math.Ldexp(1, scaleExp)))
+			if h&0x7c00 == 0x7c00 {
+				h = 0x7bff | h&0x8000 // the largest finite fp16, kept signed
+			}
+		}
+		return h
+	}
+	for b := 0; b < nb; b++ {
+		blk := w[b*bb:]
+		if dt == Q6_K {
+			binary.LittleEndian.PutUint16(blk[208:], half())
+		} else {
+			binary.LittleEndian.PutUint16(blk[0:], half())
+			binary.LittleEndian.PutUint16(blk[2:], half())
+		}
+	}
+	return w
+}
+
+// randActs is n activations of magnitude about scale.
+func randActs(r *rand.Rand, n int, scale float64) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * scale)
+	}
+	return x
+}
+
+func q8K(x []float32) []byte {
+	out := make([]byte, len(x)/QKK*q8KBytes)
+	quantizeQ8K(out, x)
+	return out
+}
+
+// kLengths are the super-blocks per row the table tests use: 1…5, and the
+// real sizes 2,560 and 10,240 columns.
+var kLengths = []int{1, 2, 3, 4, 5, 10, 40}
+
+// Every set's K-quant dots give the generic ones' bits.
+func TestKQuantDots(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, k := range kernelSets() {
+		for _, dt := range kDotTypes {
+			for _, nb := range kLengths {
+				for _, ext := range [][2]float64{{0, 1}, {0, 1e-30}, {0, 1e30}, {12, 1e5}, {-24, 1e-5}, {14, 3e38}} {
+					name := fmt.Sprintf("%s/%v/%d/%g", k.name, dt, nb*QKK, ext)
+					w := randKRow(r, dt, nb, int(ext[0]))
+					x := q8K(randActs(r, nb*QKK, ext[1]))
+					got, want := k.kquant(dt).dot(w, x), genericKernels.kquant(dt).dot(w, x)
+					if !sameBits(got, want) {
+						t.Errorf("%s: %v, generic %v", name, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// dotKRef is the dequantized row times the dequantized activations in
+// float64, and Σ|w|·d_x/2 over the row, which bounds the effect of
+// quantizing the activations.
+func dotKRef(dt DType, w []byte, x []float32) (dot, tol float64) {
+	wf := make([]float32, len(x))
+	DequantizeRow(dt, w, wf)
+	for b := 0; b < len(x)/QKK; b++ {
+		var amax float64
+		for _, v := range x[b*QKK : (b+1)*QKK] {
+			amax = math.Max(amax, math.Abs(float64(v)))
+		}
+		for i := b * QKK; i < (b+1)*QKK; i++ {
+			dot += float64(wf[i]) * float64(x[i])
+			tol += math.Abs(float64(wf[i])) * amax / 127 / 2
+		}
+	}
+	return dot, tol
+}
+
+// The generic dots are the float product within the activations'
+// quantization error (and float32 rounding).
+func TestKQuantDotAccuracy(t *testing.T) {
+	r := rand.New(rand.NewPCG(53, 54))
+	for _, dt := range kDotTypes {
+		for _, nb := range kLengths {
+			for i := 0; i < 5; i++ {
+				w := randKRow(r, dt, nb, 0)
+				x := randActs(r, nb*QKK, 1)
+				want, tol := dotKRef(dt, w, x)
+				got := genericKernels.kquant(dt).dot(w, q8K(x))
+				if d := math.Abs(float64(got) - want); d > tol*1.001+math.Abs(want)*1e-5 {
+					t.Errorf("%v, %d values: %v, float %v (|Δ| %g, bound %g)", dt, nb*QKK, got, want, d, tol)
+				}
+			}
+		}
+	}
+}
+
+// The integer dots are exact: unit activations at one position pick out
+// one dequantized weight (up to the float32 rounding of d·sc).
+func TestKQuantDotPicksWeight(t *testing.T) {
+	r := rand.New(rand.NewPCG(55, 56))
+	for _, dt := range kDotTypes {
+		w := randKRow(r, dt, 2, 0)
+		wf := make([]float32, 2*QKK)
+		DequantizeRow(dt, w, wf)
+		for _, i := range []int{0, 1, 15, 16, 31, 32, 63, 64, 100, 127, 128, 200, 255, 256, 300, 511} {
+			x := make([]float32, 2*QKK)
+			x[i] = 127 // d_x = 1, q = 127
+			got := genericKernels.kquant(dt).dot(w, q8K(x)) / 127
+			if d := math.Abs(float64(got - wf[i])); d > 1e-6*math.Abs(float64(wf[i]))+1e-30 {
+				t.Errorf("%v: element %d: %v, dequantized %v", dt, i, got, wf[i])
+			}
+		}
+	}
+}
+
+// The Q8_K activations: |q| ≤ 127, q·d within d/2 of x, block sums right.
+func TestQuantizeQ8K(t *testing.T) {
+	r := rand.New(rand.NewPCG(57, 58))
+	for _, scale := range []float64{0, 1e-44, 1e-38, 1e-5, 1, 1e30, 3e38} {
+		x := randActs(r, 3*QKK, scale)
+		q := q8K(x)
+		for b := 0; b < 3; b++ {
+			xb := q[b*q8KBytes:]
+			d := float64(q8KScale(xb))
+			for g := 0; g < QKK/kSubSumVals; g++ {
+				var s int32
+				for i := g * kSubSumVals; i < (g+1)*kSubSumVals; i++ {
+					v := int8(xb[q8KQuants+i])
+					if v == -128 {
+						t.Fatalf("scale %g: q = −128", scale)
+					}
+					s += int32(v)
+					if e := math.Abs(float64(v)*d - float64(x[b*QKK+i])); e > d/2*1.0001+1e-43 { // a subnormal d is coarse
+						t.Fatalf("scale %g: element %d: %d·%g, x = %g", scale, i, v, d, x[b*QKK+i])
+					}
+				}
+				if s != q8KSum(xb, g) {
+					t.Fatalf("scale %g: block sum %d = %d, want %d", scale, g, q8KSum(xb, g), s)
+				}
+			}
+		}
+	}
+}
+
+// A K-quant product gives each (row, token) the dot's bits, whether the
+// token is alone (decode) or in a batch (prefill), in every set.
+func TestKQuantMatMulBitIdentity(t *testing.T) {
+	withEachKernelSet(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(59, 60))
+		pool := NewPool(3)
+		defer pool.Close()
+		for _, dt := range kDotTypes {
+			for _, shape := range [][3]int{{1, 256, 1}, {37, 512, 3}, {20, 2560, 7}} {
+				rows, cols, tokens := shape[0], shape[1], shape[2]
+				m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+				if err := m.Check(); err != nil {
+					t.Fatal(err)
+				}
+				x := randActs(r, tokens*cols, 1)
+				bias := randActs(r, rows, 1)
+				y := make([]float32, tokens*rows)
+				MatMul(pool, y, m, x, bias, tokens)
+				one := make([]float32, rows)
+				for tk := 0; tk < tokens; tk++ {
+					xt := x[tk*cols : (tk+1)*cols]
+					MatMul(pool, one, m, xt, bias, 1)
+					xq := q8K(xt)
+					for i := 0; i < rows; i++ {
+						want := float32(active.kquant(dt).dot(m.rowData(i), xq)) + bias[i]
+						if !sameBits(y[tk*rows+i], one[i]) || !sameBits(one[i], want) {
+							t.Fatalf("%v %dx%d×%d: y[%d][%d] = %v batched, %v alone, dot %v", dt, rows, cols, tokens, tk, i, y[tk*rows+i], one[i], want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzDotK fuzzes every set's K-quant dots against the generic ones: the
+// data is a type byte, the weights' super-blocks and the activations (as
+// float32 values).
+func FuzzDotK(f *testing.F) {
+	f.Add(byte(0), make([]byte, 144+4*256))
+	f.Add(byte(1), make([]byte, 2*(176+4*256)))
+	f.Add(byte(2), make([]byte, 3*(210+4*256)))
+	f.Fuzz(func(t *testing.T, typ byte, data []byte) {
+		dt := kDotTypes[int(typ)%len(kDotTypes)]
+		per := dt.BlockBytes() + 4*QKK
+		nb := len(data) / per
+		w := data[:nb*dt.BlockBytes()]
+		x := make([]float32, nb*QKK)
+		for i := range x {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(data[len(w)+4*i:]))
+			if v != v || math.IsInf(float64(v), 0) {
+				v = 0
+			}
+			x[i] = v
+		}
+		xq := q8K(x)
+		want := genericKernels.kquant(dt).dot(w, xq)
+		for _, k := range kernelSets()[1:] {
+			if got := k.kquant(dt).dot(w, xq); !sameBits(got, want) {
+				t.Errorf("%s %v, %d super-blocks: %v, generic %v", k.name, dt, nb, got, want)
+			}
+			if tile := k.kquant(dt).tile; tile != nil { // the same activations for every token
+				out := make([]float32, kTileToks)
+				tile(out, w, bytes.Repeat(xq, kTileToks), nb)
+				for tk, got := range out {
+					if !sameBits(got, want) {
+						t.Errorf("%s %v tile, %d super-blocks, token %d: %v, generic %v", k.name, dt, nb, tk, got, want)
+					}
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkKQuantMatVec is the decode product with K-quant weights (random
+// super-blocks), beside Q4_0 for comparison, each set in turn: weight bytes
+// streamed per second.
+func BenchmarkKQuantMatVec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 10240, 2560
+	for _, k := range kernelSets() {
+		for _, dt := range []DType{Q4_0, Q4_K, Q5_K, Q6_K} {
+			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
+				useKernels(b, k)
+				var m Matrix
+				if dt == Q4_0 {
+					m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
+				} else {
+					m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+				}
+				x, y := randVec(r, cols), make([]float32, rows)
+				p := NewPool(2)
+				defer p.Close()
+				for b.Loop() {
+					MatVec(p, y, m, x, nil)
+				}
+				b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}
+
+// BenchmarkKQuantDot is one row of 2,560 columns from L1: the kernels'
+// compute rate, in weight bytes per second.
+func BenchmarkKQuantDot(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kDotTypes {
+			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
+				w := randKRow(r, dt, 10, 0)
+				x := q8K(randActs(r, 10*QKK, 1))
+				dot := k.kquant(dt).dot
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					dot(w, x)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkQuantizeQ8K is the per-product cost of the activations' Q8_K
+// form (one token of 10,240 values, the widest product).
+func BenchmarkQuantizeQ8K(b *testing.B) {
+	x := randActs(rand.New(rand.NewPCG(1, 1)), 10240, 1)
+	dst := make([]byte, 10240/QKK*q8KBytes)
+	b.SetBytes(4 * 10240)
+	for b.Loop() {
+		quantizeQ8K(dst, x)
+	}
+}
+
+// Every set's K-quant tiles give each token the dot's bits.
+func TestKQuantTiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	for _, k := range kernelSets() {
+		for _, dt := range kDotTypes {
+			tile := k.kquant(dt).tile
+			if tile == nil {
+				continue
+			}
+			for _, nb := range append([]int{0}, kLengths...) {
+				w := randKRow(r, dt, nb, 0)
+				x := make([]byte, 0, kTileToks*nb*q8KBytes)
+				for tk := 0; tk < kTileToks; tk++ {
+					x = append(x, q8K(randActs(r, nb*QKK, math.Ldexp(1, 20*tk-30)))...)
+				}
+				out := make([]float32, kTileToks)
+				tile(out, w, x, nb)
+				for tk := range out {
+					want := genericKernels.kquant(dt).dot(w, x[tk*nb*q8KBytes:(tk+1)*nb*q8KBytes])
+					if !sameBits(out[tk], want) {
+						t.Errorf("%s %v, %d super-blocks, token %d: %v, dot %v", k.name, dt, nb, tk, out[tk], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkKQuantPrefill is a 64-token product of 2,560² K-quant weights,
+// each set with its tiles and (for comparison) without them.
+func BenchmarkKQuantPrefill(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols, tokens := 2560, 2560, 64
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kDotTypes {
+			for _, tiles := range []bool{true, false} {
+				if !tiles && k.kquant(dt).tile == nil {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/%v/tiles=%v", k.name, dt, tiles), func(b *testing.B) {
+					if !tiles {
+						k.kquant(dt).tile = nil
+					}
+					useKernels(b, k)
+					m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+					x, y := randActs(r, tokens*cols, 1), make([]float32, tokens*rows)
+					p := NewPool(2)
+					defer p.Close()
+					for b.Loop() {
+						MatMul(p, y, m, x, nil, tokens)
+					}
+					b.ReportMetric(float64(2*rows*cols*tokens)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}

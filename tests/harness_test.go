@@ -206,7 +206,7 @@ func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
 func (c *cluster) addWorker(name string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"--model", c.model, "--listen", "127.0.0.1:0", // the worker binds a free port itself: no race with other processes
-		 "--etcd", c.etcd, "--cluster", c.name,
+		"--etcd", c.etcd, "--cluster", c.name,
 		"--name", name, "--threads", "1", "--lease-ttl", "2s"}, extra...)
 	p := startProc(c.t, c.dir, name, bin.worker, args...)
 	c.workers[name] = p

@@ -66,4 +66,16 @@ func measureJoin(t *testing.T, model, link string, subnet int) {
 				w.GetTransferTotalBytes(), w.GetTransferReceivedBytes(), float64(w.GetTransferReceivedBytes())/float64(w.GetTransferTotalBytes()))
 		}
 	}
+	// The serving cluster's pause: from the staged plan's publication to
+	// the coordinator routing to it (w2 loads its range from its cache; w1
+	// drops half of its layers).
+	published := logLines(t, c.coord, "published a new plan")
+	routed := logLines(t, c.coord, "routing to the new plan")
+	if len(published) >= 2 && len(routed) >= 2 {
+		a, errA := time.Parse(time.RFC3339Nano, fmt.Sprint(published[len(published)-1]["time"]))
+		b, errB := time.Parse(time.RFC3339Nano, fmt.Sprint(routed[len(routed)-1]["time"]))
+		if errA == nil && errB == nil {
+			t.Logf("FIGURE %s over %s: serving paused %v (publication of the staged plan → routed)", filepath.Base(model), link, b.Sub(a).Round(time.Millisecond))
+		}
+	}
 }

@@ -269,3 +269,94 @@ func TestWeightsTransferResumes(t *testing.T) {
 	}
 	checkTokens(t, c, local)
 }
+
+// A worker without model files joining a serving cluster does not pause
+// it: the plan that gives it layers is staged while it fetches them
+// (throttled here to take seconds), the plan in force serves every request
+// meanwhile, and the plan is published only once the range is in its
+// cache — then both workers serve the tokens one process gives.
+func TestStagedPlanKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	model := fixture(t, "phi-tiny-f32")
+	local := localModel(t, model)
+	gc := goldenCases(t, model)[0]
+	want, err := engine.Greedy(local, gc.InputIDs, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, model, clusterOpts{})
+	c.addCacheWorker("w1", t.TempDir(), "--speed", "100")
+	c.waitReady(90 * time.Second)
+	first := c.status().GetEpoch()
+
+	// The tiny model's half is about 0.6 MB: at 100 kB/s, six seconds.
+	w2 := c.addCacheWorker("w2", t.TempDir(), "--speed", "100", "--transfer-rate", "100K")
+	var (
+		staged, midway bool
+		served         int
+		deadline       = time.Now().Add(90 * time.Second)
+	)
+	for {
+		st := c.status()
+		var tr *phalanxpb.WorkerStatus
+		for _, w := range st.GetWorkers() {
+			if w.GetId() == "w2" {
+				tr = w
+			}
+		}
+		if st.GetEpoch() != first {
+			break
+		}
+		if strings.Contains(st.GetPlanExplanation(), "staged: epoch") {
+			staged = true
+			if tr != nil && tr.GetTransferTotalBytes() > 0 && tr.GetTransferDoneBytes() < tr.GetTransferTotalBytes() {
+				midway = true
+			}
+		}
+		// The plan in force keeps serving, exactly, while w2 fetches.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		got, _, _, err := c.generate(ctx, tokenRequest(gc.InputIDs, len(want)))
+		cancel()
+		if err != nil {
+			t.Fatalf("request %d while w2 fetches: %v", served, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("request %d while w2 fetches: %v, want %v", served, got, want)
+		}
+		served++
+		if time.Now().After(deadline) {
+			t.Fatalf("the plan never moved past epoch %d (%s)", first, st.GetPlanExplanation())
+		}
+	}
+	if !staged || !midway {
+		t.Errorf("never saw the staged plan with w2 fetching (staged %v, midway %v)", staged, midway)
+	}
+	if served < 3 {
+		t.Errorf("only %d requests while w2 fetched", served)
+	}
+	t.Logf("%d requests served, all exact, while w2 fetched its range for the staged plan", served)
+	c.waitReady(60 * time.Second)
+	if st := c.status(); len(st.GetStages()) != 2 || strings.Contains(st.GetPlanExplanation(), "staged:") {
+		t.Fatalf("after publication: stages %v, explanation %q", st.GetStages(), st.GetPlanExplanation())
+	}
+	checkTokens(t, c, local)
+	// The plan was published after w2 had its range in cache.
+	cached := logLines(t, w2, "weights in cache")
+	published := logLines(t, c.coord, "published a new plan")
+	if len(cached) == 0 || len(published) < 2 {
+		t.Fatalf("logs: %d 'weights in cache' lines from w2, %d plans published", len(cached), len(published))
+	}
+	a, errA := time.Parse(time.RFC3339Nano, fmt.Sprint(cached[0]["time"]))
+	b, errB := time.Parse(time.RFC3339Nano, fmt.Sprint(published[1]["time"]))
+	if errA != nil || errB != nil || !a.Before(b) {
+		t.Errorf("the plan was published at %v, before w2 had its range in cache (%v) (%v %v)", b, a, errA, errB)
+	}
+	if n := len(logLines(t, w2, "fetching the layers of a staged plan")); n != 1 {
+		t.Errorf("w2 started fetching the staged plan %d times, want once", n)
+	}
+	if n := len(logLines(t, c.coord, "staged a plan")); n != 1 {
+		t.Errorf("the coordinator staged %d plans, want one", n)
+	}
+}

@@ -98,6 +98,10 @@ type Coordinator struct {
 	leading bool
 	plan    shard.Plan
 	planErr error
+	// staged is the plan waiting for workers without model files to fetch
+	// their layers (the fetching ones in stagedWait); see mustFetch.
+	staged     shard.Plan
+	stagedWait []string
 
 	// planSuspect: the stored plan may not be the leader's (a publish
 	// failed, a restore failed); lead reconciles until it is.
@@ -305,9 +309,16 @@ func (c *Coordinator) lead(ctx context.Context, lead *registry.Leadership) {
 	if err != nil && !errors.Is(err, registry.ErrNoPlan) {
 		c.log.Warn("cannot read the stored plan", "err", err)
 	}
+	staged, err := registry.ReadStaged(ctx, c.cfg.Etcd, c.cfg.Cluster)
+	if err != nil {
+		c.log.Warn("cannot read the staged plan", "err", err)
+	}
 	c.mu.Lock()
 	c.leading = true
 	c.plan = plan
+	// A plan staged by a previous leader stays staged if this one plans
+	// the same; otherwise it is replaced or cleared.
+	c.staged, c.stagedWait = staged.Plan, nil
 	c.mu.Unlock()
 	if c.cfg.WeightsAddress != "" {
 		src := registry.WeightsSource{Address: c.cfg.WeightsAddress, Model: c.modelID}

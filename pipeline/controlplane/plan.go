@@ -56,11 +56,19 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	c.planErr = nil
 	c.mu.Unlock()
 	if cur.Epoch > 0 && next.SameAssignment(cur) && sameAddresses(next, cur) {
+		c.clearStaged(ctx, lead)
 		return
 	}
 	next.Epoch = cur.Epoch + 1
-	if mix := kernelMix(next, infos); mix != "" {
+	mix := kernelMix(next, infos)
+	if mix != "" {
 		next.Explanation += "\n" + mix
+	}
+	if fetching := c.mustFetch(cur, next); len(fetching) > 0 {
+		c.stage(ctx, lead, next, fetching)
+		return
+	}
+	if mix != "" {
 		c.log.Warn("workers run different kernel sets", "sets", mix)
 	}
 	if err := lead.PublishPlan(ctx, next, cur.Epoch); err != nil {
@@ -76,6 +84,96 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 	c.plan = next
 	c.mu.Unlock()
 	c.log.Info("published a new plan", "epoch", next.Epoch, "stages", len(next.Stages), "explanation", next.Explanation)
+	c.clearStaged(ctx, lead)
+}
+
+// mustFetch lists the workers without model files that next gives layers
+// they have not got in their caches yet — while the plan in force can
+// still serve (every stage's worker is alive at its address). Such a plan
+// is staged rather than published: the plan in force keeps serving while
+// they fetch, and the plan is published once they have. Without a plan in
+// force, or when it lost a stage, there is nothing to keep serving and
+// the plan is published at once.
+func (c *Coordinator) mustFetch(cur, next shard.Plan) []string {
+	if cur.Epoch == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byID := make(map[string]registry.WorkerRecord, len(c.workers))
+	for _, w := range c.workers {
+		byID[w.ID] = w
+	}
+	for _, st := range cur.Stages {
+		w, ok := byID[st.WorkerID]
+		if !ok || w.Address != st.Address || !c.reachable[w.ID+"@"+w.Address] {
+			return nil
+		}
+	}
+	var fetching []string
+	for _, st := range next.Stages {
+		w := byID[st.WorkerID]
+		if !needsFetch(w, st) {
+			continue
+		}
+		fetching = append(fetching, st.WorkerID)
+	}
+	return fetching
+}
+
+// needsFetch: w caches its layers and has not got st's range in its cache
+// — neither within the layers it holds (a worker's cache keeps them) nor
+// as a completed transfer.
+func needsFetch(w registry.WorkerRecord, st shard.Stage) bool {
+	if w.Labels[LabelWeights] != "cache" {
+		return false
+	}
+	if w.ReadyEpoch > 0 && w.Layers[0] <= st.Start && st.End <= w.Layers[1] {
+		return false
+	}
+	t := w.Transfer
+	return t == nil || t.Layers != [2]int{st.Start, st.End} || t.Total == 0 || t.Done < t.Total
+}
+
+// stage stores next as the staged plan (once per assignment): the workers
+// in fetching fetch their ranges of it into their caches, and each
+// progress report they publish re-plans, which publishes next when none
+// is left fetching.
+func (c *Coordinator) stage(ctx context.Context, lead *registry.Leadership, next shard.Plan, fetching []string) {
+	c.mu.Lock()
+	same := c.staged.Epoch == next.Epoch && c.staged.SameAssignment(next) && sameAddresses(c.staged, next)
+	c.stagedWait = fetching
+	c.mu.Unlock()
+	if same {
+		return
+	}
+	if err := lead.StagePlan(ctx, next); err != nil {
+		c.log.Error("cannot stage the plan", "epoch", next.Epoch, "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.staged = next
+	c.mu.Unlock()
+	c.log.Info("staged a plan: the plan in force serves while workers fetch their layers",
+		"epoch", next.Epoch, "stages", stageList(next), "fetching", strings.Join(fetching, ","))
+}
+
+// clearStaged removes the staged plan, if the leader staged one: it was
+// published, or the workers changed and it is no longer the plan to come.
+func (c *Coordinator) clearStaged(ctx context.Context, lead *registry.Leadership) {
+	c.mu.Lock()
+	staged := c.staged
+	c.mu.Unlock()
+	if staged.Epoch == 0 {
+		return
+	}
+	if err := lead.ClearStaged(ctx); err != nil {
+		c.log.Warn("cannot clear the staged plan", "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.staged, c.stagedWait = shard.Plan{}, nil
+	c.mu.Unlock()
 }
 
 // reconcile makes the stored plan the leader's. A plan it did not write —

@@ -3,8 +3,10 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
@@ -17,6 +19,7 @@ import (
 func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusResponse {
 	c.mu.Lock()
 	plan, workers, planErr := c.plan, append([]registry.WorkerRecord(nil), c.workers...), c.planErr
+	staged, stagedWait := c.staged, c.stagedWait
 	c.mu.Unlock()
 	leader, _ := registry.Leader(ctx, c.cfg.Etcd, c.cfg.Cluster)
 	st := c.sched.Stats()
@@ -29,6 +32,10 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 	resp.MaxSessions, resp.QueuedRequests, resp.MaxQueuedRequests, resp.RefusedRequests = int32(as.Limit), int32(as.Queued), int32(as.MaxQueue), as.Refused
 	if planErr != nil {
 		resp.PlanExplanation = "cannot plan: " + planErr.Error() + "\n" + plan.Explanation
+	}
+	if staged.Epoch > 0 {
+		resp.PlanExplanation += fmt.Sprintf("\nstaged: epoch %d %s, published once %s have fetched their layers",
+			staged.Epoch, stageList(staged), strings.Join(stagedWait, ", "))
 	}
 	route := c.sched.Route()
 	for i, s := range plan.Stages {

@@ -120,10 +120,20 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return err
 	}
+	// A worker without model files follows the staged plan too: it
+	// fetches its range of it while the layers it holds keep serving.
+	var staged <-chan registry.Staged
+	if cfg.Model == "" {
+		if staged, err = registry.WatchStaged(ctx, cfg.Etcd, cfg.Cluster); err != nil {
+			return err
+		}
+	}
 	var (
 		plan  shard.Plan
 		retry <-chan time.Time // a load failed: try the same plan again
+		pre   prefetching
 	)
+	defer pre.stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,7 +142,23 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			retry = nil
 		case <-retry:
 			retry = nil
+		case s := <-staged:
+			st, _, ok := s.Plan.StageOf(cfg.ID)
+			want := engine.LayerRange{Start: st.Start, End: st.End}
+			held, _, holding := cfg.Stage.Held()
+			switch {
+			case !s.Present || !ok || s.Plan.Model != modelID || s.Plan.NumLayers != mcfg.NumLayers || (holding && held == want):
+				pre.stop()
+			case pre.running(want):
+			default:
+				pre.stop()
+				log.Info("fetching the layers of a staged plan", "epoch", s.Plan.Epoch, "layers", want)
+				pre.start(ctx, log, func(ctx context.Context) error { return layers.prefetch(ctx, modelID, want) }, want)
+			}
+			continue
 		}
+		// Loads fetch too: never two fetches at once.
+		pre.stop()
 		if plan.Model != modelID {
 			log.Warn("ignoring a plan for another model", "plan_model", plan.Model, "model", modelID, "epoch", plan.Epoch)
 			continue
@@ -235,4 +261,42 @@ func calibrateOn(m *engine.Model) (float64, error) {
 		steps++
 	}
 	return float64(steps) / time.Since(start).Seconds() / float64(m.Layers.Len()), nil
+}
+
+// prefetching is the fetch of a staged plan's range running in the
+// background, retried until it succeeds or is stopped.
+type prefetching struct {
+	r      engine.LayerRange
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (p *prefetching) running(r engine.LayerRange) bool { return p.done != nil && p.r == r }
+
+func (p *prefetching) start(ctx context.Context, log *slog.Logger, fetch func(context.Context) error, r engine.LayerRange) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.done, p.r = make(chan struct{}), r
+	done := p.done
+	go func() {
+		defer close(done)
+		for {
+			err := fetch(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			log.Warn("cannot fetch the staged layers: retrying", "layers", r, "err", err)
+			sleepCtx(ctx, 5*time.Second)
+		}
+	}()
+}
+
+// stop cancels the fetch and waits for it to end (its bytes stay in the
+// cache: a later fetch resumes them).
+func (p *prefetching) stop() {
+	if p.done == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+	*p = prefetching{}
 }

@@ -32,6 +32,9 @@ type layerProvider interface {
 	load(ctx context.Context, model string, r engine.LayerRange, threads int) (*engine.Model, error)
 	// loaded is told the range now installed.
 	loaded(r engine.LayerRange)
+	// prefetch readies range r of a staged plan for a later load, if the
+	// provider has anything to fetch (nil at once when it reads files).
+	prefetch(ctx context.Context, model string, r engine.LayerRange) error
 	close()
 }
 
@@ -52,7 +55,10 @@ func (f *fileLayers) config() *engine.Config                 { return f.mf.Confi
 func (f *fileLayers) calibrate(threads int) (float64, error) { return Calibrate(f.mf, threads) }
 func (f *fileLayers) setMembership(*registry.Membership)     {}
 func (f *fileLayers) loaded(engine.LayerRange)               {}
-func (f *fileLayers) close()                                 {}
+func (f *fileLayers) prefetch(context.Context, string, engine.LayerRange) error {
+	return nil
+}
+func (f *fileLayers) close() {}
 
 func (f *fileLayers) load(_ context.Context, _ string, r engine.LayerRange, threads int) (*engine.Model, error) {
 	return f.mf.Load(engine.Options{Layers: r, Threads: threads})
@@ -184,6 +190,29 @@ func (f *fetchLayers) coordinator(ctx context.Context) (registry.WeightsSource, 
 // load fetches what the cache lacks of range r — from peers holding the
 // layers first, then the coordinator — checks it, and loads it.
 func (f *fetchLayers) load(ctx context.Context, model string, r engine.LayerRange, threads int) (*engine.Model, error) {
+	man, err := f.fetch(ctx, model, r)
+	if err != nil {
+		return nil, err
+	}
+	m, err := engine.LoadFrom(man.Config, f.cfg.Cache.Source(man), engine.Options{Layers: r, Threads: threads})
+	if err != nil {
+		return nil, err
+	}
+	f.man = man
+	return m, nil
+}
+
+// prefetch fetches range r of a staged plan into the cache, without
+// loading it: the layers held keep serving meanwhile.
+func (f *fetchLayers) prefetch(ctx context.Context, model string, r engine.LayerRange) error {
+	_, err := f.fetch(ctx, model, r)
+	return err
+}
+
+// fetch makes the cache hold range r of model, checked, and returns its
+// manifest. Calls must not overlap (the worker's loop runs them one at a
+// time).
+func (f *fetchLayers) fetch(ctx context.Context, model string, r engine.LayerRange) (*weights.Manifest, error) {
 	src, coord, err := f.coordinator(ctx)
 	if err != nil {
 		return nil, err
@@ -231,12 +260,7 @@ func (f *fetchLayers) load(ctx context.Context, model string, r engine.LayerRang
 	f.publish(r, p, true)
 	f.log.Info("weights in cache", "layers", r.String(), "bytes", p.Total, "received", p.Received,
 		"took", time.Since(start).Round(time.Millisecond).String())
-	m, err := engine.LoadFrom(man.Config, f.cfg.Cache.Source(man), engine.Options{Layers: r, Threads: threads})
-	if err != nil {
-		return nil, err
-	}
-	f.man = man
-	return m, nil
+	return man, nil
 }
 
 // loaded prunes the cache to the range installed, so the worker's disk

@@ -30,6 +30,41 @@ type Cache struct {
 	mu       sync.Mutex
 	reading  int       // Blob mappings in use by peers
 	lastRead time.Time // when the last one ended
+	// checked remembers the files this process hashed and found intact,
+	// by size and modification time: a staged fetch checks a range
+	// moments before its load, which need not hash it again. A file
+	// written since (another size or time) is hashed again.
+	checked map[Digest]stamp
+}
+
+type stamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stampOf(fi fs.FileInfo) stamp { return stamp{size: fi.Size(), mod: fi.ModTime()} }
+
+func (c *Cache) remember(d Digest, fi fs.FileInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.checked == nil {
+		c.checked = map[Digest]stamp{}
+	}
+	c.checked[d] = stampOf(fi)
+}
+
+func (c *Cache) forget(d Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.checked, d)
+}
+
+// known reports whether fi is the file this process last found intact.
+func (c *Cache) known(d Digest, fi fs.FileInfo) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.checked[d]
+	return ok && st == stampOf(fi)
 }
 
 // OpenCache opens (creating) a cache directory.
@@ -58,6 +93,13 @@ func (c *Cache) Verify(t Tensor) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if c.known(t.Digest, fi) && uint64(fi.Size()) == t.Size {
+		return true, nil
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
@@ -66,9 +108,11 @@ func (c *Cache) Verify(t Tensor) (bool, error) {
 	var got Digest
 	h.Sum(got[:0])
 	if uint64(n) != t.Size || got != t.Digest {
+		c.forget(t.Digest)
 		os.Remove(c.path(t.Digest))
 		return false, fmt.Errorf("%w: %s (%s): %d bytes hashing to %s; deleted, to be fetched again", ErrCorrupt, t.Name, t.Digest, n, got)
 	}
+	c.remember(t.Digest, fi)
 	return true, nil
 }
 
@@ -118,7 +162,13 @@ func (c *Cache) commit(t Tensor) error {
 		os.Remove(c.part(t.Digest))
 		return fmt.Errorf("%w: %s arrived as %d bytes hashing to %s, want %d bytes %s", ErrCorrupt, t.Name, n, got, t.Size, t.Digest)
 	}
-	return os.Rename(c.part(t.Digest), c.path(t.Digest))
+	if err := os.Rename(c.part(t.Digest), c.path(t.Digest)); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(c.path(t.Digest)); err == nil {
+		c.remember(t.Digest, fi)
+	}
+	return nil
 }
 
 // Blob maps a complete tensor read-only, for serving it to a peer.

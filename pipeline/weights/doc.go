@@ -12,8 +12,9 @@
 // A worker keeps what it received in a Cache: one file per tensor named by
 // its digest (DIR/sha256/<hex>), written as <hex>.part while it arrives, so
 // an interrupted transfer resumes from the bytes already on disk, and
-// checked against the digest when complete and again before every load —
-// a corrupted file is deleted and fetched again. A restart, or a re-plan to
+// checked against the digest when complete and again before every load
+// (unless this process checked the same file — same size and modification
+// time — already) — a corrupted file is deleted and fetched again. A restart, or a re-plan to
 // an overlapping range, fetches only the tensors missing. The Cache serves
 // Read as well, so a worker that holds a tensor is a source for its peers.
 //

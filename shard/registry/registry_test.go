@@ -548,3 +548,62 @@ func TestWatchStoredPlanAndRestore(t *testing.T) {
 	for range stored {
 	}
 }
+
+// The staged plan: written and cleared only by the leader, watched with
+// its removals, unreadable values hidden.
+func TestStagedPlan(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	ctx := testContext(t, 20*time.Second)
+	lead, err := Campaign(ctx, cli, "c1", "coord-1", WithSessionTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lead.Resign(context.Background())
+	wctx, stop := context.WithCancel(ctx)
+	staged, err := WatchStaged(wctx, cli, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := receive(t, staged, 5*time.Second, "nothing staged"); s.Present {
+		t.Fatalf("before staging: %+v", s)
+	}
+	if err := lead.StagePlan(ctx, shard.Plan{Epoch: 3}); !errors.Is(err, shard.ErrInvalidPlan) {
+		t.Fatalf("staging an invalid plan: %v", err)
+	}
+	if err := lead.StagePlan(ctx, plan(2)); err != nil {
+		t.Fatal(err)
+	}
+	if s := receive(t, staged, 5*time.Second, "staged"); !s.Present || s.Plan.Epoch != 2 || !s.Plan.SameAssignment(plan(2)) {
+		t.Fatalf("staged: %+v", s)
+	}
+	if s, err := ReadStaged(ctx, cli, "c1"); err != nil || !s.Present || s.Plan.Epoch != 2 {
+		t.Fatalf("ReadStaged = %+v, %v", s, err)
+	}
+	cli.Put(ctx, StagedKey("c1"), "{garbage")
+	if s := receive(t, staged, 5*time.Second, "garbage"); s.Present {
+		t.Fatalf("garbage watched as %+v", s)
+	}
+	if err := lead.StagePlan(ctx, plan(4)); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, staged, 5*time.Second, "staged again")
+	if err := lead.ClearStaged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := receive(t, staged, 5*time.Second, "cleared"); s.Present {
+		t.Fatalf("after ClearStaged: %+v", s)
+	}
+	if err := lead.ClearStaged(ctx); err != nil {
+		t.Fatalf("clearing nothing: %v", err)
+	}
+	if err := lead.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lead.StagePlan(ctx, plan(5)); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("StagePlan after Resign = %v, want ErrNotLeader", err)
+	}
+	stop()
+	for range staged {
+	}
+}

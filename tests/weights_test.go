@@ -360,3 +360,48 @@ func TestStagedPlanKeepsServing(t *testing.T) {
 		t.Errorf("the coordinator staged %d plans, want one", n)
 	}
 }
+
+// A worker in another network namespace fetching its layers loses its link
+// mid-transfer (ip link down, 4 s, shorter than its lease): the transfer
+// goes on from where it stopped when the link is back, and the worker
+// receives exactly its share — then serves the tokens one process gives.
+// (An outage longer than the 30 s without a chunk that ends a stream is
+// the source-killed case of TestWeightsTransferResumes.)
+func TestWeightsTransferSurvivesLinkDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault test")
+	}
+	h := newTestHost(t, 41)
+	model := fixture(t, "phi-tiny-f32")
+	local := localModel(t, model)
+	c := startCluster(t, model, clusterOpts{etcdHost: h.hostIP, listenHost: h.hostIP})
+	addr := fmt.Sprintf("%s:%d", h.nsIP, 17100+os.Getpid()%1000)
+	c.workers["w1"] = startProc(t, c.dir, "w1", "ip", "netns", "exec", h.ns, bin.worker, "--cache", t.TempDir(), "--listen", addr,
+		"--etcd", c.etcd, "--cluster", c.name, "--name", "w1", "--threads", "1", "--lease-ttl", "15s", "--transfer-rate", "100K")
+	mid := waitTransferMidway(t, c, "w1")
+	h.link(t, false)
+	time.Sleep(4 * time.Second)
+	h.link(t, true)
+	var after *phalanxpb.WorkerStatus
+	eventuallyOK(t, 30*time.Second, "the status after the link came back", func() error {
+		for _, w := range c.status().GetWorkers() {
+			if w.GetId() == "w1" {
+				after = w
+				return nil
+			}
+		}
+		return fmt.Errorf("w1 is not listed")
+	})
+	if after.GetTransferReceivedBytes() < mid.GetTransferReceivedBytes() {
+		t.Errorf("w1 reports %d bytes received after the cut, %d before", after.GetTransferReceivedBytes(), mid.GetTransferReceivedBytes())
+	}
+	c.waitReady(90 * time.Second)
+	checkTokens(t, c, local)
+	for _, w := range c.status().GetWorkers() {
+		if w.GetId() == "w1" && (w.GetTransferReceivedBytes() != w.GetTransferTotalBytes() || w.GetTransferDoneBytes() != w.GetTransferTotalBytes()) {
+			t.Errorf("w1 received %d bytes for a share of %d (done %d): the cut cost a retransmission",
+				w.GetTransferReceivedBytes(), w.GetTransferTotalBytes(), w.GetTransferDoneBytes())
+		}
+	}
+	t.Logf("cut at %d of %d bytes; resumed to the end, no byte sent twice", mid.GetTransferReceivedBytes(), mid.GetTransferTotalBytes())
+}

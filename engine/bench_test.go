@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,4 +97,52 @@ func BenchmarkPrefill128(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 	b.ReportMetric(float64(m.WeightBytes())/n, "weight-bytes/tok")
+}
+
+// BenchmarkDecodeBatch measures one decode step of 1, 8 and 32 streams
+// batched (one token each, own caches) through all layers and the head:
+// the ceiling of a cluster's aggregate decode throughput on this machine,
+// since batching reads each weight once per step for every stream.
+func BenchmarkDecodeBatch(b *testing.B) {
+	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	H, V := m.Config.HiddenSize, m.Config.VocabSize
+	for _, n := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			caches := make([]*engine.KVCache, n)
+			spans := make([]engine.Span, n)
+			ids := make([]int, n)
+			for i := range caches {
+				caches[i] = m.NewCache()
+				spans[i] = engine.Span{Cache: caches[i], Tokens: 1}
+				ids[i] = 42 + i
+			}
+			x := make([]float32, n*H)
+			logits := make([]float32, n*V)
+			step := func() {
+				if err := m.Embed(ids, x); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Forward(x, spans); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Logits(x, logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+			step()
+			for b.Loop() {
+				if caches[0].Len() >= 256 {
+					for _, c := range caches {
+						c.Truncate(1)
+					}
+				}
+				step()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
 }

@@ -55,6 +55,10 @@ type kernelSet struct {
 	// tilePartsH, when not nil, is tileParts with F16 rows widened inside
 	// the kernel (the same bits as widening them first).
 	tilePartsH func(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int)
+	// tilePartsHAlign, when not 0, is the column multiple tilePartsH needs
+	// in every part, the last too (it has no partial-chunk tail): matrices
+	// with other widths widen their rows first.
+	tilePartsHAlign int
 	// f16Rows4, when not nil, sets out[i] = f16(row i of w, x) for four
 	// rows of len(x) values back to back, bit for bit: decode with F16
 	// weights, the activations loaded once for four rows.

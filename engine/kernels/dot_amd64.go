@@ -26,8 +26,10 @@ func avx2Set() kernelSet {
 	}
 	k.x8 = true
 	k.tileRows, k.tileTokens, k.tileParts = 4, 2, dotF32Tile4x2PartsAVX2
+	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x2PartsAVX2, 8
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.f16Rows4 = dotF16Rows4AVX2
+	k.widenF16 = widenF16AVX2
 	k.axpy = axpyAVX2
 	k.quantQ8_0 = quantizeQ8_0AVX2
 	k.gelu = geluAVX2
@@ -165,3 +167,19 @@ func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles i
 
 //go:noescape
 func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
+
+// dotF16Tile4x2PartsAVX2 is dotF32Tile4x2PartsAVX2 on F16 rows widened in
+// registers. It takes whole groups of 8 columns only, the last part too:
+// plan uses it when the columns are a multiple of 8.
+func dotF16Tile4x2PartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
+	if tiles <= 0 {
+		return
+	}
+	if !tilePartsOK(len(w), len(x), len(acc), 2, ld, n, flags, tiles, 8) || n%8 != 0 {
+		panic("kernels: dotF16Tile4x2PartsAVX2: bad operands")
+	}
+	dotTile4x2PartsF16AVX2(&acc[0], w, x, ld, n, flags, tiles)
+}
+
+//go:noescape
+func dotTile4x2PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)

@@ -742,3 +742,103 @@ TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
 	MOVQ blocks+56(FP), CX
 	MOVQ pstride+64(FP), R9
 	X8A(Q8X8AW, Q8X8ATOK, 272)
+
+// func dotTile4x2PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+//
+// dotTile4x2PartsAVX2 with F16 rows, widened in registers (VCVTPH2PS,
+// exact), so each pair sees the same FMAs as with the rows widened first:
+// the same bits. Every part, the last too, is a multiple of 8 columns (the
+// Go side checks). Rows are ld halves apart, tokens ld floats.
+TEXT ·dotTile4x2PartsF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), R13
+	MOVQ x_base+32(FP), R14
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), AX
+	LEAQ (AX)(AX*2), CX
+	SHLQ $2, R8
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	MOVQ tiles+80(FP), R12
+
+htile:
+	MOVQ  R13, SI
+	MOVQ  R14, DI
+	TESTQ $1, R10
+	JZ    hzero
+	VMOVUPS 0(BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	VMOVUPS 128(BX), Y4
+	VMOVUPS 160(BX), Y5
+	VMOVUPS 192(BX), Y6
+	VMOVUPS 224(BX), Y7
+	JMP   hstart
+
+hzero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+hstart:
+	MOVQ DX, R11
+	SHRQ $3, R11
+	JZ   hrest
+
+hloop:
+	VCVTPH2PS (SI), Y8
+	VCVTPH2PS (SI)(AX*1), Y9
+	VCVTPH2PS (SI)(AX*2), Y10
+	VCVTPH2PS (SI)(CX*1), Y11
+	VMOVUPS   (DI), Y12
+	VMOVUPS   (DI)(R8*1), Y13
+	TILEFMA
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	DECQ      R11
+	JNZ       hloop
+
+hrest:
+	TESTQ   $2, R10
+	JNZ     hreduce
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	VMOVUPS Y4, 128(BX)
+	VMOVUPS Y5, 160(BX)
+	VMOVUPS Y6, 192(BX)
+	VMOVUPS Y7, 224(BX)
+	JMP     hnext
+
+hreduce:
+	HSUM8(Y0, X0, X14)
+	HSUM8(Y1, X1, X14)
+	HSUM8(Y2, X2, X14)
+	HSUM8(Y3, X3, X14)
+	HSUM8(Y4, X4, X14)
+	HSUM8(Y5, X5, X14)
+	HSUM8(Y6, X6, X14)
+	HSUM8(Y7, X7, X14)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+
+hnext:
+	ADDQ $1536, BX
+	LEAQ (R14)(R8*2), R14
+	DECQ R12
+	JNZ  htile
+	VZEROUPPER
+	RET

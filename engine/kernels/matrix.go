@@ -249,7 +249,7 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 	// set's F16 tile widens them in registers), and pass every token over
 	// it, so each weight is read from memory once per call.
 	accN := tilePartScratch(k, tokens)
-	f16InRegs := m.DType == F16 && k.tilePartsH != nil && accN > 0
+	f16InRegs := m.DType == F16 && k.tilePartsH != nil && accN > 0 && (k.tilePartsHAlign == 0 || cols%k.tilePartsHAlign == 0)
 	wide := 0 // widened rows (16-bit and K-quant weights) per worker
 	if m.DType != F32 && !f16InRegs {
 		wide = prefillBlock * cols

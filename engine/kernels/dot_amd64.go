@@ -25,8 +25,8 @@ func avx2Set() kernelSet {
 		x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
 	}
 	k.x8 = true
-	k.tileRows, k.tileTokens, k.tileParts = 4, 2, dotF32Tile4x2PartsAVX2
-	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x2PartsAVX2, 8
+	k.tileRows, k.tileTokens, k.tileParts = 4, 3, dotF32Tile4x3PartsAVX2
+	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x3PartsAVX2, 8
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.widenF16 = widenF16AVX2
@@ -52,8 +52,9 @@ func archKernels() []kernelSet {
 // The float dots accumulate in one 8-lane accumulator: whole 8-element
 // chunks in order, then a final partial chunk (zero-padded), and the 8 lanes
 // reduced by a fixed tree. dotF16 and dotBF16 widen first and then follow
-// the same sequence exactly, as do the 4×2 tile (one accumulator per pair,
-// so eight pairs fit the sixteen registers) and the four-row F16 decode
+// the same sequence exactly, as do the 4×3 tile (one accumulator per pair:
+// twelve, with the three tokens' activations and one weight row, fill the
+// sixteen registers) and the four-row F16 decode
 // kernel for each of their pairs, so all of them agree bit for bit on equal
 // inputs. One accumulator makes a single dot wait on the FMA latency; the
 // decode path runs four rows at once instead.
@@ -155,31 +156,31 @@ func tilePartsOK(lw, lx, lacc, tt, ld, n, flags, tiles, align int) bool {
 		(flags&tileLast != 0 || n%align == 0)
 }
 
-func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles int) {
+func dotF32Tile4x3PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {
 		return
 	}
-	if !tilePartsOK(len(w), len(x), len(acc), 2, ld, n, flags, tiles, 8) {
-		panic("kernels: dotF32Tile4x2PartsAVX2: bad operands")
+	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 8) {
+		panic("kernels: dotF32Tile4x3PartsAVX2: bad operands")
 	}
-	dotTile4x2PartsAVX2(&acc[0], w, x, ld, n, flags, tiles)
+	dotTile4x3PartsAVX2(&acc[0], w, x, ld, n, flags, tiles)
 }
 
 //go:noescape
-func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
+func dotTile4x3PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
 
-// dotF16Tile4x2PartsAVX2 is dotF32Tile4x2PartsAVX2 on F16 rows widened in
+// dotF16Tile4x3PartsAVX2 is dotF32Tile4x3PartsAVX2 on F16 rows widened in
 // registers. It takes whole groups of 8 columns only, the last part too:
-// plan uses it when the columns are a multiple of 8.
-func dotF16Tile4x2PartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
+// plan uses it when the columns are a multiple of 8 (tilePartsHAlign).
+func dotF16Tile4x3PartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {
 		return
 	}
-	if !tilePartsOK(len(w), len(x), len(acc), 2, ld, n, flags, tiles, 8) || n%8 != 0 {
-		panic("kernels: dotF16Tile4x2PartsAVX2: bad operands")
+	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 8) || n%8 != 0 {
+		panic("kernels: dotF16Tile4x3PartsAVX2: bad operands")
 	}
-	dotTile4x2PartsF16AVX2(&acc[0], w, x, ld, n, flags, tiles)
+	dotTile4x3PartsF16AVX2(&acc[0], w, x, ld, n, flags, tiles)
 }
 
 //go:noescape
-func dotTile4x2PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+func dotTile4x3PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)

@@ -248,46 +248,34 @@ done:
 	VZEROUPPER
 	RET
 
-// TILEFMA accumulates the chunk of four weight rows in Y8–Y11 times the
-// chunk of two tokens in Y12, Y13 into Y0–Y7 (pair row i, token t in
-// Y(4t+i)).
-#define TILEFMA \
-	VFMADD231PS Y12, Y8, Y0; \
-	VFMADD231PS Y12, Y9, Y1; \
-	VFMADD231PS Y12, Y10, Y2; \
-	VFMADD231PS Y12, Y11, Y3; \
-	VFMADD231PS Y13, Y8, Y4; \
-	VFMADD231PS Y13, Y9, Y5; \
-	VFMADD231PS Y13, Y10, Y6; \
-	VFMADD231PS Y13, Y11, Y7
-
-// func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
+// func dotTile4x3PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
 //
-// The 4×2 float tile in parts along the columns: pair (row i, token t) has
+// The 4×3 float tile in parts along the columns: pair (row i, token t) has
 // one accumulator, Y(4t+i), and sees exactly dotF32AVX2Asm's FMAs; a part
 // runs n columns (a multiple of 8 unless it is the last), starting from the
 // accumulators saved in acc (flags&1) and saving them there, or, in the last
 // part (flags&2), ending with the masked partial chunk and dotF32's
-// reduction, the eight results stored at acc[0…7] (token-major). One call
-// runs the part for tiles token tiles in a row (tile j's tokens 2j, 2j+1,
+// reduction, the twelve results stored at acc[0…11] (token-major). One call
+// runs the part for tiles token tiles in a row (tile j's tokens 3j…3j+2,
 // its accumulators at acc+384j) over the same four rows. Rows and tokens
-// are ld floats apart.
-TEXT ·dotTile4x2PartsAVX2(SB), NOSPLIT, $0-88
-	MOVQ  acc+0(FP), BX
-	MOVQ  w_base+8(FP), R13
-	MOVQ  x_base+32(FP), R14
-	MOVQ  ld+56(FP), R8
-	SHLQ  $2, R8
-	LEAQ  (R8)(R8*2), R9
-	MOVQ  n+64(FP), DX
-	MOVQ  flags+72(FP), R10
-	MOVQ  tiles+80(FP), R12
+// are ld floats apart. Y12–Y14 hold the three tokens' activations, Y15 one
+// row's weights at a time.
+TEXT ·dotTile4x3PartsAVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), R13
+	MOVQ x_base+32(FP), R14
+	MOVQ ld+56(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	MOVQ tiles+80(FP), R12
 
-tile:
-	MOVQ R13, SI
-	MOVQ R14, DI
+ftile:
+	MOVQ  R13, SI
+	MOVQ  R14, DI
 	TESTQ $1, R10
-	JZ    zero
+	JZ    fzero
 	VMOVUPS 0(BX), Y0
 	VMOVUPS 32(BX), Y1
 	VMOVUPS 64(BX), Y2
@@ -296,9 +284,13 @@ tile:
 	VMOVUPS 160(BX), Y5
 	VMOVUPS 192(BX), Y6
 	VMOVUPS 224(BX), Y7
-	JMP   start
+	VMOVUPS 256(BX), Y8
+	VMOVUPS 288(BX), Y9
+	VMOVUPS 320(BX), Y10
+	VMOVUPS 352(BX), Y11
+	JMP   fstart
 
-zero:
+fzero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -307,28 +299,44 @@ zero:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
 
-start:
+fstart:
 	MOVQ DX, R11
 	SHRQ $3, R11
-	JZ   rest
+	JZ   frest
 
-loop:
-	VMOVUPS (SI), Y8
-	VMOVUPS (SI)(R8*1), Y9
-	VMOVUPS (SI)(R8*2), Y10
-	VMOVUPS (SI)(R9*1), Y11
+floop:
 	VMOVUPS (DI), Y12
 	VMOVUPS (DI)(R8*1), Y13
-	TILEFMA
-	ADDQ    $32, SI
-	ADDQ    $32, DI
-	DECQ    R11
-	JNZ     loop
+	VMOVUPS (DI)(R8*2), Y14
+	VMOVUPS (SI), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS (SI)(R8*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VFMADD231PS Y13, Y15, Y5
+	VFMADD231PS Y14, Y15, Y9
+	VMOVUPS (SI)(R8*2), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y6
+	VFMADD231PS Y14, Y15, Y10
+	VMOVUPS (SI)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ R11
+	JNZ  floop
 
-rest:
-	TESTQ   $2, R10
-	JNZ     last
+frest:
+	TESTQ $2, R10
+	JNZ   flast
 	VMOVUPS Y0, 0(BX)
 	VMOVUPS Y1, 32(BX)
 	VMOVUPS Y2, 64(BX)
@@ -337,30 +345,59 @@ rest:
 	VMOVUPS Y5, 160(BX)
 	VMOVUPS Y6, 192(BX)
 	VMOVUPS Y7, 224(BX)
-	JMP     nexttile
+	VMOVUPS Y8, 256(BX)
+	VMOVUPS Y9, 288(BX)
+	VMOVUPS Y10, 320(BX)
+	VMOVUPS Y11, 352(BX)
+	JMP   fnext
 
-last:
-	MOVQ       DX, CX
-	ANDQ       $7, CX
-	JZ         reduce
-	TAILMASK(CX, AX, Y14)
-	VMASKMOVPS (SI), Y14, Y8
-	VMASKMOVPS (SI)(R8*1), Y14, Y9
-	VMASKMOVPS (SI)(R8*2), Y14, Y10
-	VMASKMOVPS (SI)(R9*1), Y14, Y11
-	VMASKMOVPS (DI), Y14, Y12
-	VMASKMOVPS (DI)(R8*1), Y14, Y13
-	TILEFMA
+flast:
+	MOVQ DX, CX
+	ANDQ $7, CX
+	JZ   freduce
+	LEAQ tailMask<>+32(SB), AX
+	SUBQ CX, AX
+	SUBQ CX, AX
+	SUBQ CX, AX
+	SUBQ CX, AX
+	VMOVDQU    (AX), Y15
+	VMASKMOVPS (DI), Y15, Y12
+	VMASKMOVPS (DI)(R8*1), Y15, Y13
+	VMASKMOVPS (DI)(R8*2), Y15, Y14
+	VMOVDQU    (AX), Y15
+	VMASKMOVPS (SI), Y15, Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y8
+	VMOVDQU    (AX), Y15
+	VMASKMOVPS (SI)(R8*1), Y15, Y15
+	VFMADD231PS Y12, Y15, Y1
+	VFMADD231PS Y13, Y15, Y5
+	VFMADD231PS Y14, Y15, Y9
+	VMOVDQU    (AX), Y15
+	VMASKMOVPS (SI)(R8*2), Y15, Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y6
+	VFMADD231PS Y14, Y15, Y10
+	VMOVDQU    (AX), Y15
+	VMASKMOVPS (SI)(R9*1), Y15, Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y11
 
-reduce:
-	HSUM8(Y0, X0, X14)
-	HSUM8(Y1, X1, X14)
-	HSUM8(Y2, X2, X14)
-	HSUM8(Y3, X3, X14)
-	HSUM8(Y4, X4, X14)
-	HSUM8(Y5, X5, X14)
-	HSUM8(Y6, X6, X14)
-	HSUM8(Y7, X7, X14)
+freduce:
+	HSUM8(Y0, X0, X15)
+	HSUM8(Y1, X1, X15)
+	HSUM8(Y2, X2, X15)
+	HSUM8(Y3, X3, X15)
+	HSUM8(Y4, X4, X15)
+	HSUM8(Y5, X5, X15)
+	HSUM8(Y6, X6, X15)
+	HSUM8(Y7, X7, X15)
+	HSUM8(Y8, X8, X15)
+	HSUM8(Y9, X9, X15)
+	HSUM8(Y10, X10, X15)
+	HSUM8(Y11, X11, X15)
 	VMOVSS X0, 0(BX)
 	VMOVSS X1, 4(BX)
 	VMOVSS X2, 8(BX)
@@ -369,12 +406,149 @@ reduce:
 	VMOVSS X5, 20(BX)
 	VMOVSS X6, 24(BX)
 	VMOVSS X7, 28(BX)
+	VMOVSS X8, 32(BX)
+	VMOVSS X9, 36(BX)
+	VMOVSS X10, 40(BX)
+	VMOVSS X11, 44(BX)
 
-nexttile:
+fnext:
 	ADDQ $1536, BX
-	LEAQ (R14)(R8*2), R14
+	ADDQ R9, R14
 	DECQ R12
-	JNZ  tile
+	JNZ  ftile
+	VZEROUPPER
+	RET
+
+// func dotTile4x3PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+//
+// dotTile4x3PartsAVX2 with F16 rows, widened in registers (VCVTPH2PS,
+// exact): each pair sees the same FMAs as with the rows widened first, so
+// the same bits. Every part, the last too, is a multiple of 8 columns (the
+// Go side checks). Rows are ld halves apart, tokens ld floats.
+TEXT ·dotTile4x3PartsF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), R13
+	MOVQ x_base+32(FP), R14
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), AX
+	LEAQ (AX)(AX*2), CX
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	MOVQ tiles+80(FP), R12
+
+htile:
+	MOVQ  R13, SI
+	MOVQ  R14, DI
+	TESTQ $1, R10
+	JZ    hzero
+	VMOVUPS 0(BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	VMOVUPS 128(BX), Y4
+	VMOVUPS 160(BX), Y5
+	VMOVUPS 192(BX), Y6
+	VMOVUPS 224(BX), Y7
+	VMOVUPS 256(BX), Y8
+	VMOVUPS 288(BX), Y9
+	VMOVUPS 320(BX), Y10
+	VMOVUPS 352(BX), Y11
+	JMP   hstart
+
+hzero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+hstart:
+	MOVQ DX, R11
+	SHRQ $3, R11
+	JZ   hrest
+
+hloop:
+	VMOVUPS (DI), Y12
+	VMOVUPS (DI)(R8*1), Y13
+	VMOVUPS (DI)(R8*2), Y14
+	VCVTPH2PS (SI), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y8
+	VCVTPH2PS (SI)(AX*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VFMADD231PS Y13, Y15, Y5
+	VFMADD231PS Y14, Y15, Y9
+	VCVTPH2PS (SI)(AX*2), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y6
+	VFMADD231PS Y14, Y15, Y10
+	VCVTPH2PS (SI)(CX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ $16, SI
+	ADDQ $32, DI
+	DECQ R11
+	JNZ  hloop
+
+hrest:
+	TESTQ $2, R10
+	JNZ   hlast
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	VMOVUPS Y4, 128(BX)
+	VMOVUPS Y5, 160(BX)
+	VMOVUPS Y6, 192(BX)
+	VMOVUPS Y7, 224(BX)
+	VMOVUPS Y8, 256(BX)
+	VMOVUPS Y9, 288(BX)
+	VMOVUPS Y10, 320(BX)
+	VMOVUPS Y11, 352(BX)
+	JMP   hnext
+
+hlast:
+	HSUM8(Y0, X0, X15)
+	HSUM8(Y1, X1, X15)
+	HSUM8(Y2, X2, X15)
+	HSUM8(Y3, X3, X15)
+	HSUM8(Y4, X4, X15)
+	HSUM8(Y5, X5, X15)
+	HSUM8(Y6, X6, X15)
+	HSUM8(Y7, X7, X15)
+	HSUM8(Y8, X8, X15)
+	HSUM8(Y9, X9, X15)
+	HSUM8(Y10, X10, X15)
+	HSUM8(Y11, X11, X15)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VMOVSS X8, 32(BX)
+	VMOVSS X9, 36(BX)
+	VMOVSS X10, 40(BX)
+	VMOVSS X11, 44(BX)
+
+hnext:
+	ADDQ $1536, BX
+	ADDQ R9, R14
+	DECQ R12
+	JNZ  htile
 	VZEROUPPER
 	RET
 
@@ -743,102 +917,3 @@ TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
 	MOVQ pstride+64(FP), R9
 	X8A(Q8X8AW, Q8X8ATOK, 272)
 
-// func dotTile4x2PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
-//
-// dotTile4x2PartsAVX2 with F16 rows, widened in registers (VCVTPH2PS,
-// exact), so each pair sees the same FMAs as with the rows widened first:
-// the same bits. Every part, the last too, is a multiple of 8 columns (the
-// Go side checks). Rows are ld halves apart, tokens ld floats.
-TEXT ·dotTile4x2PartsF16AVX2(SB), NOSPLIT, $0-88
-	MOVQ acc+0(FP), BX
-	MOVQ w_base+8(FP), R13
-	MOVQ x_base+32(FP), R14
-	MOVQ ld+56(FP), R8
-	LEAQ (R8)(R8*1), AX
-	LEAQ (AX)(AX*2), CX
-	SHLQ $2, R8
-	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
-	MOVQ tiles+80(FP), R12
-
-htile:
-	MOVQ  R13, SI
-	MOVQ  R14, DI
-	TESTQ $1, R10
-	JZ    hzero
-	VMOVUPS 0(BX), Y0
-	VMOVUPS 32(BX), Y1
-	VMOVUPS 64(BX), Y2
-	VMOVUPS 96(BX), Y3
-	VMOVUPS 128(BX), Y4
-	VMOVUPS 160(BX), Y5
-	VMOVUPS 192(BX), Y6
-	VMOVUPS 224(BX), Y7
-	JMP   hstart
-
-hzero:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-
-hstart:
-	MOVQ DX, R11
-	SHRQ $3, R11
-	JZ   hrest
-
-hloop:
-	VCVTPH2PS (SI), Y8
-	VCVTPH2PS (SI)(AX*1), Y9
-	VCVTPH2PS (SI)(AX*2), Y10
-	VCVTPH2PS (SI)(CX*1), Y11
-	VMOVUPS   (DI), Y12
-	VMOVUPS   (DI)(R8*1), Y13
-	TILEFMA
-	ADDQ      $16, SI
-	ADDQ      $32, DI
-	DECQ      R11
-	JNZ       hloop
-
-hrest:
-	TESTQ   $2, R10
-	JNZ     hreduce
-	VMOVUPS Y0, 0(BX)
-	VMOVUPS Y1, 32(BX)
-	VMOVUPS Y2, 64(BX)
-	VMOVUPS Y3, 96(BX)
-	VMOVUPS Y4, 128(BX)
-	VMOVUPS Y5, 160(BX)
-	VMOVUPS Y6, 192(BX)
-	VMOVUPS Y7, 224(BX)
-	JMP     hnext
-
-hreduce:
-	HSUM8(Y0, X0, X14)
-	HSUM8(Y1, X1, X14)
-	HSUM8(Y2, X2, X14)
-	HSUM8(Y3, X3, X14)
-	HSUM8(Y4, X4, X14)
-	HSUM8(Y5, X5, X14)
-	HSUM8(Y6, X6, X14)
-	HSUM8(Y7, X7, X14)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-
-hnext:
-	ADDQ $1536, BX
-	LEAQ (R14)(R8*2), R14
-	DECQ R12
-	JNZ  htile
-	VZEROUPPER
-	RET

@@ -42,8 +42,9 @@
 //     and Q8_0 matrices repacked by eight rows at load (x8.go) for a GEMV
 //     and an 8×4 tile (without VNNI it keeps the AVX2 integer dots and
 //     the plain layout);
-//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots with one accumulator, a 4×2
-//     float tile in column parts, a four-row F16 decode kernel, VPMADDUBSW
+//  2. avx2 (AVX2+FMA+F16C): 8-lane float dots with one accumulator, 4×3
+//     float and F16 tiles in column parts (the F16 one widens in registers
+//     with F16C, as does the row widening), a four-row F16 decode kernel, VPMADDUBSW
 //     integer dots, the repacked Q4_0/Q8_0 kernels, vectorized GELU, axpy
 //     and activation quantizer;
 //  3. generic.

@@ -475,7 +475,9 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	srv, hs := grpcServer(sopts...)
 	phalanxpb.RegisterStageServer(srv, stageSrv)
 	if cache != nil { // peers fetch the tensors it holds
-		phalanxpb.RegisterWeightsServer(srv, weights.NewServer(cache, nil))
+		ws := weights.NewServer(cache, nil)
+		ws.LimitRate(float64(wf.serveRate))
+		phalanxpb.RegisterWeightsServer(srv, ws)
 	}
 	hs.SetServingStatus("phalanx.v1.Stage", healthpb.HealthCheckResponse_SERVING)
 	go srv.Serve(sf.limit(lis, "grpc", 1, log))

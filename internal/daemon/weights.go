@@ -46,19 +46,23 @@ func (b *byteRate) Set(s string) error {
 type coordinatorWeights struct {
 	serve     bool
 	advertise string
+	rate      byteRate
 }
 
 func addCoordinatorWeightsFlags(fs *flag.FlagSet) *coordinatorWeights {
 	f := &coordinatorWeights{}
 	fs.BoolVar(&f.serve, "serve-weights", true, "serve the model's layers to workers started without --model (the Weights service on --listen; with mTLS, to worker certificates only)")
 	fs.StringVar(&f.advertise, "advertise", "", "host:port workers dial for weights, published in etcd (default: --listen's)")
+	fs.Var(&f.rate, "serve-weights-rate", "bytes per second the coordinator sends weights at most, all workers together, so steps keep their bandwidth (100M, 1.5G; 0: no limit)")
 	return f
 }
 
 // register adds the Weights service to the coordinator's server.
 func (f *coordinatorWeights) register(srv *grpc.Server, cat *weights.Catalog) {
 	if f.serve {
-		phalanxpb.RegisterWeightsServer(srv, weights.NewServer(cat, cat))
+		ws := weights.NewServer(cat, cat)
+		ws.LimitRate(float64(f.rate))
+		phalanxpb.RegisterWeightsServer(srv, ws)
 	}
 }
 
@@ -76,6 +80,7 @@ var workerRoles = methodRoles{
 type workerWeights struct {
 	cache      string
 	rate       byteRate
+	serveRate  byteRate
 	pruneAfter time.Duration
 }
 
@@ -84,6 +89,7 @@ func addWorkerWeightsFlags(fs *flag.FlagSet) *workerWeights {
 	fs.StringVar(&f.cache, "cache", "", "without --model: directory where the worker keeps the layers it fetches from the coordinator and its peers (content-addressed, resumed, checked)")
 	fs.DurationVar(&f.pruneAfter, "cache-prune-after", 30*time.Second, "without --model: after loading a range, delete the cached layers outside it this long later (and once no peer has read from the cache for 10 s)")
 	fs.Var(&f.rate, "transfer-rate", "without --model: bytes per second the worker fetches at most, so serving keeps its bandwidth (100M, 1.5G; 0: no limit)")
+	fs.Var(&f.serveRate, "serve-weights-rate", "without --model: bytes per second the worker sends its cached layers to peers at most (100M, 1.5G; 0: no limit)")
 	return f
 }
 

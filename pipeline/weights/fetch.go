@@ -66,10 +66,16 @@ func NewLimiter(bytesPerSecond float64) *rate.Limiter {
 }
 
 // wait takes n bytes from the limiter, a burst at a time.
-func (f *Fetcher) wait(ctx context.Context, n int) error {
+func (f *Fetcher) wait(ctx context.Context, n int) error { return waitBytes(ctx, f.Limiter, n) }
+
+// waitBytes takes n bytes from l (nil: no limit), a burst at a time.
+func waitBytes(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil {
+		return nil
+	}
 	for n > 0 {
-		k := min(n, f.Limiter.Burst())
-		if err := f.Limiter.WaitN(ctx, k); err != nil {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
 			return err
 		}
 		n -= k

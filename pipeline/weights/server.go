@@ -1,8 +1,11 @@
 package weights
 
 import (
+	"cmp"
 	"context"
 	"errors"
+
+	"golang.org/x/time/rate"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -35,12 +38,19 @@ type Server struct {
 	manifests Manifests // nil: Manifest is FAILED_PRECONDITION
 	// Sent counts the bytes streamed, for metrics and tests.
 	sent func(n int)
+	// limit caps the bytes sent per second over every stream (nil: none).
+	limit *rate.Limiter
 }
 
 var _ phalanxpb.WeightsServer = (*Server)(nil)
 
 // NewServer serves blobs, and manifests when m is not nil.
 func NewServer(b Blobs, m Manifests) *Server { return &Server{blobs: b, manifests: m} }
+
+// LimitRate caps the bytes the server sends per second, all streams
+// together (0: no limit), so a node serving weights keeps bandwidth for
+// its steps. Call it before serving.
+func (s *Server) LimitRate(bytesPerSecond float64) { s.limit = NewLimiter(bytesPerSecond) }
 
 // OnSent registers a function told every chunk's size as it is sent.
 func (s *Server) OnSent(fn func(n int)) { s.sent = fn }
@@ -88,6 +98,11 @@ func (s *Server) Read(req *phalanxpb.ReadRequest, stream phalanxpb.Weights_ReadS
 	}
 	for off < uint64(len(data)) {
 		end := min(off+ChunkBytes, uint64(len(data)))
+		if err := waitBytes(stream.Context(), s.limit, int(end-off)); err != nil {
+			// The stream ended, or its deadline comes before the limit
+			// lets the chunk go.
+			return status.FromContextError(cmp.Or(stream.Context().Err(), context.DeadlineExceeded)).Err()
+		}
 		if err := stream.Send(&phalanxpb.ReadResponse{Offset: off, Data: data[off:end]}); err != nil {
 			return err
 		}

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/phalanx-llm/phalanx/engine"
@@ -271,5 +276,68 @@ func TestCorruptionResumeAndSources(t *testing.T) {
 	}
 	if _, _, err := third.Blob(man.Tensors[0].Digest); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a pruned tensor is still served: %v", err)
+	}
+}
+
+// bytesBlobs serves one blob under every digest.
+type bytesBlobs []byte
+
+func (b bytesBlobs) Blob(Digest) ([]byte, func(), error) { return b, func() {}, nil }
+
+// A rate-limited server sends no faster than its limit, over all streams
+// together, and a client that gives up ends its stream's wait.
+func TestServerRateLimit(t *testing.T) {
+	blob := make(bytesBlobs, 3*ChunkBytes/2)
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	ws := NewServer(blob, nil)
+	const rate = 4 << 20 // bytes per second
+	ws.LimitRate(rate)
+	phalanxpb.RegisterWeightsServer(srv, ws)
+	go srv.Serve(lis)
+	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		return lis.DialContext(ctx)
+	}), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { conn.Close(); srv.Stop() }()
+	c := phalanxpb.NewWeightsClient(conn)
+	read := func(ctx context.Context) (int, error) {
+		stream, err := c.Read(ctx, &phalanxpb.ReadRequest{Sha256: make([]byte, 32)})
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				return n, err
+			}
+			n += len(msg.GetData())
+		}
+	}
+	// Two streams at once: 3 MiB at 4 MiB/s takes 0.75 s at least (the
+	// limiter starts empty).
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n, err := read(context.Background()); err != io.EOF || n != len(blob) {
+				t.Errorf("read %d of %d bytes: %v", n, len(blob), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if took, floor := time.Since(start), time.Duration(float64(2*len(blob))/rate*float64(time.Second)); took < floor*9/10 {
+		t.Errorf("sent %d bytes in %v, faster than the limit allows (%v)", 2*len(blob), took, floor)
+	}
+	// A client that gives up while the server waits on the limiter.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := read(ctx); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a read given up: %v", err)
 	}
 }

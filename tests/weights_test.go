@@ -142,7 +142,9 @@ func TestWorkersWithoutModelFiles(t *testing.T) {
 			c := startCluster(t, tc.model, clusterOpts{coordArgs: []string{"--min-workers", "2"}})
 			caches := map[string]string{"w1": t.TempDir(), "w2": t.TempDir()}
 			for name, dir := range caches {
-				c.addCacheWorker(name, dir) // calibrated on a zero-filled layer of the model's dtypes
+				// Equal speeds: the plan splits the layers between both (a
+				// calibration on a busy machine could put them all on one).
+				c.addCacheWorker(name, dir, "--speed", "100")
 			}
 			c.waitReady(90 * time.Second)
 			if st := c.status(); len(st.GetStages()) != 2 {

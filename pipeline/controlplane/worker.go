@@ -129,11 +129,28 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		}
 	}
 	var (
-		plan  shard.Plan
-		retry <-chan time.Time // a load failed: try the same plan again
-		pre   prefetching
+		plan     shard.Plan
+		retry    <-chan time.Time // a load failed: try the same plan again
+		pre      prefetching
+		upcoming registry.Staged
 	)
 	defer pre.stop()
+	// followStaged fetches this worker's range of the staged plan, unless
+	// it holds that range already or it is being (or was) fetched.
+	followStaged := func() {
+		st, _, ok := upcoming.Plan.StageOf(cfg.ID)
+		want := engine.LayerRange{Start: st.Start, End: st.End}
+		held, _, holding := cfg.Stage.Held()
+		switch {
+		case !upcoming.Present || !ok || upcoming.Plan.Model != modelID || upcoming.Plan.NumLayers != mcfg.NumLayers || (holding && held == want):
+			pre.stop()
+		case pre.running(want):
+		default:
+			pre.stop()
+			log.Info("fetching the layers of a staged plan", "epoch", upcoming.Plan.Epoch, "layers", want)
+			pre.start(ctx, log, func(ctx context.Context) error { return layers.prefetch(ctx, modelID, want) }, want)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,77 +159,81 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			retry = nil
 		case <-retry:
 			retry = nil
-		case s := <-staged:
-			st, _, ok := s.Plan.StageOf(cfg.ID)
-			want := engine.LayerRange{Start: st.Start, End: st.End}
-			held, _, holding := cfg.Stage.Held()
-			switch {
-			case !s.Present || !ok || s.Plan.Model != modelID || s.Plan.NumLayers != mcfg.NumLayers || (holding && held == want):
-				pre.stop()
-			case pre.running(want):
-			default:
-				pre.stop()
-				log.Info("fetching the layers of a staged plan", "epoch", s.Plan.Epoch, "layers", want)
-				pre.start(ctx, log, func(ctx context.Context) error { return layers.prefetch(ctx, modelID, want) }, want)
+		case upcoming = <-staged:
+			followStaged()
+			continue
+		}
+		if err := followPlan(ctx, cfg, layers, mem, &pre, plan, modelID, mcfg.NumLayers); err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
-			continue
+			retry = time.After(5 * time.Second)
 		}
-		// Loads fetch too: never two fetches at once.
-		pre.stop()
-		if plan.Model != modelID {
-			log.Warn("ignoring a plan for another model", "plan_model", plan.Model, "model", modelID, "epoch", plan.Epoch)
-			continue
-		}
-		if plan.NumLayers != mcfg.NumLayers {
-			log.Warn("ignoring a plan with another layer count", "plan_layers", plan.NumLayers, "epoch", plan.Epoch)
-			continue
-		}
-		if err := plan.Validate(); err != nil {
-			// Not a plan a leader publishes (they are validated): keep the
-			// layers held until the leader restores its plan.
-			log.Warn("ignoring an invalid plan", "epoch", plan.Epoch, "err", err)
-			continue
-		}
-		st, _, ok := plan.StageOf(cfg.ID)
-		held, _, holding := cfg.Stage.Held()
-		want := engine.LayerRange{Start: st.Start, End: st.End}
-		switch {
-		case !ok:
-			if holding {
-				log.Info("not in the plan: releasing layers", "epoch", plan.Epoch, "layers", held)
-				cfg.Stage.Unload()
-			}
-			want = engine.LayerRange{}
-		case holding && held == want:
-			cfg.Stage.SetEpoch(plan.Epoch)
-			log.Info("plan keeps this worker's layers", "epoch", plan.Epoch, "layers", want)
-		default:
-			// The layers held keep serving the current route while the new
-			// ones are fetched and loaded.
-			start := time.Now()
-			m, err := layers.load(ctx, plan.Model, want, cfg.Threads)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				log.Error("cannot load the planned layers: retrying", "epoch", plan.Epoch, "layers", want, "err", err)
-				retry = time.After(5 * time.Second)
-				continue
-			}
-			cfg.Stage.Install(m, plan.Epoch)
-			// KV caches get what the layers leave of the memory offered,
-			// less a fixed reserve for the runtime and buffers.
-			cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20))
-			log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
-			layers.loaded(want)
-		}
-		if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
-			r.ReadyEpoch = plan.Epoch
-			r.Layers = [2]int{want.Start, want.End}
-		}); err != nil {
-			log.Warn("could not publish readiness yet", "epoch", plan.Epoch, "err", err)
-		}
+		// A load stopped the staged fetch (never two at once): take it up
+		// again if the staged plan still wants it.
+		followStaged()
 	}
+}
+
+// followPlan makes the worker hold its layers of plan, and says so in its
+// record; an error means the load failed and should be retried.
+func followPlan(ctx context.Context, cfg WorkerConfig, layers layerProvider, mem *registry.Membership, pre *prefetching,
+	plan shard.Plan, modelID string, numLayers int) error {
+	log := cfg.Logger
+	if plan.Model != modelID {
+		log.Warn("ignoring a plan for another model", "plan_model", plan.Model, "model", modelID, "epoch", plan.Epoch)
+		return nil
+	}
+	if plan.NumLayers != numLayers {
+		log.Warn("ignoring a plan with another layer count", "plan_layers", plan.NumLayers, "epoch", plan.Epoch)
+		return nil
+	}
+	if err := plan.Validate(); err != nil {
+		// Not a plan a leader publishes (they are validated): keep the
+		// layers held until the leader restores its plan.
+		log.Warn("ignoring an invalid plan", "epoch", plan.Epoch, "err", err)
+		return nil
+	}
+	st, _, ok := plan.StageOf(cfg.ID)
+	held, _, holding := cfg.Stage.Held()
+	want := engine.LayerRange{Start: st.Start, End: st.End}
+	switch {
+	case !ok:
+		if holding {
+			log.Info("not in the plan: releasing layers", "epoch", plan.Epoch, "layers", held)
+			cfg.Stage.Unload()
+		}
+		want = engine.LayerRange{}
+	case holding && held == want:
+		cfg.Stage.SetEpoch(plan.Epoch)
+		log.Info("plan keeps this worker's layers", "epoch", plan.Epoch, "layers", want)
+	default:
+		// The layers held keep serving the current route while the new
+		// ones are fetched and loaded. Loads fetch too: never two
+		// fetches at once.
+		pre.stop()
+		start := time.Now()
+		m, err := layers.load(ctx, plan.Model, want, cfg.Threads)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("cannot load the planned layers: retrying", "epoch", plan.Epoch, "layers", want, "err", err)
+			}
+			return err
+		}
+		cfg.Stage.Install(m, plan.Epoch)
+		// KV caches get what the layers leave of the memory offered,
+		// less a fixed reserve for the runtime and buffers.
+		cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20))
+		log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
+		layers.loaded(want)
+	}
+	if err := mem.Update(ctx, func(r *registry.WorkerRecord) {
+		r.ReadyEpoch = plan.Epoch
+		r.Layers = [2]int{want.Start, want.End}
+	}); err != nil {
+		log.Warn("could not publish readiness yet", "epoch", plan.Epoch, "err", err)
+	}
+	return nil
 }
 
 // hostName names the machine, so the coordinator can tell stages that share

@@ -57,9 +57,14 @@ func models(t *testing.T) map[string]string {
 // serve runs a Weights server over bufconn.
 func serve(t *testing.T, b Blobs, m Manifests) (phalanxpb.WeightsClient, *int) {
 	t.Helper()
+	return serveWith(t, NewServer(b, m))
+}
+
+// serveWith runs ws over bufconn.
+func serveWith(t *testing.T, ws *Server) (phalanxpb.WeightsClient, *int) {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	ws := NewServer(b, m)
 	sent := new(int)
 	ws.OnSent(func(n int) { *sent += n })
 	phalanxpb.RegisterWeightsServer(srv, ws)
@@ -288,21 +293,10 @@ func (b bytesBlobs) Blob(Digest) ([]byte, func(), error) { return b, func() {}, 
 // together, and a client that gives up ends its stream's wait.
 func TestServerRateLimit(t *testing.T) {
 	blob := make(bytesBlobs, 3*ChunkBytes/2)
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
 	ws := NewServer(blob, nil)
 	const rate = 4 << 20 // bytes per second
 	ws.LimitRate(rate)
-	phalanxpb.RegisterWeightsServer(srv, ws)
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return lis.DialContext(ctx)
-	}), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { conn.Close(); srv.Stop() }()
-	c := phalanxpb.NewWeightsClient(conn)
+	c, _ := serveWith(t, ws)
 	read := func(ctx context.Context) (int, error) {
 		stream, err := c.Read(ctx, &phalanxpb.ReadRequest{Sha256: make([]byte, 32)})
 		if err != nil {

@@ -181,6 +181,8 @@ func TestKQuantMatMulBitIdentity(t *testing.T) {
 				if err := m.Check(); err != nil {
 					t.Fatal(err)
 				}
+				m = m.Repacked() // groups of eight rows packed where the set reads them so
+				defer m.Free()
 				x := randActs(r, tokens*cols, 1)
 				bias := randActs(r, rows, 1)
 				y := make([]float32, tokens*rows)

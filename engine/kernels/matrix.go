@@ -391,7 +391,7 @@ func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk
 		q = k.kquant(m.DType)
 		xrb, xq = cols/QKK*q8KBytes, act.q8K(p, x, cols, tokens)
 	}
-	if m.x8 != nil && k.x8 {
+	if m.x8 != nil && (k.x8 && m.DType.BlockSize() == QK || k.kx8 && m.DType.BlockSize() == QKK) {
 		return m.planX8(p, q, y, xq, bias, tokens, act)
 	}
 	dot, tile := q.dot, q.tile

@@ -28,3 +28,19 @@ func dotQ5KAVX2Asm(w, x []byte, nb int) float32
 
 //go:noescape
 func dotQ6KAVX2Asm(w, x []byte, nb int) float32
+
+// The AVX2 kernels for K-quant matrices packed by eight rows (kx8_amd64.s).
+
+func q4Kx8GemvAVX2(out *[8]float32, w, x []byte, blocks int) { q4Kx8GemvAVX2Asm(out, w, x, blocks) }
+
+//go:noescape
+func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+
+func q5Kx8GemvAVX2(out *[8]float32, w, x []byte, blocks int) { q5Kx8GemvAVX2Asm(out, w, x, blocks) }
+func q6Kx8GemvAVX2(out *[8]float32, w, x []byte, blocks int) { q6Kx8GemvAVX2Asm(out, w, x, blocks) }
+
+//go:noescape
+func q5Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+
+//go:noescape
+func q6Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)

@@ -251,21 +251,67 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 	rows, cols := 10240, 2560
 	for _, k := range kernelSets() {
 		for _, dt := range []DType{Q4_0, Q4_K, Q5_K, Q6_K} {
-			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
-				useKernels(b, k)
-				var m Matrix
-				if dt == Q4_0 {
-					m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
-				} else {
-					m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+			for _, packed := range []bool{false, true} {
+				if packed && (dt == Q4_0 || !k.kx8) {
+					continue
 				}
-				x, y := randVec(r, cols), make([]float32, rows)
-				p := NewPool(2)
-				defer p.Close()
+				name := fmt.Sprintf("%s/%v", k.name, dt)
+				if packed {
+					name += "/x8"
+				}
+				b.Run(name, func(b *testing.B) {
+					useKernels(b, k)
+					var m Matrix
+					if dt == Q4_0 {
+						m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
+					} else {
+						m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+						if packed {
+							m = m.Repacked()
+							defer m.Free()
+						}
+					}
+					x, y := randVec(r, cols), make([]float32, rows)
+					p := NewPool(2)
+					defer p.Close()
+					for b.Loop() {
+						MatVec(p, y, m, x, nil)
+					}
+					b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkKX8Gemv is one group of eight rows of 2,560 columns from L1, one
+// core: each set's K x8 gemv, against eight of its plain dots ("dots"), in
+// weight bytes per second.
+func BenchmarkKX8Gemv(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const nb = 10
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kDotTypes {
+			w := randKRow(r, dt, x8Rows*nb, 0)
+			packed := make([]byte, len(w))
+			packKx8(dt, packed, w, x8Rows, nb*QKK)
+			x := q8K(randActs(r, nb*QKK, 1))
+			q := k.kquant(dt)
+			rb := nb * dt.BlockBytes()
+			b.Run(fmt.Sprintf("%s/%v/dots", k.name, dt), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
 				for b.Loop() {
-					MatVec(p, y, m, x, nil)
+					for i := 0; i < x8Rows; i++ {
+						q.dot(w[i*rb:(i+1)*rb], x)
+					}
 				}
-				b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+			b.Run(fmt.Sprintf("%s/%v/x8", k.name, dt), func(b *testing.B) {
+				var out [8]float32
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					q.x8Gemv(&out, packed, x, nb)
+				}
 			})
 		}
 	}

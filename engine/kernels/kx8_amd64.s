@@ -1,0 +1,542 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The AVX2 kernels for K-quant matrices packed by eight rows (kx8.go): one
+// 32-bit lane per row. Per super-block, every row's integer sums are exact
+// and the float step is kdot.go's, on eight lanes at once, so each row gets
+// the plain dot's bits.
+//
+// The quants of four values of each row (one dword of the packed layout)
+// are multiplied by the same four activation quants, broadcast, with
+// VPMADDUBSW; the 16-bit products of one sub-block are added in their lanes
+// (Q4_K: eight vectors, at most 8·2·15·127 = 30,480), then multiplied by
+// the lanes' scales with VPMADDWD.
+
+DATA kx8m3f<>+0(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+8(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+16(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+24(SB)/8, $0x3f3f3f3f3f3f3f3f
+GLOBL kx8m3f<>(SB), RODATA|NOPTR, $32
+
+DATA kx8m30<>+0(SB)/8, $0x3030303030303030
+DATA kx8m30<>+8(SB)/8, $0x3030303030303030
+DATA kx8m30<>+16(SB)/8, $0x3030303030303030
+DATA kx8m30<>+24(SB)/8, $0x3030303030303030
+GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
+
+// KX8SCALES unpacks the eight rows' 6-bit scales and mins at 32(SI) (byte i
+// of row r at 32+8i+r) and stores each sub-block's, every byte doubled, for
+// VPMOVZXBW to make (s, s) word pairs: scales j = 0…7 at 0(SP) + 32(j%2) +
+// 16((j%4)/2) + 64(j/4), mins at 128 more. Y15 holds 0x0f bytes.
+#define KX8SCALES \
+	VMOVDQU    32(SI), Y0; \
+	VMOVDQU    64(SI), Y1; \
+	VMOVDQU    96(SI), Y2; \
+	VPAND      kx8m3f<>(SB), Y0, Y3; \
+	VPAND      Y15, Y2, Y4; \
+	VPSRLW     $2, Y0, Y5; \
+	VPAND      kx8m30<>(SB), Y5, Y5; \
+	VPOR       Y5, Y4, Y4; \
+	VPAND      kx8m3f<>(SB), Y1, Y5; \
+	VPSRLW     $4, Y2, Y6; \
+	VPAND      Y15, Y6, Y6; \
+	VPSRLW     $2, Y1, Y7; \
+	VPAND      kx8m30<>(SB), Y7, Y7; \
+	VPOR       Y7, Y6, Y6; \
+	VPUNPCKLBW Y3, Y3, Y7; \
+	VMOVDQU    Y7, 0(SP); \
+	VPUNPCKHBW Y3, Y3, Y7; \
+	VMOVDQU    Y7, 32(SP); \
+	VPUNPCKLBW Y4, Y4, Y7; \
+	VMOVDQU    Y7, 64(SP); \
+	VPUNPCKHBW Y4, Y4, Y7; \
+	VMOVDQU    Y7, 96(SP); \
+	VPUNPCKLBW Y5, Y5, Y7; \
+	VMOVDQU    Y7, 128(SP); \
+	VPUNPCKHBW Y5, Y5, Y7; \
+	VMOVDQU    Y7, 160(SP); \
+	VPUNPCKLBW Y6, Y6, Y7; \
+	VMOVDQU    Y7, 192(SP); \
+	VPUNPCKHBW Y6, Y6, Y7; \
+	VMOVDQU    Y7, 224(SP)
+
+// KX8MIN adds sub-block j's min times its two block sums (at bs(DI)) to
+// Y11, per lane; KX8MIN0 starts Y11.
+#define KX8MIN0(m, bs) \
+	VPMOVZXBW    m(SP), Y7; \
+	VPBROADCASTD bs(DI), Y8; \
+	VPMADDWD     Y8, Y7, Y11
+
+#define KX8MIN(m, bs) \
+	VPMOVZXBW    m(SP), Y7; \
+	VPBROADCASTD bs(DI), Y8; \
+	VPMADDWD     Y8, Y7, Y7; \
+	VPADDD       Y7, Y11, Y11
+
+// Q4KCHUNK multiplies 32 bytes of packed quants at q(SI) (four values of
+// sub-blocks 2c and 2c+1 per row, low and high nibbles) by the activation
+// quants at xl(DI) and xh(DI), adding the 16-bit products to Y8 and Y9;
+// Q4KCHUNK0 starts them.
+#define Q4KCHUNK0(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPMADDUBSW   Y3, Y1, Y9
+
+#define Q4KCHUNK(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y0; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y0, Y8, Y8; \
+	VPADDW       Y1, Y9, Y9
+
+// KX8SCALE multiplies the sub-block sums in Y8 and Y9 by their scales
+// (doubled bytes at sl(SP) and sh(SP)) and adds them to Y10; KX8SCALE0
+// starts Y10.
+#define KX8SCALE0(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPADDD    Y8, Y9, Y10
+
+#define KX8SCALE(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPADDD    Y8, Y10, Y10; \
+	VPADDD    Y9, Y10, Y10
+
+// KX8STEP4 ends a Q4_K/Q5_K super-block on eight lanes as kStep4: Y10
+// holds Σ sc·q·x, Y11 Σ m·bsum; the rows' d and dmin are at 0(SI) and
+// 16(SI); Y12 += d·float(Σ sc·q·x) − dm·float(Σ m·bsum).
+#define KX8STEP4 \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTDQ2PS    Y11, Y11; \
+	VCVTPH2PS    0(SI), Y0; \
+	VCVTPH2PS    16(SI), Y1; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y0; \
+	VMULPS       Y2, Y1, Y1; \
+	VMULPS       Y10, Y0, Y0; \
+	VMULPS       Y11, Y1, Y1; \
+	VSUBPS       Y1, Y0, Y0; \
+	VADDPS       Y0, Y12, Y12
+
+// func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q4Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+
+loop:
+	KX8SCALES
+	KX8MIN0(128, 260)
+	KX8MIN(160, 264)
+	KX8MIN(144, 268)
+	KX8MIN(176, 272)
+	KX8MIN(192, 276)
+	KX8MIN(224, 280)
+	KX8MIN(208, 284)
+	KX8MIN(240, 288)
+	Q4KCHUNK0(128, 4, 36)
+	Q4KCHUNK(160, 8, 40)
+	Q4KCHUNK(192, 12, 44)
+	Q4KCHUNK(224, 16, 48)
+	Q4KCHUNK(256, 20, 52)
+	Q4KCHUNK(288, 24, 56)
+	Q4KCHUNK(320, 28, 60)
+	Q4KCHUNK(352, 32, 64)
+	KX8SCALE0(0, 32)
+	Q4KCHUNK0(384, 68, 100)
+	Q4KCHUNK(416, 72, 104)
+	Q4KCHUNK(448, 76, 108)
+	Q4KCHUNK(480, 80, 112)
+	Q4KCHUNK(512, 84, 116)
+	Q4KCHUNK(544, 88, 120)
+	Q4KCHUNK(576, 92, 124)
+	Q4KCHUNK(608, 96, 128)
+	KX8SCALE(16, 48)
+	Q4KCHUNK0(640, 132, 164)
+	Q4KCHUNK(672, 136, 168)
+	Q4KCHUNK(704, 140, 172)
+	Q4KCHUNK(736, 144, 176)
+	Q4KCHUNK(768, 148, 180)
+	Q4KCHUNK(800, 152, 184)
+	Q4KCHUNK(832, 156, 188)
+	Q4KCHUNK(864, 160, 192)
+	KX8SCALE(64, 96)
+	Q4KCHUNK0(896, 196, 228)
+	Q4KCHUNK(928, 200, 232)
+	Q4KCHUNK(960, 204, 236)
+	Q4KCHUNK(992, 208, 240)
+	Q4KCHUNK(1024, 212, 244)
+	Q4KCHUNK(1056, 216, 248)
+	Q4KCHUNK(1088, 220, 252)
+	Q4KCHUNK(1120, 224, 256)
+	KX8SCALE(80, 112)
+	KX8STEP4
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// Q5KCHUNK is Q4KCHUNK for Q5_K: the fifth bits of the four values per row
+// are bits 2c (low nibbles) and 2c+1 (high) of the packed qh bytes at
+// h(SI), moved to bit 4 by ol $nl and oh $nh (Y14 holds 0x10 bytes). Four
+// vectors of products fit 16 bits (4·2·31·127 = 31,496).
+#define Q5KCHUNK0(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y0, Y0; \
+	oh           $nh, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPMADDUBSW   Y3, Y1, Y9
+
+#define Q5KCHUNK(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y0, Y0; \
+	oh           $nh, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y0; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y0, Y8, Y8; \
+	VPADDW       Y1, Y9, Y9
+
+// kx8zip6<> interleaves the bytes of two 8-byte halves (the eight rows'
+// scales of Q6_K sub-blocks g and g+1).
+DATA kx8zip6<>+0(SB)/8, $0x0b030a0209010800
+DATA kx8zip6<>+8(SB)/8, $0x0f070e060d050c04
+GLOBL kx8zip6<>(SB), RODATA|NOPTR, $16
+
+// Q6KSCALES stores the eight rows' int8 scales of each Q6_K sub-block g
+// (at 16+8g(SI)), every byte doubled, for VPMOVSXBW: at 0(SP) + 64(g/4) +
+// 32(g%2) + 16((g%4)/2).
+#define Q6KSCALES \
+	VMOVDQU    16(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 0(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 32(SP); \
+	VMOVDQU    48(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 64(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 96(SP); \
+	VMOVDQU    80(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 128(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 160(SP); \
+	VMOVDQU    112(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 192(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 224(SP)
+
+// Q6KCORR adds Σ sc·bsum of sub-blocks g and g+1 (scales at s(SI), block
+// sums at bs(DI)) to Y11, per lane; Q6KCORR0 starts Y11.
+#define Q6KCORR0(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y11
+
+#define Q6KCORR(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y0; \
+	VPADDD       Y0, Y11, Y11
+
+// Q6KCHUNK makes the 6-bit quants of values 32j + 4k … 32j + 4k + 3 of a
+// half, j = 0…3, for the eight rows from the packed ql at l0(SI) and l1(SI)
+// and qh at h(SI) (Y14 holds 0x30 bytes), multiplies them by the
+// activation quants at x0 … x3(DI) and adds the products to Y4 … Y7 (two
+// vectors fit 16 bits: 2·2·63·127 = 32,004); Q6KCHUNK0 starts them.
+#define Q6KCHUNK0(l0, l1, h, x0, x1, x2, x3) \
+	VMOVDQU      l0(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $4, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x0(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPAND        Y14, Y2, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x2(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y6; \
+	VMOVDQU      l1(SI), Y0; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x1(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y5; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPSRLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x3(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y7
+
+#define Q6KCHUNK(l0, l1, h, x0, x1, x2, x3) \
+	VMOVDQU      l0(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $4, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x0(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y4, Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPAND        Y14, Y2, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x2(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y6, Y6; \
+	VMOVDQU      l1(SI), Y0; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x1(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y5, Y5; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPSRLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x3(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y7, Y7
+
+// Q6KSCALE multiplies the sums in Y4 … Y7 by their sub-blocks' scales
+// (doubled bytes at s0 … s3(SP)) and adds them to Y10; Q6KSCALE0 starts
+// Y10.
+#define Q6KSCALE0(s0, s1, s2, s3) \
+	VPMOVSXBW s0(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y10; \
+	VPMOVSXBW s1(SP), Y1; \
+	VPMADDWD  Y1, Y5, Y5; \
+	VPADDD    Y5, Y10, Y10; \
+	VPMOVSXBW s2(SP), Y0; \
+	VPMADDWD  Y0, Y6, Y6; \
+	VPADDD    Y6, Y10, Y10; \
+	VPMOVSXBW s3(SP), Y1; \
+	VPMADDWD  Y1, Y7, Y7; \
+	VPADDD    Y7, Y10, Y10
+
+#define Q6KSCALE(s0, s1, s2, s3) \
+	VPMOVSXBW s0(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y4; \
+	VPADDD    Y4, Y10, Y10; \
+	VPMOVSXBW s1(SP), Y1; \
+	VPMADDWD  Y1, Y5, Y5; \
+	VPADDD    Y5, Y10, Y10; \
+	VPMOVSXBW s2(SP), Y0; \
+	VPMADDWD  Y0, Y6, Y6; \
+	VPADDD    Y6, Y10, Y10; \
+	VPMOVSXBW s3(SP), Y1; \
+	VPMADDWD  Y1, Y7, Y7; \
+	VPADDD    Y7, Y10, Y10
+
+// Q6KSTEP ends a Q6_K super-block on eight lanes as kStep6: Y10 holds
+// Σ sc·q·x (q unsigned), Y11 Σ sc·bsum; the rows' d are at 0(SI).
+#define Q6KSTEP \
+	VPSLLD       $5, Y11, Y11; \
+	VPSUBD       Y11, Y10, Y10; \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTPH2PS    0(SI), Y0; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y0; \
+	VMULPS       Y10, Y0, Y0; \
+	VADDPS       Y0, Y12, Y12
+
+// func q5Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q5Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x10101010, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	KX8SCALES
+	KX8MIN0(128, 260)
+	KX8MIN(160, 264)
+	KX8MIN(144, 268)
+	KX8MIN(176, 272)
+	KX8MIN(192, 276)
+	KX8MIN(224, 280)
+	KX8MIN(208, 284)
+	KX8MIN(240, 288)
+	Q5KCHUNK0(384, 128, 4, 36, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(416, 160, 8, 40, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(448, 192, 12, 44, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(480, 224, 16, 48, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE0(0, 32)
+	Q5KCHUNK0(512, 256, 20, 52, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(544, 288, 24, 56, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(576, 320, 28, 60, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(608, 352, 32, 64, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE(0, 32)
+	Q5KCHUNK0(640, 128, 68, 100, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(672, 160, 72, 104, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(704, 192, 76, 108, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(736, 224, 80, 112, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE(16, 48)
+	Q5KCHUNK0(768, 256, 84, 116, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(800, 288, 88, 120, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(832, 320, 92, 124, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(864, 352, 96, 128, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE(16, 48)
+	Q5KCHUNK0(896, 128, 132, 164, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(928, 160, 136, 168, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(960, 192, 140, 172, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(992, 224, 144, 176, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE(64, 96)
+	Q5KCHUNK0(1024, 256, 148, 180, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1056, 288, 152, 184, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1088, 320, 156, 188, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1120, 352, 160, 192, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE(64, 96)
+	Q5KCHUNK0(1152, 128, 196, 228, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1184, 160, 200, 232, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1216, 192, 204, 236, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1248, 224, 208, 240, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE(80, 112)
+	Q5KCHUNK0(1280, 256, 212, 244, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1312, 288, 216, 248, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1344, 320, 220, 252, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1376, 352, 224, 256, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE(80, 112)
+	KX8STEP4
+	ADDQ $1408, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// func q6Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q6Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x30303030, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	Q6KSCALES
+	Q6KCORR0(16, 260)
+	Q6KCORR(32, 264)
+	Q6KCORR(48, 268)
+	Q6KCORR(64, 272)
+	Q6KCORR(80, 276)
+	Q6KCORR(96, 280)
+	Q6KCORR(112, 284)
+	Q6KCORR(128, 288)
+	Q6KCHUNK0(144, 400, 1168, 4, 36, 68, 100)
+	Q6KCHUNK(176, 432, 1200, 8, 40, 72, 104)
+	Q6KSCALE0(0, 16, 64, 80)
+	Q6KCHUNK0(208, 464, 1232, 12, 44, 76, 108)
+	Q6KCHUNK(240, 496, 1264, 16, 48, 80, 112)
+	Q6KSCALE(0, 16, 64, 80)
+	Q6KCHUNK0(272, 528, 1296, 20, 52, 84, 116)
+	Q6KCHUNK(304, 560, 1328, 24, 56, 88, 120)
+	Q6KSCALE(32, 48, 96, 112)
+	Q6KCHUNK0(336, 592, 1360, 28, 60, 92, 124)
+	Q6KCHUNK(368, 624, 1392, 32, 64, 96, 128)
+	Q6KSCALE(32, 48, 96, 112)
+	Q6KCHUNK0(656, 912, 1424, 132, 164, 196, 228)
+	Q6KCHUNK(688, 944, 1456, 136, 168, 200, 232)
+	Q6KSCALE(128, 144, 192, 208)
+	Q6KCHUNK0(720, 976, 1488, 140, 172, 204, 236)
+	Q6KCHUNK(752, 1008, 1520, 144, 176, 208, 240)
+	Q6KSCALE(128, 144, 192, 208)
+	Q6KCHUNK0(784, 1040, 1552, 148, 180, 212, 244)
+	Q6KCHUNK(816, 1072, 1584, 152, 184, 216, 248)
+	Q6KSCALE(160, 176, 224, 240)
+	Q6KCHUNK0(848, 1104, 1616, 156, 188, 220, 252)
+	Q6KCHUNK(880, 1136, 1648, 160, 192, 224, 256)
+	Q6KSCALE(160, 176, 224, 240)
+	Q6KSTEP
+	ADDQ $1680, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET

@@ -28,7 +28,7 @@ func avx2Set() kernelSet {
 	k.tileRows, k.tileTokens, k.tileParts = 4, 2, dotF32Tile4x2PartsAVX2
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
-	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileFromGemv(k.q4_K.x8Gemv))
+	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
 	k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX2)
 	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileFromGemv(k.q5_K.x8Gemv))
 	k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX2)

@@ -44,3 +44,15 @@ func q5Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
 
 //go:noescape
 func q6Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+
+// kx8TileX2 is a tile of two calls of a two-token kernel (tokens 0, 1 and
+// 2, 3), which unpacks the group's weights once per pair of tokens.
+func kx8TileX2(k func(out *[16]float32, w, x []byte, nb, xstride int)) func(out *[32]float32, w, x []byte, blocks, xstride int) {
+	return func(out *[32]float32, w, x []byte, blocks, xstride int) {
+		k((*[16]float32)(out[:16]), w, x, blocks, xstride)
+		k((*[16]float32)(out[16:]), w, x[2*xstride:], blocks, xstride)
+	}
+}
+
+//go:noescape
+func q4Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)

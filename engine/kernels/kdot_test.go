@@ -376,22 +376,27 @@ func TestKQuantTiles(t *testing.T) {
 }
 
 // BenchmarkKQuantPrefill is a 64-token product of 2,560² K-quant weights,
-// each set with its tiles and (for comparison) without them.
+// each set with its tiles and (for comparison) without them, and packed by
+// eight rows where the set reads that layout.
 func BenchmarkKQuantPrefill(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rows, cols, tokens := 2560, 2560, 64
 	for _, k := range kernelSets()[1:] {
 		for _, dt := range kDotTypes {
-			for _, tiles := range []bool{true, false} {
-				if !tiles && k.kquant(dt).tile == nil {
+			for _, mode := range []string{"tiles=true", "tiles=false", "x8"} {
+				if mode == "tiles=false" && k.kquant(dt).tile == nil || mode == "x8" && !k.kx8 {
 					continue
 				}
-				b.Run(fmt.Sprintf("%s/%v/tiles=%v", k.name, dt, tiles), func(b *testing.B) {
-					if !tiles {
+				b.Run(fmt.Sprintf("%s/%v/%s", k.name, dt, mode), func(b *testing.B) {
+					if mode == "tiles=false" {
 						k.kquant(dt).tile = nil
 					}
 					useKernels(b, k)
 					m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+					if mode == "x8" {
+						m = m.Repacked()
+						defer m.Free()
+					}
 					x, y := randActs(r, tokens*cols, 1), make([]float32, tokens*rows)
 					p := NewPool(2)
 					defer p.Close()

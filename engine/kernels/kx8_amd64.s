@@ -540,3 +540,179 @@ done:
 	VMOVUPS Y12, (AX)
 	VZEROUPPER
 	RET
+
+// The two-token kernels run the same sequence as the gemv for each token,
+// sharing the weights' unpacking: token 0's activations at (DI), token 1's
+// at (R8).
+
+// KX8MIN2 is KX8MIN for two tokens: Y11 and Y7.
+#define KX8MIN20(m, bs) \
+	VPMOVZXBW    m(SP), Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y7
+
+#define KX8MIN2(m, bs) \
+	VPMOVZXBW    m(SP), Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y1; \
+	VPADDD       Y1, Y11, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y2; \
+	VPADDD       Y2, Y7, Y7
+
+// Q4KCHUNK2 is Q4KCHUNK for two tokens: Y8, Y9 and Y4, Y5.
+#define Q4KCHUNK20(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y5
+
+#define Q4KCHUNK2(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y8, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y9, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y4, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y5, Y5
+
+// KX8SCALE2 is KX8SCALE for two tokens: Y10 and Y6.
+#define KX8SCALE20(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMADDWD  Y2, Y4, Y4; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPMADDWD  Y3, Y5, Y5; \
+	VPADDD    Y8, Y9, Y10; \
+	VPADDD    Y4, Y5, Y6
+
+#define KX8SCALE2(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMADDWD  Y2, Y4, Y4; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPMADDWD  Y3, Y5, Y5; \
+	VPADDD    Y8, Y10, Y10; \
+	VPADDD    Y9, Y10, Y10; \
+	VPADDD    Y4, Y6, Y6; \
+	VPADDD    Y5, Y6, Y6
+
+// KX8STEP4X2 is KX8STEP4 for two tokens: sums in Y10, Y11 and Y6, Y7,
+// accumulators Y12 and Y13.
+#define KX8STEP4X2 \
+	VCVTPH2PS    0(SI), Y0; \
+	VCVTPH2PS    16(SI), Y1; \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTDQ2PS    Y11, Y11; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y3; \
+	VMULPS       Y2, Y1, Y2; \
+	VMULPS       Y10, Y3, Y3; \
+	VMULPS       Y11, Y2, Y2; \
+	VSUBPS       Y2, Y3, Y3; \
+	VADDPS       Y3, Y12, Y12; \
+	VCVTDQ2PS    Y6, Y6; \
+	VCVTDQ2PS    Y7, Y7; \
+	VBROADCASTSS 0(R8), Y2; \
+	VMULPS       Y2, Y0, Y3; \
+	VMULPS       Y2, Y1, Y2; \
+	VMULPS       Y6, Y3, Y3; \
+	VMULPS       Y7, Y2, Y2; \
+	VSUBPS       Y2, Y3, Y3; \
+	VADDPS       Y3, Y13, Y13
+
+// func q4Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+TEXT ·q4Kx8x2AVX2Asm(SB), NOSPLIT, $256-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	ADDQ   DI, R8
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+
+loop:
+	KX8SCALES
+	KX8MIN20(128, 260)
+	KX8MIN2(160, 264)
+	KX8MIN2(144, 268)
+	KX8MIN2(176, 272)
+	KX8MIN2(192, 276)
+	KX8MIN2(224, 280)
+	KX8MIN2(208, 284)
+	KX8MIN2(240, 288)
+	Q4KCHUNK20(128, 4, 36)
+	Q4KCHUNK2(160, 8, 40)
+	Q4KCHUNK2(192, 12, 44)
+	Q4KCHUNK2(224, 16, 48)
+	Q4KCHUNK2(256, 20, 52)
+	Q4KCHUNK2(288, 24, 56)
+	Q4KCHUNK2(320, 28, 60)
+	Q4KCHUNK2(352, 32, 64)
+	KX8SCALE20(0, 32)
+	Q4KCHUNK20(384, 68, 100)
+	Q4KCHUNK2(416, 72, 104)
+	Q4KCHUNK2(448, 76, 108)
+	Q4KCHUNK2(480, 80, 112)
+	Q4KCHUNK2(512, 84, 116)
+	Q4KCHUNK2(544, 88, 120)
+	Q4KCHUNK2(576, 92, 124)
+	Q4KCHUNK2(608, 96, 128)
+	KX8SCALE2(16, 48)
+	Q4KCHUNK20(640, 132, 164)
+	Q4KCHUNK2(672, 136, 168)
+	Q4KCHUNK2(704, 140, 172)
+	Q4KCHUNK2(736, 144, 176)
+	Q4KCHUNK2(768, 148, 180)
+	Q4KCHUNK2(800, 152, 184)
+	Q4KCHUNK2(832, 156, 188)
+	Q4KCHUNK2(864, 160, 192)
+	KX8SCALE2(64, 96)
+	Q4KCHUNK20(896, 196, 228)
+	Q4KCHUNK2(928, 200, 232)
+	Q4KCHUNK2(960, 204, 236)
+	Q4KCHUNK2(992, 208, 240)
+	Q4KCHUNK2(1024, 212, 244)
+	Q4KCHUNK2(1056, 216, 248)
+	Q4KCHUNK2(1088, 220, 252)
+	Q4KCHUNK2(1120, 224, 256)
+	KX8SCALE2(80, 112)
+	KX8STEP4X2
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	ADDQ $292, R8
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VZEROUPPER
+	RET

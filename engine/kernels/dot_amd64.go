@@ -30,9 +30,9 @@ func avx2Set() kernelSet {
 	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
 	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
 	k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX2)
-	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileFromGemv(k.q5_K.x8Gemv))
+	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileX2(q5Kx8x2AVX2Asm))
 	k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX2)
-	k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileFromGemv(k.q6_K.x8Gemv))
+	k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileX2(q6Kx8x2AVX2Asm))
 	k.kx8 = true
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.axpy = axpyAVX2

@@ -56,3 +56,9 @@ func kx8TileX2(k func(out *[16]float32, w, x []byte, nb, xstride int)) func(out 
 
 //go:noescape
 func q4Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func q5Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func q6Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)

@@ -1,5 +1,7 @@
 package kernels
 
+import "encoding/binary"
+
 // K-quant weights interleaved eight rows at a time ("K x8"), for sets whose
 // products read them (kernelSet.kx8: avx2).
 //
@@ -79,8 +81,18 @@ func packKx8(dt DType, out, data []byte, rows, cols int) {
 			for r := 0; r < x8Rows; r++ {
 				src := data[(g*x8Rows+r)*rb+b*bb:][:bb]
 				for _, f := range fields {
-					for i := 0; i < f.n; i++ {
-						dst[kx8Place(f, r, i)] = src[f.src+i]
+					switch {
+					case f.n == 2:
+						dst[f.dst+2*r], dst[f.dst+2*r+1] = src[f.src], src[f.src+1]
+					case f.transposed:
+						for i, v := range src[f.src : f.src+f.n] {
+							dst[f.dst+8*i+r] = v
+						}
+					default: // 4-byte units, 32 bytes apart
+						o := dst[f.dst+kx8SIMD*r:]
+						for i := 0; i < f.n; i += kx8SIMD {
+							binary.LittleEndian.PutUint32(o[8*i:], binary.LittleEndian.Uint32(src[f.src+i:]))
+						}
 					}
 				}
 			}

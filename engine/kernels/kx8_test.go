@@ -141,3 +141,15 @@ func FuzzKX8(f *testing.F) {
 		kx8Check(t, dt, w, [][]byte{xq, xq, xq, xq}, nb, fmt.Sprintf("%d super-blocks", nb))
 	})
 }
+
+// BenchmarkKX8Pack is the load-time cost of packing: a 10,240×2,560 Q4_K
+// matrix.
+func BenchmarkKX8Pack(b *testing.B) {
+	rows, cols := 10240, 2560
+	data := randKRow(rand.New(rand.NewPCG(1, 1)), Q4_K, rows*cols/QKK, 0)
+	out := make([]byte, len(data))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		packKx8(Q4_K, out, data, rows, cols)
+	}
+}

@@ -72,6 +72,9 @@ type kernelSet struct {
 	// quantQ8_0 quantizes the activations of quantized products: the same
 	// bytes as QuantizeQ8_0 for finite input.
 	quantQ8_0 func(dst []byte, x []float32)
+	// quantQ8K quantizes the activations of K-quant products: the same
+	// bytes as quantizeQ8K for finite input.
+	quantQ8K func(dst []byte, x []float32)
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)
 }
@@ -128,6 +131,7 @@ var genericKernels = kernelSet{
 	q6_K:      kquantGeneric(Q6_K, dotQ6KGeneric),
 	axpy:      axpyGeneric,
 	quantQ8_0: QuantizeQ8_0,
+	quantQ8K:  quantizeQ8K,
 	gelu:      geluNewGeneric,
 }
 

@@ -37,6 +37,7 @@ func avx2Set() kernelSet {
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.axpy = axpyAVX2
 	k.quantQ8_0 = quantizeQ8_0AVX2
+	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
 	return k
 }

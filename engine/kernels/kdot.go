@@ -97,7 +97,7 @@ func quantizeQ8K(dst []byte, x []float32) {
 
 // q8K is the Q8_K form of the activations (tokens rows of cols values),
 // made on first use.
-func (a *activations) q8K(p *Pool, x []float32, cols, tokens int) []byte {
+func (a *activations) q8K(p *Pool, k *kernelSet, x []float32, cols, tokens int) []byte {
 	if a.xk == nil {
 		blocks := cols / QKK
 		xrb := blocks * q8KBytes
@@ -112,7 +112,7 @@ func (a *activations) q8K(p *Pool, x []float32, cols, tokens int) []byte {
 		p.Run(tokens*parts, func(_, c int) {
 			t, i := c/parts, c%parts
 			lo, hi := blocks*i/parts, blocks*(i+1)/parts
-			quantizeQ8K(a.xk[t*xrb+lo*q8KBytes:t*xrb+hi*q8KBytes], x[t*cols+lo*QKK:t*cols+hi*QKK])
+			k.quantQ8K(a.xk[t*xrb+lo*q8KBytes:t*xrb+hi*q8KBytes], x[t*cols+lo*QKK:t*cols+hi*QKK])
 		})
 	}
 	return a.xk

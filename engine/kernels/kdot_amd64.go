@@ -62,3 +62,15 @@ func q5Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
 
 //go:noescape
 func q6Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+
+// quantizeQ8KAVX2 is quantizeQ8K (the same bytes for finite x).
+func quantizeQ8KAVX2(dst []byte, x []float32) {
+	nb := len(x) / QKK
+	if len(dst) < nb*q8KBytes {
+		panic("kernels: quantizeQ8KAVX2: short destination")
+	}
+	quantizeQ8KAVX2Asm(dst, x, nb)
+}
+
+//go:noescape
+func quantizeQ8KAVX2Asm(dst []byte, x []float32, nb int)

@@ -409,3 +409,89 @@ func BenchmarkKQuantPrefill(b *testing.B) {
 		}
 	}
 }
+
+// Every set's Q8_K quantizer gives quantizeQ8K's bytes: random values from
+// subnormal to huge, zero blocks, and exact ties (a maximum of 127 makes
+// the factor 1, so x.5 is a tie) and their neighbours.
+func TestQuantizeQ8KSets(t *testing.T) {
+	r := rand.New(rand.NewPCG(63, 64))
+	var cases [][]float32
+	for _, scale := range []float64{0, 1e-44, 1e-38, 1e-5, 1, 1e30, 3e38} {
+		cases = append(cases, randActs(r, 3*QKK, scale))
+	}
+	ties := make([]float32, 2*QKK)
+	for i := range ties {
+		base := float32(r.IntN(253) - 126)
+		switch i % 5 {
+		case 0:
+			ties[i] = base + 0.5
+		case 1:
+			ties[i] = base - 0.5
+		case 2:
+			ties[i] = math.Nextafter32(base+0.5, 0)
+		case 3:
+			ties[i] = math.Nextafter32(base-0.5, -200)
+		case 4:
+			ties[i] = -base
+		}
+	}
+	ties[7], ties[QKK+9] = 127, -127
+	mixed := randActs(r, 4*QKK, 1)
+	clear(mixed[QKK : 2*QKK]) // a zero block between others
+	cases = append(cases, ties, mixed)
+	for _, x := range cases { // finite input only (3e38 overflows)
+		for i, v := range x {
+			if math.IsInf(float64(v), 0) {
+				x[i] = float32(math.Copysign(math.MaxFloat32, float64(v)))
+			}
+		}
+	}
+	for _, k := range kernelSets() {
+		for ci, x := range cases {
+			want, got := q8K(x), make([]byte, len(x)/QKK*q8KBytes)
+			k.quantQ8K(got, x)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: case %d: %x\nwant %x", k.name, ci, got, want)
+			}
+		}
+	}
+}
+
+// FuzzQuantizeQ8K compares every set's Q8_K quantizer with the reference
+// on arbitrary finite floats.
+func FuzzQuantizeQ8K(f *testing.F) {
+	f.Add(make([]byte, 4*QKK))
+	f.Add(bytes.Repeat([]byte{0, 0, 0x40, 0x3f}, 2*QKK))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x := floats(data)
+		x = x[:len(x)/QKK*QKK]
+		for i, v := range x {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				x[i] = 1
+			}
+		}
+		want := q8K(x)
+		for _, k := range kernelSets()[1:] {
+			got := make([]byte, len(want))
+			k.quantQ8K(got, x)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: %x\nwant %x", k.name, got, want)
+			}
+		}
+	})
+}
+
+// BenchmarkQuantizeQ8KSets is each set's Q8_K quantizer on one token of
+// 10,240 values.
+func BenchmarkQuantizeQ8KSets(b *testing.B) {
+	x := randActs(rand.New(rand.NewPCG(1, 1)), 10240, 1)
+	dst := make([]byte, 10240/QKK*q8KBytes)
+	for _, k := range kernelSets() {
+		b.Run(k.name, func(b *testing.B) {
+			b.SetBytes(4 * 10240)
+			for b.Loop() {
+				k.quantQ8K(dst, x)
+			}
+		})
+	}
+}

@@ -1071,3 +1071,145 @@ done:
 	VZEROUPPER
 	RET
 
+
+// The Q8_K activation quantizer (kdot.go's quantizeQ8K, the same bytes for
+// finite input): the maximum magnitude by VMAXPS (a NaN never wins, as in
+// Go), d = max/127 in float32, and each value times 127/max in float64,
+// rounded half away from zero (truncated, then ±1 where the exact remainder
+// is at least one half) as the Go code does.
+
+DATA q8kc<>+0(SB)/8, $0.5
+DATA q8kc<>+8(SB)/8, $-0.5
+DATA q8kc<>+16(SB)/8, $1.0
+DATA q8kc<>+24(SB)/8, $127.0
+DATA q8kc<>+32(SB)/4, $127.0
+DATA q8kc<>+36(SB)/4, $0x7fffffff
+GLOBL q8kc<>(SB), RODATA|NOPTR, $40
+
+// Q8KMAX folds the magnitudes of the 32 floats at off(SI) into Y0 … Y3.
+#define Q8KMAX(off) \
+	VANDPS off(SI), Y15, Y4; \
+	VMAXPS Y0, Y4, Y0; \
+	VANDPS off+32(SI), Y15, Y5; \
+	VMAXPS Y1, Y5, Y1; \
+	VANDPS off+64(SI), Y15, Y6; \
+	VMAXPS Y2, Y6, Y2; \
+	VANDPS off+96(SI), Y15, Y7; \
+	VMAXPS Y3, Y7, Y3
+
+// Q8KROUND quantizes the four floats at off(SI) into the int32 lanes of x.
+#define Q8KROUND(off, x) \
+	VCVTPS2PD   off(SI), Y4; \
+	VMULPD      Y11, Y4, Y4; \
+	VROUNDPD    $3, Y4, Y5; \
+	VSUBPD      Y5, Y4, Y4; \
+	VCMPPD      $13, Y14, Y4, Y6; \
+	VCMPPD      $2, Y13, Y4, Y7; \
+	VANDPD      Y12, Y6, Y6; \
+	VANDPD      Y12, Y7, Y7; \
+	VADDPD      Y6, Y5, Y5; \
+	VSUBPD      Y7, Y5, Y5; \
+	VCVTTPD2DQY Y5, x
+
+// Q8KGROUP quantizes the 16 values at off(SI) into 16 bytes at q(DI) and
+// stores their sum as an int16 at s(DI).
+#define Q8KGROUP(off, q, s) \
+	Q8KROUND(off, X0); \
+	Q8KROUND(off+16, X1); \
+	Q8KROUND(off+32, X2); \
+	Q8KROUND(off+48, X3); \
+	VPADDD     X1, X0, X8; \
+	VPADDD     X3, X2, X9; \
+	VPADDD     X9, X8, X8; \
+	VPHADDD    X8, X8, X8; \
+	VPHADDD    X8, X8, X8; \
+	VMOVD      X8, AX; \
+	MOVW       AX, s(DI); \
+	VPACKSSDW  X1, X0, X0; \
+	VPACKSSDW  X3, X2, X2; \
+	VPACKSSWB  X2, X0, X0; \
+	VMOVDQU    X0, q(DI)
+
+// func quantizeQ8KAVX2Asm(dst []byte, x []float32, nb int)
+TEXT ·quantizeQ8KAVX2Asm(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         nb+48(FP), CX
+	TESTQ        CX, CX
+	JZ           done
+	VBROADCASTSS q8kc<>+36(SB), Y15
+	VBROADCASTSD q8kc<>+0(SB), Y14
+	VBROADCASTSD q8kc<>+8(SB), Y13
+	VBROADCASTSD q8kc<>+16(SB), Y12
+
+block:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	Q8KMAX(0)
+	Q8KMAX(128)
+	Q8KMAX(256)
+	Q8KMAX(384)
+	Q8KMAX(512)
+	Q8KMAX(640)
+	Q8KMAX(768)
+	Q8KMAX(896)
+	VMAXPS       Y1, Y0, Y0
+	VMAXPS       Y3, Y2, Y2
+	VMAXPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVD        X0, AX
+	TESTL        AX, AX
+	JZ           zero
+	VDIVSS       q8kc<>+32(SB), X0, X1 // d = max/127
+	VMOVSS       X1, (DI)
+	VCVTSS2SD    X0, X0, X0
+	VMOVSD       q8kc<>+24(SB), X1
+	VDIVSD       X0, X1, X1            // 127/max in float64
+	VBROADCASTSD X1, Y11
+	Q8KGROUP(0, 4, 260)
+	Q8KGROUP(64, 20, 262)
+	Q8KGROUP(128, 36, 264)
+	Q8KGROUP(192, 52, 266)
+	Q8KGROUP(256, 68, 268)
+	Q8KGROUP(320, 84, 270)
+	Q8KGROUP(384, 100, 272)
+	Q8KGROUP(448, 116, 274)
+	Q8KGROUP(512, 132, 276)
+	Q8KGROUP(576, 148, 278)
+	Q8KGROUP(640, 164, 280)
+	Q8KGROUP(704, 180, 282)
+	Q8KGROUP(768, 196, 284)
+	Q8KGROUP(832, 212, 286)
+	Q8KGROUP(896, 228, 288)
+	Q8KGROUP(960, 244, 290)
+	JMP next
+
+zero:
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, 0(DI)
+	VMOVDQU Y0, 32(DI)
+	VMOVDQU Y0, 64(DI)
+	VMOVDQU Y0, 96(DI)
+	VMOVDQU Y0, 128(DI)
+	VMOVDQU Y0, 160(DI)
+	VMOVDQU Y0, 192(DI)
+	VMOVDQU Y0, 224(DI)
+	VMOVDQU Y0, 256(DI)
+	MOVL    $0, 288(DI)
+
+next:
+	ADDQ $1024, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  block
+
+done:
+	VZEROUPPER
+	RET

@@ -22,8 +22,8 @@ import "encoding/binary"
 //	Q5_K (1408 bytes): 8 × d | 8 × dmin | scales as Q4_K | qh[32],
 //	                   dword-interleaved | qs[128], dword-interleaved
 //	Q6_K (1680 bytes): 8 × d | the 16 int8 scales, scale g of row r at
-//	                   16 + 8g + r | ql[128], dword-interleaved | qh[64],
-//	                   dword-interleaved
+//	                   16 + 8g + r | ql[128] and qh[64], dword-interleaved
+//	                   and in the order the kernel reads them (q6KChunk)
 //
 // Each row's integer sums stay exact and its float steps are kdot.go's, in
 // super-block order, so a row's value is the plain dot's bits (every set's,
@@ -40,16 +40,31 @@ func kx8BlockBytes(dt DType) int { return x8Rows * dt.BlockBytes() }
 type kx8Field struct {
 	src, n, dst int // offset and length in the plain block, offset in the packed one
 	transposed  bool
+	// chunk, when not nil, places the 32-byte chunks of a dword-interleaved
+	// field (chunk n holds bytes 4n…4n+3 of every row) elsewhere than at
+	// dst + 32n.
+	chunk func(n int) int
+}
+
+// q6KChunk places Q6_K's ql and qh chunks so that the kernel reads them in
+// address order: for each half h and k = 0…7, 96 bytes at 144 + 96(8h+k)
+// hold ql chunks 16h+k and 16h+8+k and qh chunk 8h+k (the quants of
+// values 128h + 32j + 4k … +3, j = 0…3).
+func q6KChunk(ql bool) func(n int) int {
+	if ql {
+		return func(n int) int { return 144 + 96*(8*(n/16)+n%8) + 32*(n%16/8) }
+	}
+	return func(n int) int { return 144 + 96*n + 64 }
 }
 
 func kx8Fields(dt DType) []kx8Field {
 	switch dt {
 	case Q4_K:
-		return []kx8Field{{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, true}, {16, 128, 128, false}}
+		return []kx8Field{{0, 2, 0, false, nil}, {2, 2, 16, false, nil}, {4, 12, 32, true, nil}, {16, 128, 128, false, nil}}
 	case Q5_K:
-		return []kx8Field{{0, 2, 0, false}, {2, 2, 16, false}, {4, 12, 32, true}, {16, 32, 128, false}, {48, 128, 384, false}}
+		return []kx8Field{{0, 2, 0, false, nil}, {2, 2, 16, false, nil}, {4, 12, 32, true, nil}, {16, 32, 128, false, nil}, {48, 128, 384, false, nil}}
 	case Q6_K:
-		return []kx8Field{{208, 2, 0, false}, {192, 16, 16, true}, {0, 128, 144, false}, {128, 64, 1168, false}}
+		return []kx8Field{{208, 2, 0, false, nil}, {192, 16, 16, true, nil}, {0, 128, 144, false, q6KChunk(true)}, {128, 64, 144, false, q6KChunk(false)}}
 	}
 	return nil
 }
@@ -63,6 +78,8 @@ func kx8Place(f kx8Field, r, i int) int {
 		return f.dst + 2*r + i
 	case f.transposed:
 		return f.dst + 8*i + r
+	case f.chunk != nil:
+		return f.chunk(i/kx8SIMD) + kx8SIMD*r + i%kx8SIMD
 	default:
 		return f.dst + (i/kx8SIMD)*x8Rows*kx8SIMD + kx8SIMD*r + i%kx8SIMD
 	}
@@ -87,6 +104,10 @@ func packKx8(dt DType, out, data []byte, rows, cols int) {
 					case f.transposed:
 						for i, v := range src[f.src : f.src+f.n] {
 							dst[f.dst+8*i+r] = v
+						}
+					case f.chunk != nil:
+						for i := 0; i < f.n; i += kx8SIMD {
+							binary.LittleEndian.PutUint32(dst[f.chunk(i/kx8SIMD)+kx8SIMD*r:], binary.LittleEndian.Uint32(src[f.src+i:]))
 						}
 					default: // 4-byte units, 32 bytes apart
 						o := dst[f.dst+kx8SIMD*r:]

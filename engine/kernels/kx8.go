@@ -19,8 +19,9 @@ import "encoding/binary"
 //
 //	Q4_K (1152 bytes): 8 × d (fp16) | 8 × dmin | byte i of row r's 12 packed
 //	                   scales at 32 + 8i + r | qs[128], dword-interleaved
-//	Q5_K (1408 bytes): 8 × d | 8 × dmin | scales as Q4_K | qh[32],
-//	                   dword-interleaved | qs[128], dword-interleaved
+//	Q5_K (1408 bytes): 8 × d | 8 × dmin | scales as Q4_K | qh[32] and
+//	                   qs[128], dword-interleaved, in the order the kernel
+//	                   first reads them (q5KChunk)
 //	Q6_K (1680 bytes): 8 × d | the 16 int8 scales, scale g of row r at
 //	                   16 + 8g + r | ql[128] and qh[64], dword-interleaved
 //	                   and in the order the kernel reads them (q6KChunk)
@@ -46,6 +47,22 @@ type kx8Field struct {
 	chunk func(n int) int
 }
 
+// q5KChunk places Q5_K's qh and qs chunks in the order the kernel first
+// reads them: qh chunk k and qs chunk k side by side at 128 + 64k for
+// k = 0…7 (the first 64 values of each row, which need all of qh), then qs
+// chunks 8…31 at 384 + 32n.
+func q5KChunk(qs bool) func(n int) int {
+	if qs {
+		return func(n int) int {
+			if n < 8 {
+				return 128 + 64*n + 32
+			}
+			return 384 + 32*n
+		}
+	}
+	return func(n int) int { return 128 + 64*n }
+}
+
 // q6KChunk places Q6_K's ql and qh chunks so that the kernel reads them in
 // address order: for each half h and k = 0…7, 96 bytes at 144 + 96(8h+k)
 // hold ql chunks 16h+k and 16h+8+k and qh chunk 8h+k (the quants of
@@ -62,7 +79,7 @@ func kx8Fields(dt DType) []kx8Field {
 	case Q4_K:
 		return []kx8Field{{0, 2, 0, false, nil}, {2, 2, 16, false, nil}, {4, 12, 32, true, nil}, {16, 128, 128, false, nil}}
 	case Q5_K:
-		return []kx8Field{{0, 2, 0, false, nil}, {2, 2, 16, false, nil}, {4, 12, 32, true, nil}, {16, 32, 128, false, nil}, {48, 128, 384, false, nil}}
+		return []kx8Field{{0, 2, 0, false, nil}, {2, 2, 16, false, nil}, {4, 12, 32, true, nil}, {16, 32, 128, false, q5KChunk(false)}, {48, 128, 384, false, q5KChunk(true)}}
 	case Q6_K:
 		return []kx8Field{{208, 2, 0, false, nil}, {192, 16, 16, true, nil}, {0, 128, 144, false, q6KChunk(true)}, {128, 64, 144, false, q6KChunk(false)}}
 	}

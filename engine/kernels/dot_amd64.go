@@ -21,7 +21,7 @@ func avx2Set() kernelSet {
 	}
 	k.q4_0 = quantKernels{
 		dot:    dotQ4_0AVX2,
-		x8Gemv: x8GemvAVX2(Q4_0, q4x8AVX2Asm),
+		x8Gemv: x8Gemv(Q4_0, q4x8GemvAVX2),
 		x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
 	}
 	k.x8 = true
@@ -173,3 +173,14 @@ func dotF32Tile4x2PartsAVX2(acc []float32, w, x []float32, ld, n, flags, tiles i
 
 //go:noescape
 func dotTile4x2PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
+
+// q4x8GemvAVX2 is the one-token Q4_0 x8 kernel: q4x8AVX2Asm's bits with the
+// scales made once per block.
+func q4x8GemvAVX2(out *[8]float32, w, p []byte, blocks int) {
+	var o [16]float32
+	q4x8GemvAVX2Asm(&o, w, p, blocks)
+	copy(out[:], o[:8])
+}
+
+//go:noescape
+func q4x8GemvAVX2Asm(out *[16]float32, w, p []byte, blocks int)

@@ -44,16 +44,20 @@
 //     the plain layout);
 //  2. avx2 (AVX2+FMA+F16C): 8-lane float dots with one accumulator, 4×3
 //     float and F16 tiles in column parts (the F16 one widens in registers
-//     with F16C, as does the row widening), a four-row F16 decode kernel, VPMADDUBSW
-//     integer dots, the repacked Q4_0/Q8_0 kernels, vectorized GELU, axpy
-//     and activation quantizer;
+//     with F16C, as does the row widening), a four-row F16 decode kernel,
+//     VPMADDUBSW integer dots, the repacked Q4_0/Q8_0 kernels, Q4_K/Q5_K/Q6_K
+//     matrices packed by eight rows at load (kx8.go) for a GEMV with one
+//     lane per row and a two-token kernel, vectorized GELU, axpy and
+//     activation quantizers (Q8_0 and Q8_K);
 //  3. generic.
 //
 // K-quant weights (Q4_K, Q5_K, Q6_K) are dotted with the activations
 // quantized once per product to Q8_K (kdot.go): exact integer sums per
 // super-block, then a fixed sequence of float32 operations per super-block,
 // so every set (AVX-512 with VNNI, AVX2, NEON, generic) gives the same bits
-// and a row's value never depends on the batch it is in.
+// and a row's value never depends on the batch it is in. The avx2 set reads
+// them packed by eight rows (kx8.go): the same integer sums and float
+// steps per row, eight rows at once, so the same bits again.
 //
 // PHALANX_KERNELS names a set to use instead (see KernelsEnv).
 //

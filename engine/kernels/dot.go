@@ -31,14 +31,18 @@ type kernelSet struct {
 	// activations (see quantKernels); their tiles are qTileRows×qTileToks.
 	q8_0, q4_0           quantKernels
 	qTileRows, qTileToks int
-	// q4_K, q5_K and q6_K are the dots of K-quant weights against Q8_K
-	// activations (kdot.go); they have no tiles or packed layouts.
+	// q4_K, q5_K and q6_K are the kernels of K-quant weights against Q8_K
+	// activations (kdot.go): the dot, a 1×kTileToks tile where a set has
+	// one, and the kernels of the layout packed by eight rows (kx8.go).
 	q4_K, q5_K, q6_K quantKernels
 	// x8 tells that the set's products read Q4_0 and Q8_0 matrices in the
 	// repacked layout (Repacked makes it; x8.go). Every set carries the x8
 	// kernels (the generic ones where it has no assembly), so that every
 	// platform tests that layout; only sets with x8 use it.
 	x8 bool
+	// kx8 tells that the set's products read K-quant matrices packed by
+	// eight rows (kx8.go); every set carries the K x8 kernels, as for x8.
+	kx8 bool
 	// tileRows×tileTokens is the float tile of tileParts and tilePartsH.
 	tileRows, tileTokens int
 	// tileParts, when not nil, computes tileRows×tileTokens blocks of dot
@@ -72,6 +76,9 @@ type kernelSet struct {
 	// quantQ8_0 quantizes the activations of quantized products: the same
 	// bytes as QuantizeQ8_0 for finite input.
 	quantQ8_0 func(dst []byte, x []float32)
+	// quantQ8K quantizes the activations of K-quant products: the same
+	// bytes as quantizeQ8K for finite input.
+	quantQ8K func(dst []byte, x []float32)
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)
 }
@@ -89,8 +96,8 @@ type quantKernels struct {
 	// bit; for the K-quants the tile is 1 row × kTileToks tokens.
 	tile func(out []float32, w, x []byte, blocks int)
 	// x8Gemv and x8Tile read a group of eight rows in the repacked layout
-	// (x8.go); they agree bit for bit, and every set's give the generic
-	// ones' bits.
+	// (x8.go; kx8.go for the K-quants, whose p is the Q8_K rows); they agree
+	// bit for bit, and every set's give the generic ones' bits.
 	x8Gemv func(out *[8]float32, w, p []byte, blocks int)
 	x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
 }
@@ -123,11 +130,12 @@ var genericKernels = kernelSet{
 		x8Gemv: x8Gemv(Q4_0, x8GemvGeneric(Q4_0)),
 		x8Tile: x8Tile(Q4_0, x8TileGeneric(Q4_0)),
 	},
-	q4_K:      quantKernels{dot: dotQ4KGeneric},
-	q5_K:      quantKernels{dot: dotQ5KGeneric},
-	q6_K:      quantKernels{dot: dotQ6KGeneric},
+	q4_K:      kquantGeneric(Q4_K, dotQ4KGeneric),
+	q5_K:      kquantGeneric(Q5_K, dotQ5KGeneric),
+	q6_K:      kquantGeneric(Q6_K, dotQ6KGeneric),
 	axpy:      axpyGeneric,
 	quantQ8_0: QuantizeQ8_0,
+	quantQ8K:  quantizeQ8K,
 	gelu:      geluNewGeneric,
 }
 

@@ -21,17 +21,25 @@ func avx2Set() kernelSet {
 	}
 	k.q4_0 = quantKernels{
 		dot:    dotQ4_0AVX2,
-		x8Gemv: x8GemvAVX2(Q4_0, q4x8AVX2Asm),
+		x8Gemv: x8Gemv(Q4_0, q4x8GemvAVX2),
 		x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
 	}
 	k.x8 = true
 	k.tileRows, k.tileTokens, k.tileParts = 4, 3, dotF32Tile4x3PartsAVX2
 	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x3PartsAVX2, 8
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
+	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
+	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
+	k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX2)
+	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileX2(q5Kx8x2AVX2Asm))
+	k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX2)
+	k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileX2(q6Kx8x2AVX2Asm))
+	k.kx8 = true
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.widenF16 = widenF16AVX2
 	k.axpy = axpyAVX2
 	k.quantQ8_0 = quantizeQ8_0AVX2
+	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
 	return k
 }
@@ -184,3 +192,14 @@ func dotF16Tile4x3PartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags
 
 //go:noescape
 func dotTile4x3PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+
+// q4x8GemvAVX2 is the one-token Q4_0 x8 kernel: q4x8AVX2Asm's bits with the
+// scales made once per block.
+func q4x8GemvAVX2(out *[8]float32, w, p []byte, blocks int) {
+	var o [16]float32
+	q4x8GemvAVX2Asm(&o, w, p, blocks)
+	copy(out[:], o[:8])
+}
+
+//go:noescape
+func q4x8GemvAVX2Asm(out *[16]float32, w, p []byte, blocks int)

@@ -876,3 +876,71 @@ TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
 	MOVQ pstride+64(FP), R9
 	X8A(Q8X8AW, Q8X8ATOK, 272)
 
+// Q4X8GTOK is Q4X8ATOK for the one-token kernel: the lanes' d_w·d_x are
+// in sc, made once per block for both halves.
+#define Q4X8GTOK(acc, sc) \
+	VPBROADCASTQ 0(DI), Y8; \
+	VPMADDUBSW   Y8, Y1, Y7; \
+	VPBROADCASTQ 8(DI), Y8; \
+	VPMADDUBSW   Y8, Y2, Y9; \
+	VPADDW       Y9, Y7, Y7; \
+	VPBROADCASTQ 16(DI), Y8; \
+	VPMADDUBSW   Y8, Y3, Y9; \
+	VPADDW       Y9, Y7, Y7; \
+	VPBROADCASTQ 24(DI), Y8; \
+	VPMADDUBSW   Y8, Y4, Y9; \
+	VPADDW       Y9, Y7, Y7; \
+	VPMADDWD     Y15, Y7, Y7; \
+	VPBROADCASTQ 32(DI), Y9; \
+	VPADDD       Y9, Y7, Y7; \
+	VCVTDQ2PS    Y7, Y7; \
+	VFMADD231PS  sc, Y7, acc
+
+#define Q4X8GW(h) \
+	VMOVDQU (16+32*h)(SI), Y1; \
+	VMOVDQU (80+32*h)(SI), Y2; \
+	VPSRLW  $4, Y1, Y3; \
+	VPSRLW  $4, Y2, Y4; \
+	VPAND   Y14, Y1, Y1; \
+	VPAND   Y14, Y2, Y2; \
+	VPAND   Y14, Y3, Y3; \
+	VPAND   Y14, Y4, Y4
+
+// func q4x8GemvAVX2Asm(out *[16]float32, w, p []byte, blocks int)
+//
+// q4x8AVX2Asm for one token, each lane's operations the same: d_w·d_x is
+// multiplied once per block for the eight rows and then spread to the two
+// halves' lanes (the same products as spreading d_w first).
+TEXT ·q4x8GemvAVX2Asm(SB), NOSPLIT, $0-64
+	MOVQ    w_base+8(FP), SI
+	MOVQ    p_base+32(FP), DI
+	MOVQ    blocks+56(FP), CX
+	X8ACONST
+	VMOVDQU x8IdxA<>+0(SB), Y12
+	VMOVDQU x8IdxA<>+32(SB), Y13
+	VXORPS  Y10, Y10, Y10
+	VXORPS  Y11, Y11, Y11
+	TESTQ   CX, CX
+	JZ      gdone
+
+gloop:
+	VCVTPH2PS    (SI), Y5
+	VBROADCASTSS 48(DI), Y8
+	VMULPS       Y8, Y5, Y5
+	VPERMPS      Y5, Y12, Y6
+	VPERMPS      Y5, Y13, Y5
+	Q4X8GW(0)
+	Q4X8GTOK(Y10, Y6)
+	Q4X8GW(1)
+	Q4X8GTOK(Y11, Y5)
+	ADDQ $144, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  gloop
+
+gdone:
+	MOVQ out+0(FP), DX
+	X8AOUT(Y10, X10, 0)
+	X8AOUT(Y11, X11, 16)
+	VZEROUPPER
+	RET

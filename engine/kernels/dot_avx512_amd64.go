@@ -29,6 +29,7 @@ func avx512Set() kernelSet {
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
 	k.quantQ8_0 = quantizeQ8_0AVX512
+	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX512
 	if hasAVX512VNNI {
 		k.q8_0 = quantKernels{

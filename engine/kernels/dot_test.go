@@ -29,12 +29,12 @@ func kernelSets() []kernelSet {
 	return append([]kernelSet{genericKernels}, archKernels()...)
 }
 
-// genericX8 is the generic set reading the repacked layout, as a set with
-// x8 assembly does: it runs the x8 products (Repacked, planX8) with the
-// reference kernels on every platform.
+// genericX8 is the generic set reading the repacked layouts, as a set with
+// x8 (or K x8) assembly does: it runs the x8 products (Repacked, planX8)
+// with the reference kernels on every platform.
 func genericX8() kernelSet {
 	k := genericKernels
-	k.name, k.x8 = "generic-x8", true
+	k.name, k.x8, k.kx8 = "generic-x8", true, true
 	return k
 }
 

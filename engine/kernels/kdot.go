@@ -97,12 +97,22 @@ func quantizeQ8K(dst []byte, x []float32) {
 
 // q8K is the Q8_K form of the activations (tokens rows of cols values),
 // made on first use.
-func (a *activations) q8K(p *Pool, x []float32, cols, tokens int) []byte {
+func (a *activations) q8K(p *Pool, k *kernelSet, x []float32, cols, tokens int) []byte {
 	if a.xk == nil {
-		xrb := cols / QKK * q8KBytes
+		blocks := cols / QKK
+		xrb := blocks * q8KBytes
 		a.xk = make([]byte, tokens*xrb)
-		p.Run(tokens, func(_, t int) {
-			quantizeQ8K(a.xk[t*xrb:(t+1)*xrb], x[t*cols:(t+1)*cols])
+		// A token's super-blocks are independent: split each row in as many
+		// parts as threads, so that decode (one token) does not quantize on
+		// one thread while the others wait.
+		parts := min(p.Threads(), blocks)
+		if tokens >= p.Threads() {
+			parts = 1
+		}
+		p.Run(tokens*parts, func(_, c int) {
+			t, i := c/parts, c%parts
+			lo, hi := blocks*i/parts, blocks*(i+1)/parts
+			k.quantQ8K(a.xk[t*xrb+lo*q8KBytes:t*xrb+hi*q8KBytes], x[t*cols+lo*QKK:t*cols+hi*QKK])
 		})
 	}
 	return a.xk

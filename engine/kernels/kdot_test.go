@@ -181,6 +181,8 @@ func TestKQuantMatMulBitIdentity(t *testing.T) {
 				if err := m.Check(); err != nil {
 					t.Fatal(err)
 				}
+				m = m.Repacked() // groups of eight rows packed where the set reads them so
+				defer m.Free()
 				x := randActs(r, tokens*cols, 1)
 				bias := randActs(r, rows, 1)
 				y := make([]float32, tokens*rows)
@@ -249,21 +251,67 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 	rows, cols := 10240, 2560
 	for _, k := range kernelSets() {
 		for _, dt := range []DType{Q4_0, Q4_K, Q5_K, Q6_K} {
-			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
-				useKernels(b, k)
-				var m Matrix
-				if dt == Q4_0 {
-					m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
-				} else {
-					m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+			for _, packed := range []bool{false, true} {
+				if packed && (dt == Q4_0 || !k.kx8) {
+					continue
 				}
-				x, y := randVec(r, cols), make([]float32, rows)
-				p := NewPool(2)
-				defer p.Close()
+				name := fmt.Sprintf("%s/%v", k.name, dt)
+				if packed {
+					name += "/x8"
+				}
+				b.Run(name, func(b *testing.B) {
+					useKernels(b, k)
+					var m Matrix
+					if dt == Q4_0 {
+						m = benchMatrix(dt, rows, cols, randVec(r, rows*cols))
+					} else {
+						m = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+						if packed {
+							m = m.Repacked()
+							defer m.Free()
+						}
+					}
+					x, y := randVec(r, cols), make([]float32, rows)
+					p := NewPool(2)
+					defer p.Close()
+					for b.Loop() {
+						MatVec(p, y, m, x, nil)
+					}
+					b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkKX8Gemv is one group of eight rows of 2,560 columns from L1, one
+// core: each set's K x8 gemv, against eight of its plain dots ("dots"), in
+// weight bytes per second.
+func BenchmarkKX8Gemv(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const nb = 10
+	for _, k := range kernelSets()[1:] {
+		for _, dt := range kDotTypes {
+			w := randKRow(r, dt, x8Rows*nb, 0)
+			packed := make([]byte, len(w))
+			packKx8(dt, packed, w, x8Rows, nb*QKK)
+			x := q8K(randActs(r, nb*QKK, 1))
+			q := k.kquant(dt)
+			rb := nb * dt.BlockBytes()
+			b.Run(fmt.Sprintf("%s/%v/dots", k.name, dt), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
 				for b.Loop() {
-					MatVec(p, y, m, x, nil)
+					for i := 0; i < x8Rows; i++ {
+						q.dot(w[i*rb:(i+1)*rb], x)
+					}
 				}
-				b.ReportMetric(float64(len(m.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+			b.Run(fmt.Sprintf("%s/%v/x8", k.name, dt), func(b *testing.B) {
+				var out [8]float32
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					q.x8Gemv(&out, packed, x, nb)
+				}
 			})
 		}
 	}
@@ -328,22 +376,27 @@ func TestKQuantTiles(t *testing.T) {
 }
 
 // BenchmarkKQuantPrefill is a 64-token product of 2,560² K-quant weights,
-// each set with its tiles and (for comparison) without them.
+// each set with its tiles and (for comparison) without them, and packed by
+// eight rows where the set reads that layout.
 func BenchmarkKQuantPrefill(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rows, cols, tokens := 2560, 2560, 64
 	for _, k := range kernelSets()[1:] {
 		for _, dt := range kDotTypes {
-			for _, tiles := range []bool{true, false} {
-				if !tiles && k.kquant(dt).tile == nil {
+			for _, mode := range []string{"tiles=true", "tiles=false", "x8"} {
+				if mode == "tiles=false" && k.kquant(dt).tile == nil || mode == "x8" && !k.kx8 {
 					continue
 				}
-				b.Run(fmt.Sprintf("%s/%v/tiles=%v", k.name, dt, tiles), func(b *testing.B) {
-					if !tiles {
+				b.Run(fmt.Sprintf("%s/%v/%s", k.name, dt, mode), func(b *testing.B) {
+					if mode == "tiles=false" {
 						k.kquant(dt).tile = nil
 					}
 					useKernels(b, k)
 					m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}
+					if mode == "x8" {
+						m = m.Repacked()
+						defer m.Free()
+					}
 					x, y := randActs(r, tokens*cols, 1), make([]float32, tokens*rows)
 					p := NewPool(2)
 					defer p.Close()
@@ -354,5 +407,91 @@ func BenchmarkKQuantPrefill(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// Every set's Q8_K quantizer gives quantizeQ8K's bytes: random values from
+// subnormal to huge, zero blocks, and exact ties (a maximum of 127 makes
+// the factor 1, so x.5 is a tie) and their neighbours.
+func TestQuantizeQ8KSets(t *testing.T) {
+	r := rand.New(rand.NewPCG(63, 64))
+	var cases [][]float32
+	for _, scale := range []float64{0, 1e-44, 1e-38, 1e-5, 1, 1e30, 3e38} {
+		cases = append(cases, randActs(r, 3*QKK, scale))
+	}
+	ties := make([]float32, 2*QKK)
+	for i := range ties {
+		base := float32(r.IntN(253) - 126)
+		switch i % 5 {
+		case 0:
+			ties[i] = base + 0.5
+		case 1:
+			ties[i] = base - 0.5
+		case 2:
+			ties[i] = math.Nextafter32(base+0.5, 0)
+		case 3:
+			ties[i] = math.Nextafter32(base-0.5, -200)
+		case 4:
+			ties[i] = -base
+		}
+	}
+	ties[7], ties[QKK+9] = 127, -127
+	mixed := randActs(r, 4*QKK, 1)
+	clear(mixed[QKK : 2*QKK]) // a zero block between others
+	cases = append(cases, ties, mixed)
+	for _, x := range cases { // finite input only (3e38 overflows)
+		for i, v := range x {
+			if math.IsInf(float64(v), 0) {
+				x[i] = float32(math.Copysign(math.MaxFloat32, float64(v)))
+			}
+		}
+	}
+	for _, k := range kernelSets() {
+		for ci, x := range cases {
+			want, got := q8K(x), make([]byte, len(x)/QKK*q8KBytes)
+			k.quantQ8K(got, x)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: case %d: %x\nwant %x", k.name, ci, got, want)
+			}
+		}
+	}
+}
+
+// FuzzQuantizeQ8K compares every set's Q8_K quantizer with the reference
+// on arbitrary finite floats.
+func FuzzQuantizeQ8K(f *testing.F) {
+	f.Add(make([]byte, 4*QKK))
+	f.Add(bytes.Repeat([]byte{0, 0, 0x40, 0x3f}, 2*QKK))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x := floats(data)
+		x = x[:len(x)/QKK*QKK]
+		for i, v := range x {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				x[i] = 1
+			}
+		}
+		want := q8K(x)
+		for _, k := range kernelSets()[1:] {
+			got := make([]byte, len(want))
+			k.quantQ8K(got, x)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: %x\nwant %x", k.name, got, want)
+			}
+		}
+	})
+}
+
+// BenchmarkQuantizeQ8KSets is each set's Q8_K quantizer on one token of
+// 10,240 values.
+func BenchmarkQuantizeQ8KSets(b *testing.B) {
+	x := randActs(rand.New(rand.NewPCG(1, 1)), 10240, 1)
+	dst := make([]byte, 10240/QKK*q8KBytes)
+	for _, k := range kernelSets() {
+		b.Run(k.name, func(b *testing.B) {
+			b.SetBytes(4 * 10240)
+			for b.Loop() {
+				k.quantQ8K(dst, x)
+			}
+		})
 	}
 }

@@ -300,3 +300,36 @@ func benchMatrix(dt DType, rows, cols int, w []float32) Matrix {
 	}
 	return Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, w)}
 }
+
+// BenchmarkReadBandwidth is the rate at which the pool's threads read 1 GiB
+// (each a contiguous part, eight independent sums): the ceiling a decode
+// step that streams its weights from memory can approach.
+func BenchmarkReadBandwidth(b *testing.B) {
+	const n = 1 << 27 // uint64s: 1 GiB
+	buf := make([]uint64, n)
+	for i := range buf {
+		buf[i] = uint64(i)
+	}
+	p := NewPool(2)
+	defer p.Close()
+	const parts = 64
+	sums := make([]uint64, parts)
+	for b.Loop() {
+		p.Run(parts, func(_, c int) {
+			var s [8]uint64
+			part := buf[c*n/parts : (c+1)*n/parts]
+			for i := 0; i+8 <= len(part); i += 8 {
+				s[0] += part[i]
+				s[1] += part[i+1]
+				s[2] += part[i+2]
+				s[3] += part[i+3]
+				s[4] += part[i+4]
+				s[5] += part[i+5]
+				s[6] += part[i+6]
+				s[7] += part[i+7]
+			}
+			sums[c] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]
+		})
+	}
+	b.ReportMetric(float64(8*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}

@@ -389,9 +389,9 @@ func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk
 		xrb, xq = Q8_0.RowBytes(cols), act.q8(p, k, x, cols, tokens)
 	} else {
 		q = k.kquant(m.DType)
-		xrb, xq = cols/QKK*q8KBytes, act.q8K(p, x, cols, tokens)
+		xrb, xq = cols/QKK*q8KBytes, act.q8K(p, k, x, cols, tokens)
 	}
-	if m.x8 != nil && k.x8 {
+	if m.x8 != nil && (k.x8 && m.DType.BlockSize() == QK || k.kx8 && m.DType.BlockSize() == QKK) {
 		return m.planX8(p, q, y, xq, bias, tokens, act)
 	}
 	dot, tile := q.dot, q.tile

@@ -80,20 +80,25 @@ func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride
 // Repacked returns m with a second copy of its data in the layout the
 // kernels in use read fastest, or m itself when there is none (the layouts
 // exist for Q4_0 and Q8_0, on kernel sets whose products read them:
-// kernelSet.x8). The copy is made once, at load time; m.Data stays valid
+// kernelSet.x8, and for Q4_K, Q5_K and Q6_K: kernelSet.kx8, kx8.go). The copy is made once, at load time; m.Data stays valid
 // and is what Row and the other sets read.
 func (m Matrix) Repacked() Matrix {
-	if m.x8 != nil || !active.x8 || active.quant(m.DType) == nil || m.Rows < x8Rows || m.Check() != nil {
+	kq := active.kquant(m.DType) != nil
+	if m.x8 != nil || !(active.x8 && active.quant(m.DType) != nil || active.kx8 && kq) || m.Rows < x8Rows || m.Check() != nil {
 		return m
 	}
 	groups := m.Rows / x8Rows
 	gb := (m.Cols / QK) * x8BlockBytes(m.DType)
+	pack := packQ8_0x8
+	switch {
+	case m.DType == Q4_0:
+		pack = packQ4_0x8
+	case kq:
+		gb = (m.Cols / QKK) * kx8BlockBytes(m.DType)
+		pack = func(out, data []byte, rows, cols int) { packKx8(m.DType, out, data, rows, cols) }
+	}
 	m.x8mem = allocOffHeap(groups * gb)
 	m.x8 = m.x8mem.b
-	pack := packQ8_0x8
-	if m.DType == Q4_0 {
-		pack = packQ4_0x8
-	}
 	// Pack slices of groups on every core: loading (and re-planning, which
 	// loads layers while requests wait) is bound by this copy.
 	rb := m.DType.RowBytes(m.Cols)
@@ -199,15 +204,22 @@ func (m Matrix) planX8(p *Pool, q *quantKernels, y []float32, xq []byte, bias []
 	blocks := cols / QK
 	xrb := Q8_0.RowBytes(cols)
 	pstride := blocks * x8PrepBytes
-	if act.x8 == nil {
-		act.x8 = make([]byte, tokens*pstride)
-		p.Run(tokens, func(_, t int) {
-			x8Prep(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
-		})
-	}
-	prep := act.x8
-	groups := m.Rows / x8Rows
 	gb := blocks * x8BlockBytes(m.DType)
+	var prep []byte
+	if m.DType.BlockSize() == QKK { // K-quants read the Q8_K rows as they are
+		blocks = cols / QKK
+		xrb = blocks * q8KBytes
+		pstride, prep, gb = xrb, xq, blocks*kx8BlockBytes(m.DType)
+	} else {
+		if act.x8 == nil {
+			act.x8 = make([]byte, tokens*pstride)
+			p.Run(tokens, func(_, t int) {
+				x8Prep(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
+			})
+		}
+		prep = act.x8
+	}
+	groups := m.Rows / x8Rows
 	perChunk := max(1, rowsPerChunk(m.Rows, p.Threads())/x8Rows)
 	chunks := (groups + perChunk - 1) / perChunk
 	rest := m.Rows - groups*x8Rows

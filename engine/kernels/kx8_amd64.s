@@ -1,0 +1,1215 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The AVX2 kernels for K-quant matrices packed by eight rows (kx8.go): one
+// 32-bit lane per row. Per super-block, every row's integer sums are exact
+// and the float step is kdot.go's, on eight lanes at once, so each row gets
+// the plain dot's bits.
+//
+// The quants of four values of each row (one dword of the packed layout)
+// are multiplied by the same four activation quants, broadcast, with
+// VPMADDUBSW; the 16-bit products of one sub-block are added in their lanes
+// (Q4_K: eight vectors, at most 8·2·15·127 = 30,480), then multiplied by
+// the lanes' scales with VPMADDWD.
+
+DATA kx8m3f<>+0(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+8(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+16(SB)/8, $0x3f3f3f3f3f3f3f3f
+DATA kx8m3f<>+24(SB)/8, $0x3f3f3f3f3f3f3f3f
+GLOBL kx8m3f<>(SB), RODATA|NOPTR, $32
+
+DATA kx8m30<>+0(SB)/8, $0x3030303030303030
+DATA kx8m30<>+8(SB)/8, $0x3030303030303030
+DATA kx8m30<>+16(SB)/8, $0x3030303030303030
+DATA kx8m30<>+24(SB)/8, $0x3030303030303030
+GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
+
+// KX8SCALES unpacks the eight rows' 6-bit scales and mins at 32(SI) (byte i
+// of row r at 32+8i+r) and stores each sub-block's, every byte doubled, for
+// VPMOVZXBW to make (s, s) word pairs: scales j = 0…7 at 0(SP) + 32(j%2) +
+// 16((j%4)/2) + 64(j/4), mins at 128 more. Y15 holds 0x0f bytes.
+#define KX8SCALES \
+	VMOVDQU    32(SI), Y0; \
+	VMOVDQU    64(SI), Y1; \
+	VMOVDQU    96(SI), Y2; \
+	VPAND      kx8m3f<>(SB), Y0, Y3; \
+	VPAND      Y15, Y2, Y4; \
+	VPSRLW     $2, Y0, Y5; \
+	VPAND      kx8m30<>(SB), Y5, Y5; \
+	VPOR       Y5, Y4, Y4; \
+	VPAND      kx8m3f<>(SB), Y1, Y5; \
+	VPSRLW     $4, Y2, Y6; \
+	VPAND      Y15, Y6, Y6; \
+	VPSRLW     $2, Y1, Y7; \
+	VPAND      kx8m30<>(SB), Y7, Y7; \
+	VPOR       Y7, Y6, Y6; \
+	VPUNPCKLBW Y3, Y3, Y7; \
+	VMOVDQU    Y7, 0(SP); \
+	VPUNPCKHBW Y3, Y3, Y7; \
+	VMOVDQU    Y7, 32(SP); \
+	VPUNPCKLBW Y4, Y4, Y7; \
+	VMOVDQU    Y7, 64(SP); \
+	VPUNPCKHBW Y4, Y4, Y7; \
+	VMOVDQU    Y7, 96(SP); \
+	VPUNPCKLBW Y5, Y5, Y7; \
+	VMOVDQU    Y7, 128(SP); \
+	VPUNPCKHBW Y5, Y5, Y7; \
+	VMOVDQU    Y7, 160(SP); \
+	VPUNPCKLBW Y6, Y6, Y7; \
+	VMOVDQU    Y7, 192(SP); \
+	VPUNPCKHBW Y6, Y6, Y7; \
+	VMOVDQU    Y7, 224(SP)
+
+// KX8MIN adds sub-block j's min times its two block sums (at bs(DI)) to
+// Y11, per lane; KX8MIN0 starts Y11.
+#define KX8MIN0(m, bs) \
+	VPMOVZXBW    m(SP), Y7; \
+	VPBROADCASTD bs(DI), Y8; \
+	VPMADDWD     Y8, Y7, Y11
+
+#define KX8MIN(m, bs) \
+	VPMOVZXBW    m(SP), Y7; \
+	VPBROADCASTD bs(DI), Y8; \
+	VPMADDWD     Y8, Y7, Y7; \
+	VPADDD       Y7, Y11, Y11
+
+// Q4KCHUNK multiplies 32 bytes of packed quants at q(SI) (four values of
+// sub-blocks 2c and 2c+1 per row, low and high nibbles) by the activation
+// quants at xl(DI) and xh(DI), adding the 16-bit products to Y8 and Y9;
+// Q4KCHUNK0 starts them.
+#define Q4KCHUNK0(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPMADDUBSW   Y3, Y1, Y9
+
+#define Q4KCHUNK(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y0; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y0, Y8, Y8; \
+	VPADDW       Y1, Y9, Y9
+
+// KX8SCALE multiplies the sub-block sums in Y8 and Y9 by their scales
+// (doubled bytes at sl(SP) and sh(SP)) and adds them to Y10; KX8SCALE0
+// starts Y10.
+#define KX8SCALE0(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPADDD    Y8, Y9, Y10
+
+#define KX8SCALE(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPADDD    Y8, Y10, Y10; \
+	VPADDD    Y9, Y10, Y10
+
+// KX8STEP4 ends a Q4_K/Q5_K super-block on eight lanes as kStep4: Y10
+// holds Σ sc·q·x, Y11 Σ m·bsum; the rows' d and dmin are at 0(SI) and
+// 16(SI); Y12 += d·float(Σ sc·q·x) − dm·float(Σ m·bsum).
+#define KX8STEP4 \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTDQ2PS    Y11, Y11; \
+	VCVTPH2PS    0(SI), Y0; \
+	VCVTPH2PS    16(SI), Y1; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y0; \
+	VMULPS       Y2, Y1, Y1; \
+	VMULPS       Y10, Y0, Y0; \
+	VMULPS       Y11, Y1, Y1; \
+	VSUBPS       Y1, Y0, Y0; \
+	VADDPS       Y0, Y12, Y12
+
+// func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q4Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+
+loop:
+	KX8SCALES
+	KX8MIN0(128, 260)
+	KX8MIN(160, 264)
+	KX8MIN(144, 268)
+	KX8MIN(176, 272)
+	KX8MIN(192, 276)
+	KX8MIN(224, 280)
+	KX8MIN(208, 284)
+	KX8MIN(240, 288)
+	Q4KCHUNK0(128, 4, 36)
+	Q4KCHUNK(160, 8, 40)
+	Q4KCHUNK(192, 12, 44)
+	Q4KCHUNK(224, 16, 48)
+	Q4KCHUNK(256, 20, 52)
+	Q4KCHUNK(288, 24, 56)
+	Q4KCHUNK(320, 28, 60)
+	Q4KCHUNK(352, 32, 64)
+	KX8SCALE0(0, 32)
+	Q4KCHUNK0(384, 68, 100)
+	Q4KCHUNK(416, 72, 104)
+	Q4KCHUNK(448, 76, 108)
+	Q4KCHUNK(480, 80, 112)
+	Q4KCHUNK(512, 84, 116)
+	Q4KCHUNK(544, 88, 120)
+	Q4KCHUNK(576, 92, 124)
+	Q4KCHUNK(608, 96, 128)
+	KX8SCALE(16, 48)
+	Q4KCHUNK0(640, 132, 164)
+	Q4KCHUNK(672, 136, 168)
+	Q4KCHUNK(704, 140, 172)
+	Q4KCHUNK(736, 144, 176)
+	Q4KCHUNK(768, 148, 180)
+	Q4KCHUNK(800, 152, 184)
+	Q4KCHUNK(832, 156, 188)
+	Q4KCHUNK(864, 160, 192)
+	KX8SCALE(64, 96)
+	Q4KCHUNK0(896, 196, 228)
+	Q4KCHUNK(928, 200, 232)
+	Q4KCHUNK(960, 204, 236)
+	Q4KCHUNK(992, 208, 240)
+	Q4KCHUNK(1024, 212, 244)
+	Q4KCHUNK(1056, 216, 248)
+	Q4KCHUNK(1088, 220, 252)
+	Q4KCHUNK(1120, 224, 256)
+	KX8SCALE(80, 112)
+	KX8STEP4
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// Q5KCHUNK is Q4KCHUNK for Q5_K: the fifth bits of the four values per row
+// are bits 2c (low nibbles) and 2c+1 (high) of the packed qh bytes at
+// h(SI), moved to bit 4 by ol $nl and oh $nh (Y14 holds 0x10 bytes). Four
+// vectors of products fit 16 bits (4·2·31·127 = 31,496).
+#define Q5KCHUNK0(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y0, Y0; \
+	oh           $nh, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPMADDUBSW   Y3, Y1, Y9
+
+#define Q5KCHUNK(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y0, Y0; \
+	oh           $nh, Y4, Y5; \
+	VPAND        Y14, Y5, Y5; \
+	VPOR         Y5, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y2, Y0, Y0; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y0, Y8, Y8; \
+	VPADDW       Y1, Y9, Y9
+
+// kx8zip6<> interleaves the bytes of two 8-byte halves (the eight rows'
+// scales of Q6_K sub-blocks g and g+1).
+DATA kx8zip6<>+0(SB)/8, $0x0b030a0209010800
+DATA kx8zip6<>+8(SB)/8, $0x0f070e060d050c04
+GLOBL kx8zip6<>(SB), RODATA|NOPTR, $16
+
+// Q6KSCALES stores the eight rows' int8 scales of each Q6_K sub-block g
+// (at 16+8g(SI)), every byte doubled, for VPMOVSXBW: at 0(SP) + 64(g/4) +
+// 32(g%2) + 16((g%4)/2).
+#define Q6KSCALES \
+	VMOVDQU    16(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 0(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 32(SP); \
+	VMOVDQU    48(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 64(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 96(SP); \
+	VMOVDQU    80(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 128(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 160(SP); \
+	VMOVDQU    112(SI), Y0; \
+	VPUNPCKLBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 192(SP); \
+	VPUNPCKHBW Y0, Y0, Y1; \
+	VMOVDQU    Y1, 224(SP)
+
+// Q6KCORR adds Σ sc·bsum of sub-blocks g and g+1 (scales at s(SI), block
+// sums at bs(DI)) to Y11, per lane; Q6KCORR0 starts Y11.
+#define Q6KCORR0(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y11
+
+#define Q6KCORR(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y0; \
+	VPADDD       Y0, Y11, Y11
+
+// Q6KCHUNK makes the 6-bit quants of values 32j + 4k … 32j + 4k + 3 of a
+// half, j = 0…3, for the eight rows from the packed ql at l0(SI) and l1(SI)
+// and qh at h(SI) (Y14 holds 0x30 bytes), multiplies them by the
+// activation quants at x0 … x3(DI) and adds the products to Y4 … Y7 (two
+// vectors fit 16 bits: 2·2·63·127 = 32,004); Q6KCHUNK0 starts them.
+#define Q6KCHUNK0(l0, l1, h, x0, x1, x2, x3) \
+	VMOVDQU      l0(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $4, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x0(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPAND        Y14, Y2, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x2(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y6; \
+	VMOVDQU      l1(SI), Y0; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x1(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y5; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPSRLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x3(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y7
+
+#define Q6KCHUNK(l0, l1, h, x0, x1, x2, x3) \
+	VMOVDQU      l0(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $4, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x0(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y4, Y4; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPAND        Y14, Y2, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x2(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y6, Y6; \
+	VMOVDQU      l1(SI), Y0; \
+	VPAND        Y15, Y0, Y1; \
+	VPSLLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x1(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y5, Y5; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	VPSRLW       $2, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x3(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y1; \
+	VPADDW       Y1, Y7, Y7
+
+// Q6KSCALE multiplies the sums in Y4 … Y7 by their sub-blocks' scales
+// (doubled bytes at s0 … s3(SP)) and adds them to Y10; Q6KSCALE0 starts
+// Y10.
+#define Q6KSCALE0(s0, s1, s2, s3) \
+	VPMOVSXBW s0(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y10; \
+	VPMOVSXBW s1(SP), Y1; \
+	VPMADDWD  Y1, Y5, Y5; \
+	VPADDD    Y5, Y10, Y10; \
+	VPMOVSXBW s2(SP), Y0; \
+	VPMADDWD  Y0, Y6, Y6; \
+	VPADDD    Y6, Y10, Y10; \
+	VPMOVSXBW s3(SP), Y1; \
+	VPMADDWD  Y1, Y7, Y7; \
+	VPADDD    Y7, Y10, Y10
+
+#define Q6KSCALE(s0, s1, s2, s3) \
+	VPMOVSXBW s0(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y4; \
+	VPADDD    Y4, Y10, Y10; \
+	VPMOVSXBW s1(SP), Y1; \
+	VPMADDWD  Y1, Y5, Y5; \
+	VPADDD    Y5, Y10, Y10; \
+	VPMOVSXBW s2(SP), Y0; \
+	VPMADDWD  Y0, Y6, Y6; \
+	VPADDD    Y6, Y10, Y10; \
+	VPMOVSXBW s3(SP), Y1; \
+	VPMADDWD  Y1, Y7, Y7; \
+	VPADDD    Y7, Y10, Y10
+
+// Q6KSTEP ends a Q6_K super-block on eight lanes as kStep6: Y10 holds
+// Σ sc·q·x (q unsigned), Y11 Σ sc·bsum; the rows' d are at 0(SI).
+#define Q6KSTEP \
+	VPSLLD       $5, Y11, Y11; \
+	VPSUBD       Y11, Y10, Y10; \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTPH2PS    0(SI), Y0; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y0; \
+	VMULPS       Y10, Y0, Y0; \
+	VADDPS       Y0, Y12, Y12
+
+// func q5Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q5Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x10101010, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	KX8SCALES
+	KX8MIN0(128, 260)
+	KX8MIN(160, 264)
+	KX8MIN(144, 268)
+	KX8MIN(176, 272)
+	KX8MIN(192, 276)
+	KX8MIN(224, 280)
+	KX8MIN(208, 284)
+	KX8MIN(240, 288)
+	Q5KCHUNK0(160, 128, 4, 36, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(224, 192, 8, 40, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(288, 256, 12, 44, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(352, 320, 16, 48, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE0(0, 32)
+	Q5KCHUNK0(416, 384, 20, 52, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(480, 448, 24, 56, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(544, 512, 28, 60, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK(608, 576, 32, 64, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE(0, 32)
+	Q5KCHUNK0(640, 128, 68, 100, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(672, 192, 72, 104, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(704, 256, 76, 108, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(736, 320, 80, 112, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE(16, 48)
+	Q5KCHUNK0(768, 384, 84, 116, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(800, 448, 88, 120, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(832, 512, 92, 124, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK(864, 576, 96, 128, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE(16, 48)
+	Q5KCHUNK0(896, 128, 132, 164, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(928, 192, 136, 168, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(960, 256, 140, 172, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(992, 320, 144, 176, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE(64, 96)
+	Q5KCHUNK0(1024, 384, 148, 180, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1056, 448, 152, 184, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1088, 512, 156, 188, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK(1120, 576, 160, 192, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE(64, 96)
+	Q5KCHUNK0(1152, 128, 196, 228, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1184, 192, 200, 232, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1216, 256, 204, 236, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1248, 320, 208, 240, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE(80, 112)
+	Q5KCHUNK0(1280, 384, 212, 244, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1312, 448, 216, 248, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1344, 512, 220, 252, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK(1376, 576, 224, 256, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE(80, 112)
+	KX8STEP4
+	ADDQ $1408, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// func q6Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q6Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x30303030, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	Q6KSCALES
+	Q6KCORR0(16, 260)
+	Q6KCORR(32, 264)
+	Q6KCORR(48, 268)
+	Q6KCORR(64, 272)
+	Q6KCORR(80, 276)
+	Q6KCORR(96, 280)
+	Q6KCORR(112, 284)
+	Q6KCORR(128, 288)
+	Q6KCHUNK0(144, 176, 208, 4, 36, 68, 100)
+	Q6KCHUNK(240, 272, 304, 8, 40, 72, 104)
+	Q6KSCALE0(0, 16, 64, 80)
+	Q6KCHUNK0(336, 368, 400, 12, 44, 76, 108)
+	Q6KCHUNK(432, 464, 496, 16, 48, 80, 112)
+	Q6KSCALE(0, 16, 64, 80)
+	Q6KCHUNK0(528, 560, 592, 20, 52, 84, 116)
+	Q6KCHUNK(624, 656, 688, 24, 56, 88, 120)
+	Q6KSCALE(32, 48, 96, 112)
+	Q6KCHUNK0(720, 752, 784, 28, 60, 92, 124)
+	Q6KCHUNK(816, 848, 880, 32, 64, 96, 128)
+	Q6KSCALE(32, 48, 96, 112)
+	Q6KCHUNK0(912, 944, 976, 132, 164, 196, 228)
+	Q6KCHUNK(1008, 1040, 1072, 136, 168, 200, 232)
+	Q6KSCALE(128, 144, 192, 208)
+	Q6KCHUNK0(1104, 1136, 1168, 140, 172, 204, 236)
+	Q6KCHUNK(1200, 1232, 1264, 144, 176, 208, 240)
+	Q6KSCALE(128, 144, 192, 208)
+	Q6KCHUNK0(1296, 1328, 1360, 148, 180, 212, 244)
+	Q6KCHUNK(1392, 1424, 1456, 152, 184, 216, 248)
+	Q6KSCALE(160, 176, 224, 240)
+	Q6KCHUNK0(1488, 1520, 1552, 156, 188, 220, 252)
+	Q6KCHUNK(1584, 1616, 1648, 160, 192, 224, 256)
+	Q6KSCALE(160, 176, 224, 240)
+	Q6KSTEP
+	ADDQ $1680, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// The two-token kernels run the same sequence as the gemv for each token,
+// sharing the weights' unpacking: token 0's activations at (DI), token 1's
+// at (R8).
+
+// KX8MIN2 is KX8MIN for two tokens: Y11 and Y7.
+#define KX8MIN20(m, bs) \
+	VPMOVZXBW    m(SP), Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y7
+
+#define KX8MIN2(m, bs) \
+	VPMOVZXBW    m(SP), Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y1; \
+	VPADDD       Y1, Y11, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y2; \
+	VPADDD       Y2, Y7, Y7
+
+// Q4KCHUNK2 is Q4KCHUNK for two tokens: Y8, Y9 and Y4, Y5.
+#define Q4KCHUNK20(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y5
+
+#define Q4KCHUNK2(q, xl, xh) \
+	VMOVDQU      q(SI), Y0; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y8, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y9, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y4, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y5, Y5
+
+// KX8SCALE2 is KX8SCALE for two tokens: Y10 and Y6.
+#define KX8SCALE20(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMADDWD  Y2, Y4, Y4; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPMADDWD  Y3, Y5, Y5; \
+	VPADDD    Y8, Y9, Y10; \
+	VPADDD    Y4, Y5, Y6
+
+#define KX8SCALE2(sl, sh) \
+	VPMOVZXBW sl(SP), Y2; \
+	VPMADDWD  Y2, Y8, Y8; \
+	VPMADDWD  Y2, Y4, Y4; \
+	VPMOVZXBW sh(SP), Y3; \
+	VPMADDWD  Y3, Y9, Y9; \
+	VPMADDWD  Y3, Y5, Y5; \
+	VPADDD    Y8, Y10, Y10; \
+	VPADDD    Y9, Y10, Y10; \
+	VPADDD    Y4, Y6, Y6; \
+	VPADDD    Y5, Y6, Y6
+
+// KX8STEP4X2 is KX8STEP4 for two tokens: sums in Y10, Y11 and Y6, Y7,
+// accumulators Y12 and Y13.
+#define KX8STEP4X2 \
+	VCVTPH2PS    0(SI), Y0; \
+	VCVTPH2PS    16(SI), Y1; \
+	VCVTDQ2PS    Y10, Y10; \
+	VCVTDQ2PS    Y11, Y11; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y3; \
+	VMULPS       Y2, Y1, Y2; \
+	VMULPS       Y10, Y3, Y3; \
+	VMULPS       Y11, Y2, Y2; \
+	VSUBPS       Y2, Y3, Y3; \
+	VADDPS       Y3, Y12, Y12; \
+	VCVTDQ2PS    Y6, Y6; \
+	VCVTDQ2PS    Y7, Y7; \
+	VBROADCASTSS 0(R8), Y2; \
+	VMULPS       Y2, Y0, Y3; \
+	VMULPS       Y2, Y1, Y2; \
+	VMULPS       Y6, Y3, Y3; \
+	VMULPS       Y7, Y2, Y2; \
+	VSUBPS       Y2, Y3, Y3; \
+	VADDPS       Y3, Y13, Y13
+
+// func q4Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+TEXT ·q4Kx8x2AVX2Asm(SB), NOSPLIT, $256-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	ADDQ   DI, R8
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+
+loop:
+	KX8SCALES
+	KX8MIN20(128, 260)
+	KX8MIN2(160, 264)
+	KX8MIN2(144, 268)
+	KX8MIN2(176, 272)
+	KX8MIN2(192, 276)
+	KX8MIN2(224, 280)
+	KX8MIN2(208, 284)
+	KX8MIN2(240, 288)
+	Q4KCHUNK20(128, 4, 36)
+	Q4KCHUNK2(160, 8, 40)
+	Q4KCHUNK2(192, 12, 44)
+	Q4KCHUNK2(224, 16, 48)
+	Q4KCHUNK2(256, 20, 52)
+	Q4KCHUNK2(288, 24, 56)
+	Q4KCHUNK2(320, 28, 60)
+	Q4KCHUNK2(352, 32, 64)
+	KX8SCALE20(0, 32)
+	Q4KCHUNK20(384, 68, 100)
+	Q4KCHUNK2(416, 72, 104)
+	Q4KCHUNK2(448, 76, 108)
+	Q4KCHUNK2(480, 80, 112)
+	Q4KCHUNK2(512, 84, 116)
+	Q4KCHUNK2(544, 88, 120)
+	Q4KCHUNK2(576, 92, 124)
+	Q4KCHUNK2(608, 96, 128)
+	KX8SCALE2(16, 48)
+	Q4KCHUNK20(640, 132, 164)
+	Q4KCHUNK2(672, 136, 168)
+	Q4KCHUNK2(704, 140, 172)
+	Q4KCHUNK2(736, 144, 176)
+	Q4KCHUNK2(768, 148, 180)
+	Q4KCHUNK2(800, 152, 184)
+	Q4KCHUNK2(832, 156, 188)
+	Q4KCHUNK2(864, 160, 192)
+	KX8SCALE2(64, 96)
+	Q4KCHUNK20(896, 196, 228)
+	Q4KCHUNK2(928, 200, 232)
+	Q4KCHUNK2(960, 204, 236)
+	Q4KCHUNK2(992, 208, 240)
+	Q4KCHUNK2(1024, 212, 244)
+	Q4KCHUNK2(1056, 216, 248)
+	Q4KCHUNK2(1088, 220, 252)
+	Q4KCHUNK2(1120, 224, 256)
+	KX8SCALE2(80, 112)
+	KX8STEP4X2
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	ADDQ $292, R8
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VZEROUPPER
+	RET
+
+// Q5KCHUNK2 is Q5KCHUNK for two tokens: Y8, Y9 and Y4, Y5.
+#define Q5KCHUNK20(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y0, Y0; \
+	oh           $nh, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y5
+
+#define Q5KCHUNK2(q, h, xl, xh, ol, nl, oh, nh) \
+	VMOVDQU      q(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	VPSRLW       $4, Y0, Y1; \
+	VPAND        Y15, Y0, Y0; \
+	VPAND        Y15, Y1, Y1; \
+	ol           $nl, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y0, Y0; \
+	oh           $nh, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD xl(DI), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y8, Y8; \
+	VPBROADCASTD xh(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y9, Y9; \
+	VPBROADCASTD xl(R8), Y2; \
+	VPMADDUBSW   Y2, Y0, Y2; \
+	VPADDW       Y2, Y4, Y4; \
+	VPBROADCASTD xh(R8), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y5, Y5
+
+// Q6KCORR2 is Q6KCORR for two tokens: Y11 and Y7.
+#define Q6KCORR20(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y7
+
+#define Q6KCORR2(s, bs) \
+	VMOVDQU      s(SI), X0; \
+	VPSHUFB      kx8zip6<>(SB), X0, X0; \
+	VPMOVSXBW    X0, Y0; \
+	VPBROADCASTD bs(DI), Y1; \
+	VPMADDWD     Y1, Y0, Y1; \
+	VPADDD       Y1, Y11, Y11; \
+	VPBROADCASTD bs(R8), Y2; \
+	VPMADDWD     Y2, Y0, Y2; \
+	VPADDD       Y2, Y7, Y7
+
+// Q6KCHUNK2 makes the 6-bit quants of four values of one sub-block for
+// the eight rows, from the packed ql at l(SI) (the nibble picked by lo
+// $ln) and qh at h(SI) (the two bits moved to bits 4–5 by ho $hn), and
+// adds their products with each token's activation quants at x to Y4 and
+// Y5; Q6KCHUNK20 starts them.
+#define Q6KCHUNK20(l, h, x, lo, ln, ho, hn) \
+	VMOVDQU      l(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	lo           $ln, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	ho           $hn, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y4; \
+	VPBROADCASTD x(R8), Y2; \
+	VPMADDUBSW   Y2, Y1, Y5
+
+#define Q6KCHUNK2(l, h, x, lo, ln, ho, hn) \
+	VMOVDQU      l(SI), Y0; \
+	VMOVDQU      h(SI), Y2; \
+	lo           $ln, Y0, Y1; \
+	VPAND        Y15, Y1, Y1; \
+	ho           $hn, Y2, Y3; \
+	VPAND        Y14, Y3, Y3; \
+	VPOR         Y3, Y1, Y1; \
+	VPBROADCASTD x(DI), Y3; \
+	VPMADDUBSW   Y3, Y1, Y3; \
+	VPADDW       Y3, Y4, Y4; \
+	VPBROADCASTD x(R8), Y2; \
+	VPMADDUBSW   Y2, Y1, Y2; \
+	VPADDW       Y2, Y5, Y5
+
+// Q6KSCALE2 multiplies Y4 and Y5 by the sub-block's scales (doubled bytes
+// at s(SP)) and adds them to Y10 and Y6; Q6KSCALE20 starts those.
+#define Q6KSCALE20(s) \
+	VPMOVSXBW s(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y10; \
+	VPMADDWD  Y0, Y5, Y6
+
+#define Q6KSCALE2(s) \
+	VPMOVSXBW s(SP), Y0; \
+	VPMADDWD  Y0, Y4, Y4; \
+	VPADDD    Y4, Y10, Y10; \
+	VPMADDWD  Y0, Y5, Y5; \
+	VPADDD    Y5, Y6, Y6
+
+// Q6KSTEP2 is Q6KSTEP for two tokens: sums in Y10, Y11 and Y6, Y7,
+// accumulators Y12 and Y13.
+#define Q6KSTEP2 \
+	VCVTPH2PS    0(SI), Y0; \
+	VPSLLD       $5, Y11, Y11; \
+	VPSUBD       Y11, Y10, Y10; \
+	VCVTDQ2PS    Y10, Y10; \
+	VBROADCASTSS 0(DI), Y2; \
+	VMULPS       Y2, Y0, Y2; \
+	VMULPS       Y10, Y2, Y2; \
+	VADDPS       Y2, Y12, Y12; \
+	VPSLLD       $5, Y7, Y7; \
+	VPSUBD       Y7, Y6, Y6; \
+	VCVTDQ2PS    Y6, Y6; \
+	VBROADCASTSS 0(R8), Y2; \
+	VMULPS       Y2, Y0, Y2; \
+	VMULPS       Y6, Y2, Y2; \
+	VADDPS       Y2, Y13, Y13
+
+// func q5Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+TEXT ·q5Kx8x2AVX2Asm(SB), NOSPLIT, $256-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	ADDQ   DI, R8
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x10101010, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	KX8SCALES
+	KX8MIN20(128, 260)
+	KX8MIN2(160, 264)
+	KX8MIN2(144, 268)
+	KX8MIN2(176, 272)
+	KX8MIN2(192, 276)
+	KX8MIN2(224, 280)
+	KX8MIN2(208, 284)
+	KX8MIN2(240, 288)
+	Q5KCHUNK20(160, 128, 4, 36, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(224, 192, 8, 40, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(288, 256, 12, 44, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(352, 320, 16, 48, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE20(0, 32)
+	Q5KCHUNK20(416, 384, 20, 52, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(480, 448, 24, 56, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(544, 512, 28, 60, VPSLLW, 4, VPSLLW, 3)
+	Q5KCHUNK2(608, 576, 32, 64, VPSLLW, 4, VPSLLW, 3)
+	KX8SCALE2(0, 32)
+	Q5KCHUNK20(640, 128, 68, 100, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(672, 192, 72, 104, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(704, 256, 76, 108, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(736, 320, 80, 112, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE2(16, 48)
+	Q5KCHUNK20(768, 384, 84, 116, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(800, 448, 88, 120, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(832, 512, 92, 124, VPSLLW, 2, VPSLLW, 1)
+	Q5KCHUNK2(864, 576, 96, 128, VPSLLW, 2, VPSLLW, 1)
+	KX8SCALE2(16, 48)
+	Q5KCHUNK20(896, 128, 132, 164, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(928, 192, 136, 168, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(960, 256, 140, 172, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(992, 320, 144, 176, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE2(64, 96)
+	Q5KCHUNK20(1024, 384, 148, 180, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(1056, 448, 152, 184, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(1088, 512, 156, 188, VPSLLW, 0, VPSRLW, 1)
+	Q5KCHUNK2(1120, 576, 160, 192, VPSLLW, 0, VPSRLW, 1)
+	KX8SCALE2(64, 96)
+	Q5KCHUNK20(1152, 128, 196, 228, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1184, 192, 200, 232, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1216, 256, 204, 236, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1248, 320, 208, 240, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE2(80, 112)
+	Q5KCHUNK20(1280, 384, 212, 244, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1312, 448, 216, 248, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1344, 512, 220, 252, VPSRLW, 2, VPSRLW, 3)
+	Q5KCHUNK2(1376, 576, 224, 256, VPSRLW, 2, VPSRLW, 3)
+	KX8SCALE2(80, 112)
+	KX8STEP4X2
+	ADDQ $1408, SI
+	ADDQ $292, DI
+	ADDQ $292, R8
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VZEROUPPER
+	RET
+
+// func q6Kx8x2AVX2Asm(out *[16]float32, w, x []byte, nb, xstride int)
+TEXT ·q6Kx8x2AVX2Asm(SB), NOSPLIT, $256-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	ADDQ   DI, R8
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	TESTQ  CX, CX
+	JZ     done
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $0x30303030, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Y14
+
+loop:
+	Q6KSCALES
+	Q6KCORR20(16, 260)
+	Q6KCORR2(32, 264)
+	Q6KCORR2(48, 268)
+	Q6KCORR2(64, 272)
+	Q6KCORR2(80, 276)
+	Q6KCORR2(96, 280)
+	Q6KCORR2(112, 284)
+	Q6KCORR2(128, 288)
+	Q6KCHUNK20(144, 208, 4, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(240, 304, 8, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE20(0)
+	Q6KCHUNK20(336, 400, 12, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(432, 496, 16, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(0)
+	Q6KCHUNK20(528, 592, 20, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(624, 688, 24, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(32)
+	Q6KCHUNK20(720, 784, 28, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(816, 880, 32, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(32)
+	Q6KCHUNK20(176, 208, 36, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(272, 304, 40, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(16)
+	Q6KCHUNK20(368, 400, 44, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(464, 496, 48, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(16)
+	Q6KCHUNK20(560, 592, 52, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(656, 688, 56, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(48)
+	Q6KCHUNK20(752, 784, 60, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(848, 880, 64, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(48)
+	Q6KCHUNK20(144, 208, 68, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(240, 304, 72, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(64)
+	Q6KCHUNK20(336, 400, 76, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(432, 496, 80, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(64)
+	Q6KCHUNK20(528, 592, 84, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(624, 688, 88, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(96)
+	Q6KCHUNK20(720, 784, 92, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(816, 880, 96, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(96)
+	Q6KCHUNK20(176, 208, 100, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(272, 304, 104, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(80)
+	Q6KCHUNK20(368, 400, 108, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(464, 496, 112, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(80)
+	Q6KCHUNK20(560, 592, 116, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(656, 688, 120, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(112)
+	Q6KCHUNK20(752, 784, 124, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(848, 880, 128, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(112)
+	Q6KCHUNK20(912, 976, 132, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(1008, 1072, 136, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(128)
+	Q6KCHUNK20(1104, 1168, 140, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(1200, 1264, 144, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(128)
+	Q6KCHUNK20(1296, 1360, 148, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(1392, 1456, 152, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(160)
+	Q6KCHUNK20(1488, 1552, 156, VPSRLW, 0, VPSLLW, 4)
+	Q6KCHUNK2(1584, 1648, 160, VPSRLW, 0, VPSLLW, 4)
+	Q6KSCALE2(160)
+	Q6KCHUNK20(944, 976, 164, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(1040, 1072, 168, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(144)
+	Q6KCHUNK20(1136, 1168, 172, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(1232, 1264, 176, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(144)
+	Q6KCHUNK20(1328, 1360, 180, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(1424, 1456, 184, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(176)
+	Q6KCHUNK20(1520, 1552, 188, VPSRLW, 0, VPSLLW, 2)
+	Q6KCHUNK2(1616, 1648, 192, VPSRLW, 0, VPSLLW, 2)
+	Q6KSCALE2(176)
+	Q6KCHUNK20(912, 976, 196, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(1008, 1072, 200, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(192)
+	Q6KCHUNK20(1104, 1168, 204, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(1200, 1264, 208, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(192)
+	Q6KCHUNK20(1296, 1360, 212, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(1392, 1456, 216, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(224)
+	Q6KCHUNK20(1488, 1552, 220, VPSRLW, 4, VPSLLW, 0)
+	Q6KCHUNK2(1584, 1648, 224, VPSRLW, 4, VPSLLW, 0)
+	Q6KSCALE2(224)
+	Q6KCHUNK20(944, 976, 228, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(1040, 1072, 232, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(208)
+	Q6KCHUNK20(1136, 1168, 236, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(1232, 1264, 240, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(208)
+	Q6KCHUNK20(1328, 1360, 244, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(1424, 1456, 248, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(240)
+	Q6KCHUNK20(1520, 1552, 252, VPSRLW, 4, VPSRLW, 2)
+	Q6KCHUNK2(1616, 1648, 256, VPSRLW, 4, VPSRLW, 2)
+	Q6KSCALE2(240)
+	Q6KSTEP2
+	ADDQ $1680, SI
+	ADDQ $292, DI
+	ADDQ $292, R8
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VZEROUPPER
+	RET
+
+
+// The Q8_K activation quantizer (kdot.go's quantizeQ8K, the same bytes for
+// finite input): the maximum magnitude by VMAXPS (a NaN never wins, as in
+// Go), d = max/127 in float32, and each value times 127/max in float64,
+// rounded half away from zero (truncated, then ±1 where the exact remainder
+// is at least one half) as the Go code does.
+
+DATA q8kc<>+0(SB)/8, $0.5
+DATA q8kc<>+8(SB)/8, $-0.5
+DATA q8kc<>+16(SB)/8, $1.0
+DATA q8kc<>+24(SB)/8, $127.0
+DATA q8kc<>+32(SB)/4, $127.0
+DATA q8kc<>+36(SB)/4, $0x7fffffff
+GLOBL q8kc<>(SB), RODATA|NOPTR, $40
+
+// Q8KMAX folds the magnitudes of the 32 floats at off(SI) into Y0 … Y3.
+#define Q8KMAX(off) \
+	VANDPS off(SI), Y15, Y4; \
+	VMAXPS Y0, Y4, Y0; \
+	VANDPS off+32(SI), Y15, Y5; \
+	VMAXPS Y1, Y5, Y1; \
+	VANDPS off+64(SI), Y15, Y6; \
+	VMAXPS Y2, Y6, Y2; \
+	VANDPS off+96(SI), Y15, Y7; \
+	VMAXPS Y3, Y7, Y3
+
+// Q8KROUND quantizes the four floats at off(SI) into the int32 lanes of x.
+#define Q8KROUND(off, x) \
+	VCVTPS2PD   off(SI), Y4; \
+	VMULPD      Y11, Y4, Y4; \
+	VROUNDPD    $3, Y4, Y5; \
+	VSUBPD      Y5, Y4, Y4; \
+	VCMPPD      $13, Y14, Y4, Y6; \
+	VCMPPD      $2, Y13, Y4, Y7; \
+	VANDPD      Y12, Y6, Y6; \
+	VANDPD      Y12, Y7, Y7; \
+	VADDPD      Y6, Y5, Y5; \
+	VSUBPD      Y7, Y5, Y5; \
+	VCVTTPD2DQY Y5, x
+
+// Q8KGROUP quantizes the 16 values at off(SI) into 16 bytes at q(DI) and
+// stores their sum as an int16 at s(DI).
+#define Q8KGROUP(off, q, s) \
+	Q8KROUND(off, X0); \
+	Q8KROUND(off+16, X1); \
+	Q8KROUND(off+32, X2); \
+	Q8KROUND(off+48, X3); \
+	VPADDD     X1, X0, X8; \
+	VPADDD     X3, X2, X9; \
+	VPADDD     X9, X8, X8; \
+	VPHADDD    X8, X8, X8; \
+	VPHADDD    X8, X8, X8; \
+	VMOVD      X8, AX; \
+	MOVW       AX, s(DI); \
+	VPACKSSDW  X1, X0, X0; \
+	VPACKSSDW  X3, X2, X2; \
+	VPACKSSWB  X2, X0, X0; \
+	VMOVDQU    X0, q(DI)
+
+// func quantizeQ8KAVX2Asm(dst []byte, x []float32, nb int)
+TEXT ·quantizeQ8KAVX2Asm(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         nb+48(FP), CX
+	TESTQ        CX, CX
+	JZ           done
+	VBROADCASTSS q8kc<>+36(SB), Y15
+	VBROADCASTSD q8kc<>+0(SB), Y14
+	VBROADCASTSD q8kc<>+8(SB), Y13
+	VBROADCASTSD q8kc<>+16(SB), Y12
+
+block:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	Q8KMAX(0)
+	Q8KMAX(128)
+	Q8KMAX(256)
+	Q8KMAX(384)
+	Q8KMAX(512)
+	Q8KMAX(640)
+	Q8KMAX(768)
+	Q8KMAX(896)
+	VMAXPS       Y1, Y0, Y0
+	VMAXPS       Y3, Y2, Y2
+	VMAXPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVD        X0, AX
+	TESTL        AX, AX
+	JZ           zero
+	VDIVSS       q8kc<>+32(SB), X0, X1 // d = max/127
+	VMOVSS       X1, (DI)
+	VCVTSS2SD    X0, X0, X0
+	VMOVSD       q8kc<>+24(SB), X1
+	VDIVSD       X0, X1, X1            // 127/max in float64
+	VBROADCASTSD X1, Y11
+	Q8KGROUP(0, 4, 260)
+	Q8KGROUP(64, 20, 262)
+	Q8KGROUP(128, 36, 264)
+	Q8KGROUP(192, 52, 266)
+	Q8KGROUP(256, 68, 268)
+	Q8KGROUP(320, 84, 270)
+	Q8KGROUP(384, 100, 272)
+	Q8KGROUP(448, 116, 274)
+	Q8KGROUP(512, 132, 276)
+	Q8KGROUP(576, 148, 278)
+	Q8KGROUP(640, 164, 280)
+	Q8KGROUP(704, 180, 282)
+	Q8KGROUP(768, 196, 284)
+	Q8KGROUP(832, 212, 286)
+	Q8KGROUP(896, 228, 288)
+	Q8KGROUP(960, 244, 290)
+	JMP next
+
+zero:
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, 0(DI)
+	VMOVDQU Y0, 32(DI)
+	VMOVDQU Y0, 64(DI)
+	VMOVDQU Y0, 96(DI)
+	VMOVDQU Y0, 128(DI)
+	VMOVDQU Y0, 160(DI)
+	VMOVDQU Y0, 192(DI)
+	VMOVDQU Y0, 224(DI)
+	VMOVDQU Y0, 256(DI)
+	MOVL    $0, 288(DI)
+
+next:
+	ADDQ $1024, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  block
+
+done:
+	VZEROUPPER
+	RET

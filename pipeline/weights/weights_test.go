@@ -66,7 +66,8 @@ func serveWith(t *testing.T, ws *Server) (phalanxpb.WeightsClient, *int) {
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	sent := new(int)
-	ws.OnSent(func(n int) { *sent += n })
+	var mu sync.Mutex // streams run at once
+	ws.OnSent(func(n int) { mu.Lock(); *sent += n; mu.Unlock() })
 	phalanxpb.RegisterWeightsServer(srv, ws)
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {

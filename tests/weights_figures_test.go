@@ -61,9 +61,17 @@ func measureJoin(t *testing.T, model, link string, subnet int) {
 			if len(transfer) > 0 {
 				t.Logf("FIGURE %s over %s: fetch and check took %v (the rest: start, calibration, load, plan)", filepath.Base(model), link, transfer[0]["took"])
 			}
-			t.Logf("FIGURE %s over %s: layers [%d,%d) ready in %v; share %d bytes, received %d (%.3f of the share)",
+			// Bytes received over the wire in all the fetches (the staged
+			// fetch, then the load's check of the cache, which receives
+			// nothing when the staged fetch completed).
+			var received float64
+			for _, l := range transfer {
+				r, _ := l["received"].(float64)
+				received += r
+			}
+			t.Logf("FIGURE %s over %s: layers [%d,%d) ready in %v; share %d bytes, received %.0f (%.3f of the share)",
 				filepath.Base(model), link, w.GetLayerStart(), w.GetLayerEnd(), took.Round(100*time.Millisecond),
-				w.GetTransferTotalBytes(), w.GetTransferReceivedBytes(), float64(w.GetTransferReceivedBytes())/float64(w.GetTransferTotalBytes()))
+				w.GetTransferTotalBytes(), received, received/float64(w.GetTransferTotalBytes()))
 		}
 	}
 	// The serving cluster's pause: from the staged plan's publication to

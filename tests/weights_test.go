@@ -344,6 +344,13 @@ func TestStagedPlanKeepsServing(t *testing.T) {
 		t.Fatalf("after publication: stages %v, explanation %q", st.GetStages(), st.GetPlanExplanation())
 	}
 	checkTokens(t, c, local)
+	// Its record still says what the range cost over the wire: the share,
+	// received once by the staged fetch (the load received nothing).
+	for _, w := range c.status().GetWorkers() {
+		if w.GetId() == "w2" && (w.GetTransferTotalBytes() == 0 || w.GetTransferReceivedBytes() != w.GetTransferTotalBytes()) {
+			t.Errorf("w2 reports %d bytes received for a range of %d", w.GetTransferReceivedBytes(), w.GetTransferTotalBytes())
+		}
+	}
 	// The plan was published after w2 had its range in cache.
 	cached := logLines(t, w2, "weights in cache")
 	published := logLines(t, c.coord, "published a new plan")

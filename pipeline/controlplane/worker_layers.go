@@ -80,8 +80,13 @@ type fetchLayers struct {
 	pruneStop context.CancelFunc // the pending prune, if any; a load cancels it
 	mem       *registry.Membership
 	fetching  engine.LayerRange
-	conns     map[string]*grpc.ClientConn // by address
-	lastPub   time.Time
+	// received is what earlier fetches of the range fetching got over
+	// the wire: a load after a staged fetch receives nothing, and the
+	// record keeps reporting what the range cost.
+	received uint64
+	lastP    weights.Progress            // of the current fetch, last published
+	conns    map[string]*grpc.ClientConn // by address
+	lastPub  time.Time
 }
 
 // openFetchLayers finds the coordinator's Weights service (published in
@@ -246,7 +251,12 @@ func (f *fetchLayers) fetch(ctx context.Context, model string, r engine.LayerRan
 		return append(append(holding, others...), weights.Source{Name: "coordinator", Client: coord})
 	}
 	f.mu.Lock()
-	f.lastPub, f.fetching = time.Time{}, r
+	if f.fetching == r {
+		f.received += f.lastP.Received
+	} else {
+		f.received = 0
+	}
+	f.lastPub, f.fetching, f.lastP = time.Time{}, r, weights.Progress{}
 	if f.pruneStop != nil {
 		f.pruneStop() // it would delete what this load reuses
 		f.pruneStop = nil
@@ -350,6 +360,8 @@ func (f *fetchLayers) progress(p weights.Progress) {
 func (f *fetchLayers) publish(r engine.LayerRange, p weights.Progress, final bool) {
 	f.mu.Lock()
 	mem := f.mem
+	f.lastP = p
+	received := f.received + p.Received
 	due := final || time.Since(f.lastPub) >= 500*time.Millisecond
 	if due {
 		f.lastPub = time.Now()
@@ -361,6 +373,6 @@ func (f *fetchLayers) publish(r engine.LayerRange, p weights.Progress, final boo
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	mem.Update(ctx, func(rec *registry.WorkerRecord) {
-		rec.Transfer = &registry.Transfer{Layers: [2]int{r.Start, r.End}, Done: p.Done, Total: p.Total, Received: p.Received}
+		rec.Transfer = &registry.Transfer{Layers: [2]int{r.Start, r.End}, Done: p.Done, Total: p.Total, Received: received}
 	})
 }

@@ -24,7 +24,8 @@ type WeightsSource struct {
 }
 
 // Transfer is a worker's progress fetching the weights of Layers: Done of
-// Total bytes in its cache, Received of them over the wire.
+// Total bytes in its cache, Received of them over the wire (summed over
+// the fetches of this range: a staged fetch, then the load that checks it).
 type Transfer struct {
 	Layers   [2]int `json:"layers"`
 	Done     uint64 `json:"done"`

@@ -40,6 +40,11 @@ type kernelSet struct {
 	// kernels (the generic ones where it has no assembly), so that every
 	// platform tests that layout; only sets with x8 use it.
 	x8 bool
+	// prepX8 writes the prepared form of Q8_0 activation rows that the
+	// set's Q4_0 and Q8_0 x8 kernels read, prepX8Bytes per block: x8Prep
+	// (x8PrepBytes), or x8PrepWide (x8WideBytes) for the AVX2 kernels.
+	prepX8      func(dst, x []byte)
+	prepX8Bytes int
 	// kx8 tells that the set's products read K-quant matrices packed by
 	// eight rows (kx8.go); every set carries the K x8 kernels, as for x8.
 	kx8 bool
@@ -116,19 +121,21 @@ func (k *kernelSet) quant(dt DType) *quantKernels {
 // genericKernels is the pure-Go reference every other set is tested
 // against, and the start of every other set.
 var genericKernels = kernelSet{
-	name: "generic",
-	f32:  dotF32Generic,
+	name:        "generic",
+	prepX8:      x8Prep,
+	prepX8Bytes: x8PrepBytes,
+	f32:         dotF32Generic,
 	f16:  dotF16Generic,
 	bf16: dotBF16Generic,
 	q8_0: quantKernels{
 		dot:    dotQ8_0Generic,
-		x8Gemv: x8Gemv(Q8_0, x8GemvGeneric(Q8_0)),
-		x8Tile: x8Tile(Q8_0, x8TileGeneric(Q8_0)),
+		x8Gemv: x8Gemv(Q8_0, x8PrepBytes, x8GemvGeneric(Q8_0)),
+		x8Tile: x8Tile(Q8_0, x8PrepBytes, x8TileGeneric(Q8_0)),
 	},
 	q4_0: quantKernels{
 		dot:    dotQ4_0Generic,
-		x8Gemv: x8Gemv(Q4_0, x8GemvGeneric(Q4_0)),
-		x8Tile: x8Tile(Q4_0, x8TileGeneric(Q4_0)),
+		x8Gemv: x8Gemv(Q4_0, x8PrepBytes, x8GemvGeneric(Q4_0)),
+		x8Tile: x8Tile(Q4_0, x8PrepBytes, x8TileGeneric(Q4_0)),
 	},
 	q4_K:      kquantGeneric(Q4_K, dotQ4KGeneric),
 	q5_K:      kquantGeneric(Q5_K, dotQ5KGeneric),

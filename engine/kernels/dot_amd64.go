@@ -21,9 +21,10 @@ func avx2Set() kernelSet {
 	}
 	k.q4_0 = quantKernels{
 		dot:    dotQ4_0AVX2,
-		x8Gemv: x8Gemv(Q4_0, q4x8GemvAVX2),
-		x8Tile: x8TileAVX2(Q4_0, q4x8AVX2Asm),
+		x8Gemv: x8Gemv(Q4_0, x8WideBytes, q4x8GemvAVX2),
+		x8Tile: x8Tile(Q4_0, x8WideBytes, q4x8x4AVX2Asm),
 	}
+	k.prepX8, k.prepX8Bytes = x8PrepWide, x8WideBytes
 	k.x8 = true
 	k.tileRows, k.tileTokens, k.tileParts = 4, 3, dotF32Tile4x3PartsAVX2
 	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x3PartsAVX2, 8
@@ -131,13 +132,15 @@ func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
 //go:noescape
 func axpyAVX2Asm(y []float32, a float32, x []float32)
 
-// The AVX2 packed kernels take one token (pstride 0) or two; the 4-token
-// tile is two passes over the group's blocks, which stay in L1. x8Gemv and
-// x8Tile check the operands.
+// The AVX2 Q8_0 packed kernel takes one token (pstride 0) or two; its
+// 4-token tile is two passes over the group's blocks, which stay in L1.
+// The Q4_0 tile takes its four tokens in one pass (q4x8x4AVX2Asm). All
+// read the wide prepared form (x8PrepWide); x8Gemv and x8Tile check the
+// operands.
 type x8AVX2Kernel func(out *[16]float32, w, p []byte, blocks, pstride int)
 
 func x8GemvAVX2(dt DType, k x8AVX2Kernel) func(out *[8]float32, w, p []byte, blocks int) {
-	return x8Gemv(dt, func(out *[8]float32, w, p []byte, blocks int) {
+	return x8Gemv(dt, x8WideBytes, func(out *[8]float32, w, p []byte, blocks int) {
 		var o [16]float32
 		k(&o, w, p, blocks, 0)
 		copy(out[:], o[:8])
@@ -145,14 +148,18 @@ func x8GemvAVX2(dt DType, k x8AVX2Kernel) func(out *[8]float32, w, p []byte, blo
 }
 
 func x8TileAVX2(dt DType, k x8AVX2Kernel) func(out *[32]float32, w, p []byte, blocks, pstride int) {
-	return x8Tile(dt, func(out *[32]float32, w, p []byte, blocks, pstride int) {
+	return x8Tile(dt, x8WideBytes, func(out *[32]float32, w, p []byte, blocks, pstride int) {
 		k((*[16]float32)(out[:16]), w, p, blocks, pstride)
 		k((*[16]float32)(out[16:]), w, p[2*pstride:], blocks, pstride)
 	})
 }
 
+// q4x8x4AVX2Asm is the Q4_0 tile: four tokens, each block's weights
+// unpacked once for all of them, and the next group's block prefetched
+// (the group after w in the packed matrix, which the product takes next).
+//
 //go:noescape
-func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
+func q4x8x4AVX2Asm(out *[32]float32, w, p []byte, blocks, pstride int)
 
 //go:noescape
 func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)

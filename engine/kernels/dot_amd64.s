@@ -1,5 +1,6 @@
 //go:build amd64 && !purego
 
+#include "go_asm.h"
 #include "textflag.h"
 
 // tailMask<>+32-4r holds r all-ones lanes followed by zeros: the mask of
@@ -748,17 +749,6 @@ GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
 	VMOVDQU   x8IdxA<>+(32*h)(SB), Y6; \
 	VPERMPS   Y5, Y6, Y5
 
-#define Q4X8AW(w, h) \
-	VMOVDQU (16+32*h)(w), Y1; \
-	VMOVDQU (80+32*h)(w), Y2; \
-	VPSRLW  $4, Y1, Y3; \
-	VPSRLW  $4, Y2, Y4; \
-	VPAND   Y14, Y1, Y1; \
-	VPAND   Y14, Y2, Y2; \
-	VPAND   Y14, Y3, Y3; \
-	VPAND   Y14, Y4, Y4; \
-	X8ASCALES(w, h)
-
 #define Q8X8AW(w, h) \
 	VMOVDQU (16+32*h)(w), Y1; \
 	VMOVDQU (80+32*h)(w), Y2; \
@@ -767,9 +757,10 @@ GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
 	X8ASCALES(w, h)
 
 // Q8X8APROD adds to the int32 lanes of Y7 the products of quants wk with
-// the activation bytes at off(p).
+// the activation bytes off … off+7 of the block, which the wide prepared
+// form holds four times at 4·off(p).
 #define Q8X8APROD(p, off, wk) \
-	VPBROADCASTQ off(p), Y8; \
+	VMOVDQU      (4*off)(p), Y8; \
 	VPSIGNB      wk, Y8, Y8; \
 	VPABSB       wk, Y9; \
 	VPMADDUBSW   Y8, Y9, Y9; \
@@ -779,28 +770,8 @@ GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
 // X8AFIN converts the lane sums, scales them by d_w·d_x and adds them to acc.
 #define X8AFIN(p, acc) \
 	VCVTDQ2PS    Y7, Y7; \
-	VBROADCASTSS 48(p), Y8; \
-	VMULPS       Y8, Y5, Y8; \
+	VMULPS       160(p), Y5, Y8; \
 	VFMADD231PS  Y8, Y7, acc
-
-// Q4X8ATOK sums the four VPMADDUBSW results in int16 before widening: each
-// is within ±2·15·127, so the sum of four (±15,240) cannot overflow.
-#define Q4X8ATOK(p, acc) \
-	VPBROADCASTQ 0(p), Y8; \
-	VPMADDUBSW   Y8, Y1, Y7; \
-	VPBROADCASTQ 8(p), Y8; \
-	VPMADDUBSW   Y8, Y2, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPBROADCASTQ 16(p), Y8; \
-	VPMADDUBSW   Y8, Y3, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPBROADCASTQ 24(p), Y8; \
-	VPMADDUBSW   Y8, Y4, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPMADDWD     Y15, Y7, Y7; \
-	VPBROADCASTQ 32(p), Y9; \
-	VPADDD       Y9, Y7, Y7; \
-	X8AFIN(p, acc)
 
 #define Q8X8ATOK(p, acc) \
 	VPXOR Y7, Y7, Y7; \
@@ -810,10 +781,11 @@ GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
 	Q8X8APROD(p, 24, Y4); \
 	X8AFIN(p, acc)
 
-// X8AOUT adds each row's two lanes of acc and stores the four sums at off(DX).
-#define X8AOUT(acc, xacc, off) \
-	VMOVSHDUP acc, Y6; \
-	VADDPS    Y6, acc, acc; \
+// X8AOUT adds each row's two lanes of acc (with tmp) and stores the four
+// sums at off(DX).
+#define X8AOUT(acc, xacc, off, tmp) \
+	VMOVSHDUP acc, tmp; \
+	VADDPS    tmp, acc, acc; \
 	VSHUFPS   $0x88, acc, acc, acc; \
 	VPERMQ    $0x08, acc, acc; \
 	VMOVUPS   xacc, off(DX)
@@ -844,29 +816,21 @@ half1: \
 	tok(R11, Y13); \
 next: \
 	ADDQ $bb, SI; \
-	ADDQ $64, DI; \
-	ADDQ $64, R11; \
+	ADDQ $const_x8WideBytes, DI; \
+	ADDQ $const_x8WideBytes, R11; \
 	DECQ CX; \
 	JNZ  loop; \
 done: \
 	MOVQ out+0(FP), DX; \
-	X8AOUT(Y10, X10, 0); \
-	X8AOUT(Y11, X11, 16); \
+	X8AOUT(Y10, X10, 0, Y6); \
+	X8AOUT(Y11, X11, 16, Y6); \
 	TESTQ R9, R9; \
 	JZ    ret; \
-	X8AOUT(Y12, X12, 32); \
-	X8AOUT(Y13, X13, 48); \
+	X8AOUT(Y12, X12, 32, Y6); \
+	X8AOUT(Y13, X13, 48, Y6); \
 ret: \
 	VZEROUPPER; \
 	RET
-
-// func q4x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
-TEXT ·q4x8AVX2Asm(SB), NOSPLIT, $0-72
-	MOVQ w_base+8(FP), SI
-	MOVQ p_base+32(FP), DI
-	MOVQ blocks+56(FP), CX
-	MOVQ pstride+64(FP), R9
-	X8A(Q4X8AW, Q4X8ATOK, 144)
 
 // func q8x8AVX2Asm(out *[16]float32, w, p []byte, blocks, pstride int)
 TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
@@ -876,25 +840,20 @@ TEXT ·q8x8AVX2Asm(SB), NOSPLIT, $0-72
 	MOVQ pstride+64(FP), R9
 	X8A(Q8X8AW, Q8X8ATOK, 272)
 
-// Q4X8GTOK is Q4X8ATOK for the one-token kernel: the lanes' d_w·d_x are
+// Q4X8GTOK is Q4X4TOK for the one-token kernel: the lanes' d_w·d_x are
 // in sc, made once per block for both halves.
 #define Q4X8GTOK(acc, sc) \
-	VPBROADCASTQ 0(DI), Y8; \
-	VPMADDUBSW   Y8, Y1, Y7; \
-	VPBROADCASTQ 8(DI), Y8; \
-	VPMADDUBSW   Y8, Y2, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPBROADCASTQ 16(DI), Y8; \
-	VPMADDUBSW   Y8, Y3, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPBROADCASTQ 24(DI), Y8; \
-	VPMADDUBSW   Y8, Y4, Y9; \
-	VPADDW       Y9, Y7, Y7; \
-	VPMADDWD     Y15, Y7, Y7; \
-	VPBROADCASTQ 32(DI), Y9; \
-	VPADDD       Y9, Y7, Y7; \
-	VCVTDQ2PS    Y7, Y7; \
-	VFMADD231PS  sc, Y7, acc
+	VPMADDUBSW  0(DI), Y1, Y7; \
+	VPMADDUBSW  32(DI), Y2, Y9; \
+	VPADDW      Y9, Y7, Y7; \
+	VPMADDUBSW  64(DI), Y3, Y9; \
+	VPADDW      Y9, Y7, Y7; \
+	VPMADDUBSW  96(DI), Y4, Y9; \
+	VPADDW      Y9, Y7, Y7; \
+	VPMADDWD    Y15, Y7, Y7; \
+	VPADDD      128(DI), Y7, Y7; \
+	VCVTDQ2PS   Y7, Y7; \
+	VFMADD231PS sc, Y7, acc
 
 #define Q4X8GW(h) \
 	VMOVDQU (16+32*h)(SI), Y1; \
@@ -925,8 +884,7 @@ TEXT ·q4x8GemvAVX2Asm(SB), NOSPLIT, $0-64
 
 gloop:
 	VCVTPH2PS    (SI), Y5
-	VBROADCASTSS 48(DI), Y8
-	VMULPS       Y8, Y5, Y5
+	VMULPS       160(DI), Y5, Y5
 	VPERMPS      Y5, Y12, Y6
 	VPERMPS      Y5, Y13, Y5
 	Q4X8GW(0)
@@ -934,13 +892,119 @@ gloop:
 	Q4X8GW(1)
 	Q4X8GTOK(Y11, Y5)
 	ADDQ $144, SI
-	ADDQ $64, DI
+	ADDQ $const_x8WideBytes, DI
 	DECQ CX
 	JNZ  gloop
 
 gdone:
 	MOVQ out+0(FP), DX
-	X8AOUT(Y10, X10, 0)
-	X8AOUT(Y11, X11, 16)
+	X8AOUT(Y10, X10, 0, Y6)
+	X8AOUT(Y11, X11, 16, Y6)
+	VZEROUPPER
+	RET
+
+// The four-token Q4_0 tile. Eight accumulators (Y0–Y3: tokens 0–3 of rows
+// 0–3, Y4–Y7: of rows 4–7), the half's unpacked quants in Y8–Y11 and its
+// scales per lane in Y12, so the nibble mask and the int16 ones come from
+// memory. Per (token, half) the operations are the one-token kernel's.
+
+DATA x8Nibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL x8Nibbles<>(SB), RODATA|NOPTR, $32
+
+DATA x8Ones16<>+0(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+8(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+16(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+24(SB)/8, $0x0001000100010001
+GLOBL x8Ones16<>(SB), RODATA|NOPTR, $32
+
+#define Q4X4W(h) \
+	VMOVDQU   (16+32*h)(SI), Y8; \
+	VMOVDQU   (80+32*h)(SI), Y9; \
+	VPSRLW    $4, Y8, Y10; \
+	VPSRLW    $4, Y9, Y11; \
+	VPAND     x8Nibbles<>(SB), Y8, Y8; \
+	VPAND     x8Nibbles<>(SB), Y9, Y9; \
+	VPAND     x8Nibbles<>(SB), Y10, Y10; \
+	VPAND     x8Nibbles<>(SB), Y11, Y11; \
+	VCVTPH2PS (SI), Y12; \
+	VMOVDQU   x8IdxA<>+(32*h)(SB), Y13; \
+	VPERMPS   Y12, Y13, Y12
+
+// Q4X4TOK adds the half's products with the token whose wide prepared
+// block is at p into acc. The four VPMADDUBSW results are summed in int16
+// before widening: each is within ±2·15·127, so the sum of four (±15,240)
+// cannot overflow.
+#define Q4X4TOK(p, acc) \
+	VPMADDUBSW  0(p), Y8, Y14; \
+	VPMADDUBSW  32(p), Y9, Y15; \
+	VPADDW      Y15, Y14, Y14; \
+	VPMADDUBSW  64(p), Y10, Y15; \
+	VPADDW      Y15, Y14, Y14; \
+	VPMADDUBSW  96(p), Y11, Y15; \
+	VPADDW      Y15, Y14, Y14; \
+	VPMADDWD    x8Ones16<>(SB), Y14, Y14; \
+	VPADDD      128(p), Y14, Y14; \
+	VCVTDQ2PS   Y14, Y14; \
+	VMULPS      160(p), Y12, Y13; \
+	VFMADD231PS Y13, Y14, acc
+
+// func q4x8x4AVX2Asm(out *[32]float32, w, p []byte, blocks, pstride int)
+TEXT ·q4x8x4AVX2Asm(SB), NOSPLIT, $0-72
+	MOVQ   w_base+8(FP), SI
+	MOVQ   p_base+32(FP), DI
+	MOVQ   blocks+56(FP), CX
+	MOVQ   pstride+64(FP), R9
+	LEAQ   (DI)(R9*1), R10
+	LEAQ   (R10)(R9*1), R11
+	LEAQ   (R11)(R9*1), R12
+	IMUL3Q $144, CX, R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  CX, CX
+	JZ     done
+
+loop:
+	// The same block of the next group: it is read from memory while
+	// this group's blocks are multiplied from the caches.
+	PREFETCHT0 (SI)(R13*1)
+	PREFETCHT0 64(SI)(R13*1)
+	PREFETCHT0 128(SI)(R13*1)
+	Q4X4W(0)
+	Q4X4TOK(DI, Y0)
+	Q4X4TOK(R10, Y1)
+	Q4X4TOK(R11, Y2)
+	Q4X4TOK(R12, Y3)
+	Q4X4W(1)
+	Q4X4TOK(DI, Y4)
+	Q4X4TOK(R10, Y5)
+	Q4X4TOK(R11, Y6)
+	Q4X4TOK(R12, Y7)
+	ADDQ $144, SI
+	ADDQ $const_x8WideBytes, DI
+	ADDQ $const_x8WideBytes, R10
+	ADDQ $const_x8WideBytes, R11
+	ADDQ $const_x8WideBytes, R12
+	DECQ CX
+	JNZ  loop
+
+done:
+	MOVQ out+0(FP), DX
+	X8AOUT(Y0, X0, 0, Y8)
+	X8AOUT(Y4, X4, 16, Y8)
+	X8AOUT(Y1, X1, 32, Y8)
+	X8AOUT(Y5, X5, 48, Y8)
+	X8AOUT(Y2, X2, 64, Y8)
+	X8AOUT(Y6, X6, 80, Y8)
+	X8AOUT(Y3, X3, 96, Y8)
+	X8AOUT(Y7, X7, 112, Y8)
 	VZEROUPPER
 	RET

@@ -35,14 +35,14 @@ func avx512Set() kernelSet {
 		k.q8_0 = quantKernels{
 			dot:    dotQ8_0AVX512,
 			tile:   dotQ8_0Tile4x3AVX512,
-			x8Gemv: x8Gemv(Q8_0, q8x8GemvAVX512Asm),
-			x8Tile: x8Tile(Q8_0, q8x8TileAVX512Asm),
+			x8Gemv: x8Gemv(Q8_0, x8PrepBytes, q8x8GemvAVX512Asm),
+			x8Tile: x8Tile(Q8_0, x8PrepBytes, q8x8TileAVX512Asm),
 		}
 		k.q4_0 = quantKernels{
 			dot:    dotQ4_0AVX512,
 			tile:   dotQ4_0Tile4x3AVX512,
-			x8Gemv: x8Gemv(Q4_0, q4x8GemvAVX512Asm),
-			x8Tile: x8Tile(Q4_0, q4x8TileAVX512Asm),
+			x8Gemv: x8Gemv(Q4_0, x8PrepBytes, q4x8GemvAVX512Asm),
+			x8Tile: x8Tile(Q4_0, x8PrepBytes, q4x8TileAVX512Asm),
 		}
 		k.qTileRows, k.qTileToks = 4, 3
 		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512

@@ -188,7 +188,7 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 type activations struct {
 	xq []byte // Q8_0 rows, nil until made
 	xk []byte // Q8_K rows (K-quant weights), nil until made
-	x8 []byte // x8Prep of each row, back to back, nil until made
+	x8 []byte // the set's prepared form (prepX8) of each row, back to back, nil until made
 }
 
 func (a *activations) q8(p *Pool, k *kernelSet, x []float32, cols, tokens int) []byte {
@@ -392,7 +392,7 @@ func (m Matrix) planQ(p *Pool, k *kernelSet, y, x, bias []float32, tokens, chunk
 		xrb, xq = cols/QKK*q8KBytes, act.q8K(p, k, x, cols, tokens)
 	}
 	if m.x8 != nil && (k.x8 && m.DType.BlockSize() == QK || k.kx8 && m.DType.BlockSize() == QKK) {
-		return m.planX8(p, q, y, xq, bias, tokens, act)
+		return m.planX8(p, k, q, y, xq, bias, tokens, act)
 	}
 	dot, tile := q.dot, q.tile
 	// dotRT is one (row, token) product.

@@ -55,22 +55,24 @@ func x8BlockBytes(dt DType) int { return x8Rows * dt.BlockBytes() }
 // whose prepared rows are pstride bytes apart: out[t*8+r]. x8_generic.go
 // holds the reference.
 
-// x8Gemv and x8Tile check the operands of the packed kernels for dt.
-func x8Gemv(dt DType, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
+// x8Gemv and x8Tile check the operands of the packed kernels for dt that
+// read prepared activations of pb bytes per block (x8PrepBytes, or
+// x8WideBytes for the AVX2 kernels).
+func x8Gemv(dt DType, pb int, kernel func(out *[8]float32, w, p []byte, blocks int)) func(out *[8]float32, w, p []byte, blocks int) {
 	bb := x8BlockBytes(dt)
 	return func(out *[8]float32, w, p []byte, blocks int) {
-		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*x8PrepBytes {
+		if blocks < 0 || len(w) < blocks*bb || len(p) < blocks*pb {
 			panic("kernels: x8 gemv: short operands")
 		}
 		kernel(out, w, p, blocks)
 	}
 }
 
-func x8Tile(dt DType, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
+func x8Tile(dt DType, pb int, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
 	bb := x8BlockBytes(dt)
 	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
-		if blocks < 0 || pstride < blocks*x8PrepBytes || len(w) < blocks*bb ||
-			len(p) < (x8Tokens-1)*pstride+blocks*x8PrepBytes {
+		if blocks < 0 || pstride < blocks*pb || len(w) < blocks*bb ||
+			len(p) < (x8Tokens-1)*pstride+blocks*pb {
 			panic("kernels: x8 tile: short operands")
 		}
 		kernel(out, w, p, blocks, pstride)
@@ -175,18 +177,7 @@ func x8Prep(dst, x []byte) {
 		blk := x[b*34:][:34]
 		o := dst[b*x8PrepBytes:][:x8PrepBytes]
 		copy(o[:32], blk[2:34])
-		var even, odd int32
-		for g := 0; g < 8; g++ { // elements 4g … 4g+3
-			var s int32
-			for _, q := range blk[2+4*g : 6+4*g] {
-				s += int32(int8(q))
-			}
-			if g%2 == 0 {
-				even += s
-			} else {
-				odd += s
-			}
-		}
+		even, odd := x8LaneSums(blk)
 		binary.LittleEndian.PutUint32(o[32:], uint32(-8*even))
 		binary.LittleEndian.PutUint32(o[36:], uint32(-8*odd))
 		binary.LittleEndian.PutUint32(o[40:], uint32(-128*even))
@@ -197,13 +188,56 @@ func x8Prep(dst, x []byte) {
 	}
 }
 
-// planX8 is planQ for a repacked matrix with the kernels q; xq holds the
+// x8WideBytes is the size of a block of the wide prepared form the AVX2
+// kernels read (x8PrepWide): each block's quants 8 at a time, every group
+// of 8 repeated four times (4×32 bytes, one register load each rather than
+// a broadcast per use), then x8Prep's −8·Σ pair repeated four times (32
+// bytes) and the scale repeated eight times (32 bytes). The AVX2 Q8_0
+// kernel needs no correction (it multiplies |w| by x·sign w).
+const x8WideBytes = 192
+
+// x8PrepWide writes the wide prepared form of the Q8_0 activation row x
+// into dst (len(x)/34 blocks of x8WideBytes).
+func x8PrepWide(dst, x []byte) {
+	for b := 0; b < len(x)/34; b++ {
+		blk := x[b*34:][:34]
+		o := dst[b*x8WideBytes:][:x8WideBytes]
+		for k := 0; k < 4; k++ {
+			q := binary.LittleEndian.Uint64(blk[2+8*k:])
+			binary.LittleEndian.PutUint64(o[32*k:], q)
+			binary.LittleEndian.PutUint64(o[32*k+8:], q)
+			binary.LittleEndian.PutUint64(o[32*k+16:], q)
+			binary.LittleEndian.PutUint64(o[32*k+24:], q)
+		}
+		even, odd := x8LaneSums(blk)
+		c := uint64(uint32(-8*even)) | uint64(uint32(-8*odd))<<32
+		d := uint64(math.Float32bits(f16Table[binary.LittleEndian.Uint16(blk[:2])]))
+		d |= d << 32
+		for j := 0; j < 32; j += 8 {
+			binary.LittleEndian.PutUint64(o[128+j:], c)
+			binary.LittleEndian.PutUint64(o[160+j:], d)
+		}
+	}
+}
+
+// x8LaneSums returns the sums of a Q8_0 block's quants that go to the
+// even lanes (elements 4g … 4g+3 for even g) and to the odd ones.
+func x8LaneSums(blk []byte) (even, odd int32) {
+	q := blk[2:34]
+	for g := 0; g < 8; g += 2 {
+		even += int32(int8(q[4*g])) + int32(int8(q[4*g+1])) + int32(int8(q[4*g+2])) + int32(int8(q[4*g+3]))
+		odd += int32(int8(q[4*g+4])) + int32(int8(q[4*g+5])) + int32(int8(q[4*g+6])) + int32(int8(q[4*g+7]))
+	}
+	return even, odd
+}
+
+// planX8 is planQ for a repacked matrix with k's kernels q; xq holds the
 // tokens' Q8_0 activation rows.
-func (m Matrix) planX8(p *Pool, q *quantKernels, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
+func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq []byte, bias []float32, tokens int, act *activations) (int, func(worker, c int)) {
 	cols := m.Cols
 	blocks := cols / QK
 	xrb := Q8_0.RowBytes(cols)
-	pstride := blocks * x8PrepBytes
+	pstride := blocks * k.prepX8Bytes
 	gb := blocks * x8BlockBytes(m.DType)
 	var prep []byte
 	if m.DType.BlockSize() == QKK { // K-quants read the Q8_K rows as they are
@@ -214,7 +248,7 @@ func (m Matrix) planX8(p *Pool, q *quantKernels, y []float32, xq []byte, bias []
 		if act.x8 == nil {
 			act.x8 = make([]byte, tokens*pstride)
 			p.Run(tokens, func(_, t int) {
-				x8Prep(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
+				k.prepX8(act.x8[t*pstride:(t+1)*pstride], xq[t*xrb:(t+1)*xrb])
 			})
 		}
 		prep = act.x8
@@ -241,21 +275,31 @@ func (m Matrix) planX8(p *Pool, q *quantKernels, y []float32, xq []byte, bias []
 		}
 		var o8 [8]float32
 		var o32 [32]float32
+		// put stores a token's eight results of the group at row r0.
+		put := func(t, r0 int, o []float32) {
+			dst := y[t*m.Rows+r0:][:x8Rows]
+			if bias == nil {
+				copy(dst, o[:x8Rows])
+				return
+			}
+			b := bias[r0:][:x8Rows]
+			for i := range dst {
+				dst[i] = o[i] + b[i]
+			}
+		}
 		for g := c * perChunk; g < min((c+1)*perChunk, groups); g++ {
 			w := m.x8[g*gb : (g+1)*gb]
 			r0 := g * x8Rows
 			t := 0
 			for ; t+x8Tokens <= tokens; t += x8Tokens {
 				tile(&o32, w, prep[t*pstride:], blocks, pstride)
-				for k, v := range o32 {
-					store(t+k/8, r0+k%8, v)
+				for k := 0; k < x8Tokens; k++ {
+					put(t+k, r0, o32[k*x8Rows:])
 				}
 			}
 			for ; t < tokens; t++ {
 				gemv(&o8, w, prep[t*pstride:(t+1)*pstride], blocks)
-				for k, v := range o8 {
-					store(t, r0+k, v)
-				}
+				put(t, r0, o8[:])
 			}
 		}
 	}

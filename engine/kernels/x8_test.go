@@ -198,19 +198,25 @@ func checkX8(t *testing.T, k kernelSet, dt DType, data []byte, exact bool) {
 	rb, xrb := bs*blocks, 34*blocks
 	packed := make([]byte, blocks*x8BlockBytes(dt))
 	pack(packed, w, 8, blocks*QK)
-	pstride := blocks * x8PrepBytes
-	prep := make([]byte, 4*pstride)
-	for tk := 0; tk < 4; tk++ {
-		x8Prep(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
+	// Each set reads its own prepared form (prepX8): the set's and the
+	// generic one's, from the same activation rows.
+	prepare := func(k kernelSet) ([]byte, int) {
+		pstride := blocks * k.prepX8Bytes
+		prep := make([]byte, 4*pstride)
+		for tk := 0; tk < 4; tk++ {
+			k.prepX8(prep[tk*pstride:], x[tk*xrb:(tk+1)*xrb])
+		}
+		return prep, pstride
 	}
+	prep, pstride := prepare(k)
+	gprep, gstride := prepare(genericKernels)
 	q, ref := k.quant(dt), genericKernels.quant(dt)
 	var tile [32]float32
 	q.x8Tile(&tile, packed, prep, blocks, pstride)
 	for tk := 0; tk < 4; tk++ {
-		p := prep[tk*pstride : (tk+1)*pstride]
 		var got, want [8]float32
-		q.x8Gemv(&got, packed, p, blocks)
-		ref.x8Gemv(&want, packed, p, blocks)
+		q.x8Gemv(&got, packed, prep[tk*pstride:(tk+1)*pstride], blocks)
+		ref.x8Gemv(&want, packed, gprep[tk*gstride:(tk+1)*gstride], blocks)
 		for row := 0; row < 8; row++ {
 			if !sameBits(got[row], want[row]) {
 				t.Fatalf("%s %v %d blocks: token %d row %d: gemv %v, generic %v", k.name, dt, blocks, tk, row, got[row], want[row])
@@ -271,4 +277,32 @@ func fmaExact(a, b, c float32) float32 {
 		return float32(math.Copysign(0, -1)) // −0 + −0
 	}
 	return f
+}
+
+// The wide prepared form holds the plain one's fields, repeated as the
+// AVX2 kernels load them.
+func TestX8PrepWide(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	const blocks = 5
+	x := quantize(Q8_0, 1, blocks*QK, randVec(r, blocks*QK))
+	narrow := make([]byte, blocks*x8PrepBytes)
+	wide := make([]byte, blocks*x8WideBytes)
+	x8Prep(narrow, x)
+	x8PrepWide(wide, x)
+	for b := 0; b < blocks; b++ {
+		n, w := narrow[b*x8PrepBytes:][:x8PrepBytes], wide[b*x8WideBytes:][:x8WideBytes]
+		for i := 0; i < 128; i++ { // quants k·8 … k·8+7 at 32k, four times
+			if w[i] != n[i/32*8+i%8] {
+				t.Fatalf("block %d: byte %d = %d, want quant %d", b, i, w[i], n[i/32*8+i%8])
+			}
+		}
+		for i := 0; i < 32; i++ {
+			if w[128+i] != n[32+i%8] {
+				t.Fatalf("block %d: correction byte %d", b, i)
+			}
+			if w[160+i] != n[48+i%4] {
+				t.Fatalf("block %d: scale byte %d", b, i)
+			}
+		}
+	}
 }

@@ -125,8 +125,8 @@ var genericKernels = kernelSet{
 	prepX8:      x8Prep,
 	prepX8Bytes: x8PrepBytes,
 	f32:         dotF32Generic,
-	f16:  dotF16Generic,
-	bf16: dotBF16Generic,
+	f16:         dotF16Generic,
+	bf16:        dotBF16Generic,
 	q8_0: quantKernels{
 		dot:    dotQ8_0Generic,
 		x8Gemv: x8Gemv(Q8_0, x8PrepBytes, x8GemvGeneric(Q8_0)),

@@ -421,3 +421,40 @@ func FuzzDotQ8_0(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTileParts is each set's float tiles (tileParts on F32 rows,
+// tilePartsH on F16 rows) over one part of 1,024 columns from L1, three
+// token tiles per call as a batch of 8–9 streams has them, on one core.
+func BenchmarkTileParts(b *testing.B) {
+	r := rand.New(rand.NewPCG(35, 36))
+	const n = tilePartLength
+	for _, k := range kernelSets() {
+		if k.tileParts == nil {
+			continue
+		}
+		const tiles = 3
+		tr, tt := k.tileRows, k.tileTokens
+		w := randVec(r, tr*n)
+		h := make([]uint16, len(w))
+		for i, v := range w {
+			h[i] = F32ToF16(v)
+		}
+		x := randVec(r, tiles*tt*n)
+		acc := make([]float32, tiles*tileAccFloats)
+		flops := float64(2 * tr * tt * tiles * n)
+		b.Run(k.name+"/F32", func(b *testing.B) {
+			for b.Loop() {
+				k.tileParts(acc, w, x, n, n, 0, tiles)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		if k.tilePartsH != nil {
+			b.Run(k.name+"/F16", func(b *testing.B) {
+				for b.Loop() {
+					k.tilePartsH(acc, h, x, n, n, 0, tiles)
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}

@@ -306,3 +306,43 @@ func TestX8PrepWide(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkX8Kernels is each set's Q4_0 and Q8_0 packed kernels on one
+// group of eight rows × 2,560 columns from L1, on one core: the gemv (one
+// token) and the four-token tile, in ns per packed block and token (eight
+// rows × 32 weights).
+func BenchmarkX8Kernels(b *testing.B) {
+	r := rand.New(rand.NewPCG(33, 34))
+	const cols = 2560
+	blocks := cols / QK
+	for _, k := range kernelSets() {
+		for _, dt := range []DType{Q4_0, Q8_0} {
+			packed := make([]byte, blocks*x8BlockBytes(dt))
+			pack := packQ4_0x8
+			if dt == Q8_0 {
+				pack = packQ8_0x8
+			}
+			pack(packed, quantize(dt, x8Rows, cols, randVec(r, x8Rows*cols)), x8Rows, cols)
+			pstride := blocks * k.prepX8Bytes
+			prep := make([]byte, x8Tokens*pstride)
+			for t := 0; t < x8Tokens; t++ {
+				k.prepX8(prep[t*pstride:], quantize(Q8_0, 1, cols, randVec(r, cols)))
+			}
+			q := k.quant(dt)
+			b.Run(fmt.Sprintf("%s/%v/gemv", k.name, dt), func(b *testing.B) {
+				var out [8]float32
+				for b.Loop() {
+					q.x8Gemv(&out, packed, prep, blocks)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*blocks), "ns/block-token")
+			})
+			b.Run(fmt.Sprintf("%s/%v/tile", k.name, dt), func(b *testing.B) {
+				var out [32]float32
+				for b.Loop() {
+					q.x8Tile(&out, packed, prep, blocks, pstride)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*blocks*x8Tokens), "ns/block-token")
+			})
+		}
+	}
+}

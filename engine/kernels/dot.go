@@ -64,6 +64,10 @@ type kernelSet struct {
 	// tilePartsH, when not nil, is tileParts with F16 rows widened inside
 	// the kernel (the same bits as widening them first).
 	tilePartsH func(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int)
+	// tilePartsHRest, when not nil, is tilePartsH for one tile of fewer
+	// than tileTokens tokens (the last of a batch that tileTokens does not
+	// divide, otherwise computed as an overlapping whole tile).
+	tilePartsHRest func(acc []float32, w []uint16, x []float32, ld, n, flags, tokens int)
 	// tilePartsHAlign, when not 0, is the column multiple tilePartsH needs
 	// in every part, the last too (it has no partial-chunk tail): matrices
 	// with other widths widen their rows first.

@@ -28,6 +28,7 @@ func avx2Set() kernelSet {
 	k.x8 = true
 	k.tileRows, k.tileTokens, k.tileParts = 4, 3, dotF32Tile4x3PartsAVX2
 	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x3PartsAVX2, 8
+	k.tilePartsHRest = dotF16TileRestPartsAVX2
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
 	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
@@ -199,6 +200,18 @@ func dotF16Tile4x3PartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags
 
 //go:noescape
 func dotTile4x3PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+
+// dotF16TileRestPartsAVX2 is dotF16Tile4x3PartsAVX2 for one tile of one or
+// two tokens.
+func dotF16TileRestPartsAVX2(acc []float32, w []uint16, x []float32, ld, n, flags, tokens int) {
+	if tokens < 1 || tokens > 2 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 8) || n%8 != 0 {
+		panic("kernels: dotF16TileRestPartsAVX2: bad operands")
+	}
+	dotTile4xNPartsF16AVX2(&acc[0], w, x, ld, n, flags, tokens)
+}
+
+//go:noescape
+func dotTile4xNPartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 
 // q4x8GemvAVX2 is the one-token Q4_0 x8 kernel: q4x8AVX2Asm's bits with the
 // scales made once per block.

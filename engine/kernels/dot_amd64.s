@@ -512,6 +512,167 @@ hnext:
 	VZEROUPPER
 	RET
 
+// The 4×2 and 4×1 tiles' accumulators, as ACC12's: pair (row i, token t)
+// in Y(4t+i).
+#define ACC8LOAD \
+	VMOVUPS 0(BX), Y0; \
+	VMOVUPS 32(BX), Y1; \
+	VMOVUPS 64(BX), Y2; \
+	VMOVUPS 96(BX), Y3; \
+	VMOVUPS 128(BX), Y4; \
+	VMOVUPS 160(BX), Y5; \
+	VMOVUPS 192(BX), Y6; \
+	VMOVUPS 224(BX), Y7
+
+#define ACC8STORE \
+	VMOVUPS Y0, 0(BX); \
+	VMOVUPS Y1, 32(BX); \
+	VMOVUPS Y2, 64(BX); \
+	VMOVUPS Y3, 96(BX); \
+	VMOVUPS Y4, 128(BX); \
+	VMOVUPS Y5, 160(BX); \
+	VMOVUPS Y6, 192(BX); \
+	VMOVUPS Y7, 224(BX)
+
+#define ACC4REDUCE \
+	HSUM8(Y0, X0, X15); \
+	HSUM8(Y1, X1, X15); \
+	HSUM8(Y2, X2, X15); \
+	HSUM8(Y3, X3, X15); \
+	VMOVSS X0, 0(BX); \
+	VMOVSS X1, 4(BX); \
+	VMOVSS X2, 8(BX); \
+	VMOVSS X3, 12(BX)
+
+#define ACC8REDUCE \
+	ACC4REDUCE; \
+	HSUM8(Y4, X4, X15); \
+	HSUM8(Y5, X5, X15); \
+	HSUM8(Y6, X6, X15); \
+	HSUM8(Y7, X7, X15); \
+	VMOVSS X4, 16(BX); \
+	VMOVSS X5, 20(BX); \
+	VMOVSS X6, 24(BX); \
+	VMOVSS X7, 28(BX)
+
+// func dotTile4xNPartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
+//
+// dotTile4x3PartsF16AVX2 for one tile of two tokens or one (the rest of a
+// batch that three does not divide): the same FMAs per pair, so the same
+// bits, and no pair computed twice.
+TEXT ·dotTile4xNPartsF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), SI
+	MOVQ x_base+32(FP), DI
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), AX
+	LEAQ (AX)(AX*2), CX
+	SHLQ $2, R8
+	MOVQ n+64(FP), R11
+	SHRQ $3, R11
+	MOVQ flags+72(FP), R10
+	MOVQ tokens+80(FP), R12
+	CMPQ R12, $2
+	JNE  one
+	TESTQ $1, R10
+	JZ    twozero
+	ACC8LOAD
+	JMP   twostart
+
+twozero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+twostart:
+	TESTQ R11, R11
+	JZ    twodone
+
+twoloop:
+	VMOVUPS     (DI), Y12
+	VMOVUPS     (DI)(R8*1), Y13
+	VCVTPH2PS   (SI), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y4
+	VCVTPH2PS   (SI)(AX*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VFMADD231PS Y13, Y15, Y5
+	VCVTPH2PS   (SI)(AX*2), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y6
+	VCVTPH2PS   (SI)(CX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y7
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	DECQ        R11
+	JNZ         twoloop
+
+twodone:
+	TESTQ $2, R10
+	JNZ   tworeduce
+	ACC8STORE
+	JMP   ret
+
+tworeduce:
+	ACC8REDUCE
+	JMP ret
+
+one:
+	TESTQ $1, R10
+	JZ    onezero
+	VMOVUPS 0(BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	JMP   onestart
+
+onezero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+onestart:
+	TESTQ R11, R11
+	JZ    onedone
+
+oneloop:
+	VMOVUPS     (DI), Y12
+	VCVTPH2PS   (SI), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VCVTPH2PS   (SI)(AX*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VCVTPH2PS   (SI)(AX*2), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VCVTPH2PS   (SI)(CX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	DECQ        R11
+	JNZ         oneloop
+
+onedone:
+	TESTQ $2, R10
+	JNZ   onereduce
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	JMP   ret
+
+onereduce:
+	ACC4REDUCE
+
+ret:
+	VZEROUPPER
+	RET
+
 // func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n int)
 // dotF16AVX2Asm for four rows (n values each, back to back, n a multiple
 // of 8) at once: each row its own accumulator, the activations loaded once.

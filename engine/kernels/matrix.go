@@ -301,7 +301,11 @@ func tilePartScratch(k *kernelSet, tokens int) int {
 // bits), so no token falls to the slower single dot. Each tile's
 // accumulators live in accs (tilePartScratch) between parts; the results
 // are the set's dot bits, so the split does not show in the output.
+//
+// rest, when not nil, computes that last tile over only the tokens left
+// (fewer than tileTokens) instead.
 func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+	rest func(acc []float32, w []T, x []float32, ld, n, flags, tokens int),
 	y []float32, block []T, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) int {
 	tr, tt := k.tileRows, k.tileTokens
 	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
@@ -317,15 +321,22 @@ func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T
 		for ri := 0; ri < rts; ri++ {
 			w := block[ri*tr*cols+k0 : (ri+1)*tr*cols]
 			parts(acc(ri, 0), w, x[k0:], cols, n, flags, regular)
-			if regular < tiles {
+			switch {
+			case regular == tiles:
+			case rest != nil:
+				rest(acc(ri, regular), w, x[regular*tt*cols+k0:], cols, n, flags, tokens-regular*tt)
+			default:
 				parts(acc(ri, regular), w, x[(tokens-tt)*cols+k0:], cols, n, flags, 1)
 			}
 		}
 	}
 	for ri := 0; ri < rts; ri++ {
 		for j := 0; j < tiles; j++ {
-			t, out := min(j*tt, tokens-tt), acc(ri, j)
-			for tk := 0; tk < tt; tk++ {
+			t, out, n := min(j*tt, tokens-tt), acc(ri, j), tt
+			if j == regular && rest != nil {
+				t, n = j*tt, tokens-j*tt
+			}
+			for tk := 0; tk < n; tk++ {
 				yt := y[(t+tk)*rows+r0+ri*tr:][:tr]
 				for k, v := range out[tk*tr : (tk+1)*tr] {
 					if bias != nil {
@@ -346,7 +357,7 @@ func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T
 func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	i := 0
 	if len(accs) > 0 {
-		i = tileBlock(k, k.tileParts, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+		i = tileBlock(k, k.tileParts, nil, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
@@ -363,7 +374,7 @@ func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tok
 // registers; rows past the last tile go through k.f16, which gives the
 // same bits as widening and k.f32.
 func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
-	i := tileBlock(k, k.tilePartsH, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+	i := tileBlock(k, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := k.f16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])

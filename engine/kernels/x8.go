@@ -35,7 +35,8 @@ import (
 // q+128) by signed activations, so the activations are prepared once per
 // product (x8Prep): per block 64 bytes — its 32 int8 quants, −8·Σ and
 // −128·Σ of the quants of each lane's elements (as two int32 each), and its
-// scale widened to float32. Per block and lane the integer sum is exact; it
+// scale widened to float32. The AVX2 set reads the same fields in a wide
+// form (x8PrepWide, kernelSet.prepX8). Per block and lane the integer sum is exact; it
 // is converted to float32 and added by FMA, times d_w·d_x, into the lane's
 // accumulator; at the end the row's two lanes are added. The decode kernel
 // (one token) and the prefill tile (four tokens) do exactly this for every

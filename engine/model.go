@@ -138,6 +138,11 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 		if m.embed, err = src.Matrix("model.embed_tokens.weight", V, H); err != nil {
 			return nil, err
 		}
+		if m.embed.DType.Quantized() {
+			// Embed reads rows in the stored layout: a copy interleaved for
+			// the products (a source may make one) would only take memory.
+			m.embed.Free()
+		}
 		m.hasEmb = true
 	}
 	if opts.Head {
@@ -237,6 +242,7 @@ func (m *Model) Close() error {
 		}
 	}
 	m.head.Free()
+	m.embed.Free()
 	if m.closer != nil {
 		err := m.closer.Close()
 		m.closer = nil

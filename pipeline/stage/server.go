@@ -242,7 +242,8 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 			return buf, status.Errorf(codes.InvalidArgument, "stage: span %d: %d tokens at position %d", i, sp.GetTokens(), sp.GetPosition())
 		}
 		if int(sp.GetTokens()) > s.cfg.MaxStepRows-rows {
-			return buf, status.Errorf(codes.InvalidArgument, "stage: more than %d rows in a step", s.cfg.MaxStepRows)
+			return buf, status.Errorf(codes.InvalidArgument, "stage: more than %d rows in a step (%d in its first %d of %d sessions)",
+				s.cfg.MaxStepRows, rows+int(sp.GetTokens()), i+1, len(spans))
 		}
 		rows += int(sp.GetTokens())
 		if int(sp.GetPosition())+int(sp.GetTokens()) > m.Config.MaxPositionEmbeddings {

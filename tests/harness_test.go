@@ -134,6 +134,16 @@ func (p *proc) stop() {
 	}
 }
 
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill is kill -9.
 func (p *proc) kill() {
 	p.cmd.Process.Kill()
@@ -168,32 +178,50 @@ func startCluster(t testing.TB, model string, o clusterOpts) *cluster {
 	t.Helper()
 	binaries(t)
 	c := &cluster{t: t, dir: t.TempDir(), model: model, workers: map[string]*proc{}, name: "t" + fmt.Sprint(time.Now().UnixNano()%1e9)}
-	c.addr = freeAddrOn(t, cmp.Or(o.listenHost, "127.0.0.1"))
-	args := []string{"--model", model, "--listen", c.addr, "--cluster", c.name, "--min-workers", fmt.Sprint(max(o.workers, 1)),
-		"--threads", "1", "--stage-timeout", "5s", "--replan-timeout", "30s"}
-	if o.externalEtcd != "" {
-		c.etcd = o.externalEtcd
-		args = append(args, "--etcd", c.etcd)
-	} else if o.etcdHost != "" {
-		c.etcd = freeAddrOn(t, o.etcdHost)
-		args = append(args, "--etcd", c.etcd, "--embedded-etcd", filepath.Join(c.dir, "etcd"))
-	} else {
-		c.etcd = freeAddr(t)
-		args = append(args, "--etcd", c.etcd, "--embedded-etcd", filepath.Join(c.dir, "etcd"))
-	}
-	args = append(args, o.coordArgs...)
-	if len(o.coordWrap) > 0 {
-		c.coord = startProc(t, c.dir, "coordinator", o.coordWrap[0], append(append(o.coordWrap[1:], bin.coordinator), args...)...)
-	} else {
-		c.coord = startProc(t, c.dir, "coordinator", bin.coordinator, args...)
-	}
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
+	// The coordinator's ports are picked free here and bound by it a moment
+	// later; tests running in parallel can take one in between. A start that
+	// fails on a taken port is retried on new ones.
+	for attempt := 1; ; attempt++ {
+		c.addr = freeAddrOn(t, cmp.Or(o.listenHost, "127.0.0.1"))
+		args := []string{"--model", model, "--listen", c.addr, "--cluster", c.name, "--min-workers", fmt.Sprint(max(o.workers, 1)),
+			"--threads", "1", "--stage-timeout", "5s", "--replan-timeout", "30s"}
+		etcdDir := filepath.Join(c.dir, fmt.Sprint("etcd", attempt))
+		if o.externalEtcd != "" {
+			c.etcd = o.externalEtcd
+			args = append(args, "--etcd", c.etcd)
+		} else if o.etcdHost != "" {
+			c.etcd = freeAddrOn(t, o.etcdHost)
+			args = append(args, "--etcd", c.etcd, "--embedded-etcd", etcdDir)
+		} else {
+			c.etcd = freeAddr(t)
+			args = append(args, "--etcd", c.etcd, "--embedded-etcd", etcdDir)
+		}
+		args = append(args, o.coordArgs...)
+		name := "coordinator"
+		if attempt > 1 {
+			name = fmt.Sprint("coordinator", attempt)
+		}
+		if len(o.coordWrap) > 0 {
+			c.coord = startProc(t, c.dir, name, o.coordWrap[0], append(append(o.coordWrap[1:], bin.coordinator), args...)...)
+		} else {
+			c.coord = startProc(t, c.dir, name, bin.coordinator, args...)
+		}
+		conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c.conn, c.client = conn, phalanxpb.NewInferenceClient(conn)
+		err = c.healthErr("", 60*time.Second)
+		if err == nil {
+			break
+		}
+		if b, _ := os.ReadFile(c.coord.log); attempt < 3 && c.coord.exited() && strings.Contains(string(b), "address already in use") {
+			t.Logf("coordinator start %d: a port picked for it was taken meanwhile; again on others", attempt)
+			continue
+		}
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	c.conn, c.client = conn, phalanxpb.NewInferenceClient(conn)
-	c.waitHealth("", 60*time.Second)
 	for i := 0; i < o.workers; i++ {
 		c.addWorker(fmt.Sprintf("w%d", i+1), o.workerArgs...)
 	}
@@ -215,6 +243,14 @@ func (c *cluster) addWorker(name string, extra ...string) *proc {
 
 func (c *cluster) waitHealth(service string, timeout time.Duration) {
 	c.t.Helper()
+	if err := c.healthErr(service, timeout); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// healthErr waits until the coordinator reports service SERVING, and
+// says why not if it exits or the time runs out.
+func (c *cluster) healthErr(service string, timeout time.Duration) error {
 	hc := healthpb.NewHealthClient(c.conn)
 	deadline := time.Now().Add(timeout)
 	for {
@@ -222,14 +258,14 @@ func (c *cluster) waitHealth(service string, timeout time.Duration) {
 		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
 		cancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("coordinator health %q not SERVING after %v: %v %v", service, timeout, resp, err)
+			return fmt.Errorf("coordinator health %q not SERVING after %v: %v %v", service, timeout, resp, err)
 		}
 		select {
 		case <-c.coord.done:
-			c.t.Fatalf("coordinator exited: %v", c.coord.err)
+			return fmt.Errorf("coordinator exited: %v", c.coord.err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,32 +121,43 @@ func startEmbeddedEtcd(dir, clientAddr string, tlsFiles tlsutil.Files, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("%w: --etcd %q: %v", ErrUsage, clientAddr, err)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return nil, err
-	}
-	peer := l.Addr().String()
-	l.Close()
-	pu, _ := url.Parse("http://" + peer)
-	cfg := embed.NewConfig()
-	cfg.Name = "phalanx"
-	cfg.Dir = dir
-	cfg.ListenClientUrls = []url.URL{*cu}
-	cfg.AdvertiseClientUrls = []url.URL{*cu}
-	cfg.ListenPeerUrls = []url.URL{*pu}
-	cfg.AdvertisePeerUrls = []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	// etcd's own warnings and fatal exits (it calls Fatal when it cannot
-	// purge snapshot files, out of file descriptors) go to the daemon's log;
-	// while it stops, only panics and fatal exits (it reports its closing
-	// listeners as errors).
+	// The single member's peer port is only ever used by itself: take a
+	// free one. Another process can bind it between our look and etcd's
+	// listen; then etcd fails on that port and another one is tried.
+	var e *embed.Etcd
 	level := zap.NewAtomicLevelAt(zapslog.Level(log))
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(log.With("from", "etcd"), level, "embedded etcd"))
-	if tlsFiles.Enabled() {
-		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tlsFiles.Cert, KeyFile: tlsFiles.Key, TrustedCAFile: tlsFiles.CA, ClientCertAuth: true}
-	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		peer := l.Addr().String()
+		l.Close()
+		pu, _ := url.Parse("http://" + peer)
+		cfg := embed.NewConfig()
+		cfg.Name = "phalanx"
+		cfg.Dir = dir
+		cfg.ListenClientUrls = []url.URL{*cu}
+		cfg.AdvertiseClientUrls = []url.URL{*cu}
+		cfg.ListenPeerUrls = []url.URL{*pu}
+		cfg.AdvertisePeerUrls = []url.URL{*pu}
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+		// etcd's own warnings and fatal exits (it calls Fatal when it cannot
+		// purge snapshot files, out of file descriptors) go to the daemon's log;
+		// while it stops, only panics and fatal exits (it reports its closing
+		// listeners as errors).
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(log.With("from", "etcd"), level, "embedded etcd"))
+		if tlsFiles.Enabled() {
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tlsFiles.Cert, KeyFile: tlsFiles.Key, TrustedCAFile: tlsFiles.CA, ClientCertAuth: true}
+		}
+		e, err = embed.StartEtcd(cfg)
+		if err == nil {
+			break
+		}
+		if attempt < 5 && errors.Is(err, syscall.EADDRINUSE) && strings.Contains(err.Error(), peer) {
+			log.Warn("embedded etcd: its peer port was taken meanwhile; trying another", "port", peer)
+			continue
+		}
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
 	select {

@@ -394,3 +394,39 @@ func TestBatchingKeepsSessionsTogether(t *testing.T) {
 		c.close()
 	}
 }
+
+// The row limit of a batch is the route's at the time the batch is made:
+// a scheduler that waited for work before its first route (as a
+// coordinator does until the first plan) must not fill the first batch
+// past the stages' limit.
+func TestFirstBatchAfterRouteRespectsStepRows(t *testing.T) {
+	dir := fixture("phi-tiny-f32")
+	cfg, _ := engine.LoadConfig(dir)
+	stageCfg := stage.Config{MaxStepRows: 16}
+	schedCfg := Config{ReplanTimeout: 2 * time.Second, PrefillChunk: 8}
+	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, stageCfg, schedCfg, 10*time.Second)
+	defer c.close()
+	s := NewScheduler(c.ends, schedCfg)
+	defer s.Close()
+	time.Sleep(50 * time.Millisecond) // the dispatcher waits for work with no route
+	s.SetRoute(c.sched.Route())
+	g := textgen.ForConfig(cfg, nil)
+	const sessions = 8
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prompt := []int{i + 1, 2*i + 3, 5, 7, 11, 13, 17, 19, 23, 29}
+			sess := s.NewSession()
+			defer sess.Close()
+			<-start
+			if _, err := g.Run(context.Background(), sess, textgen.Request{Tokens: prompt, MaxTokens: 2, IgnoreEOS: true}, func(textgen.Chunk) error { return nil }); err != nil {
+				t.Errorf("session %d: %v", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+}

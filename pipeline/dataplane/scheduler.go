@@ -258,13 +258,7 @@ func (s *Scheduler) dispatch() {
 		return false
 	}
 	for {
-		r := s.Route()
-		limit := r.microBatches()
-		maxRows := s.cfg.MaxBatchRows
-		if r != nil && r.MaxStepRows > 0 {
-			maxRows = min(maxRows, r.MaxStepRows)
-		}
-		limit = min(limit, s.cfg.InFlight)
+		limit := min(s.Route().microBatches(), s.cfg.InFlight)
 		for inFlight >= limit {
 			select {
 			case <-s.stop:
@@ -287,6 +281,13 @@ func (s *Scheduler) dispatch() {
 		}
 		if abandoned(first) {
 			continue
+		}
+		// The row limit comes from the route as it is now, not as it was
+		// when the wait began: the first plan (or a new one) may have come
+		// in meanwhile, and a batch over a stage's limit is refused.
+		maxRows := s.cfg.MaxBatchRows
+		if r := s.Route(); r != nil && r.MaxStepRows > 0 {
+			maxRows = min(maxRows, r.MaxStepRows)
 		}
 		batch := []*stepItem{first}
 		rows := len(first.ids)

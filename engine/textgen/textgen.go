@@ -126,8 +126,12 @@ func (g *Generator) PromptTokens(req *Request) ([]int, error) {
 }
 
 // Run generates for req over b, calling emit after every step that makes
-// tokens or text visible. An error from emit stops the run and is returned.
+// tokens or text visible (emit may be nil). An error from emit stops the
+// run and is returned.
 func (g *Generator) Run(ctx context.Context, b Backend, req Request, emit func(Chunk) error) (*Result, error) {
+	if emit == nil { // the caller wants only the Result
+		emit = func(Chunk) error { return nil }
+	}
 	ids, err := g.PromptTokens(&req)
 	if err != nil {
 		return nil, err

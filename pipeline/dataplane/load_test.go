@@ -364,25 +364,10 @@ func TestBatchingKeepsSessionsTogether(t *testing.T) {
 		r := *c.sched.Route()
 		r.Hosts = hosts
 		c.sched.SetRoute(&r)
-		g := textgen.ForConfig(c.ends.Config, nil)
 		const sessions, tokens = 8, 16
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range sessions {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sess := c.sched.NewSession()
-				defer sess.Close()
-				<-start
-				if _, err := g.Run(context.Background(), sess, textgen.Request{Tokens: []int{i + 1, 2, 3}, MaxTokens: tokens, IgnoreEOS: true},
-					func(textgen.Chunk) error { return nil }); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
+		runTogether(t, c.sched, sessions, func(i int) textgen.Request {
+			return textgen.Request{Tokens: []int{i + 1, 2, 3}, MaxTokens: tokens, IgnoreEOS: true}
+		})
 		steps := c.sched.Stats().Steps
 		// Decode needs tokens-1 steps per group of sessions batched
 		// together; a few more for the prompts arriving apart.
@@ -395,34 +380,63 @@ func TestBatchingKeepsSessionsTogether(t *testing.T) {
 	}
 }
 
-// The row limit of a batch is the route's at the time the batch is made:
-// a scheduler that waited for work before its first route (as a
-// coordinator does until the first plan) must not fill the first batch
-// past the stages' limit.
-func TestFirstBatchAfterRouteRespectsStepRows(t *testing.T) {
+// The row limit of a batch is the route's at the time the batch is made,
+// not when the dispatcher began waiting: a coordinator waits before its
+// first plan (no limit known yet) and while a step is in flight, and the
+// steps queued meanwhile must not be packed past the stages' limit.
+func TestBatchRowLimitFollowsRoute(t *testing.T) {
 	dir := fixture("phi-tiny-f32")
 	cfg, _ := engine.LoadConfig(dir)
-	stageCfg := stage.Config{MaxStepRows: 16}
-	schedCfg := Config{ReplanTimeout: 2 * time.Second, PrefillChunk: 8}
-	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, stageCfg, schedCfg, 10*time.Second)
+	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, stage.Config{MaxStepRows: 16, StepDelay: 200 * time.Millisecond},
+		Config{ReplanTimeout: 2 * time.Second, PrefillChunk: 8}, 10*time.Second)
 	defer c.close()
-	s := NewScheduler(c.ends, schedCfg)
-	defer s.Close()
-	time.Sleep(50 * time.Millisecond) // the dispatcher waits for work with no route
-	s.SetRoute(c.sched.Route())
-	g := textgen.ForConfig(cfg, nil)
-	const sessions = 8
+	limited := c.sched.Route()
+	unknown := *limited
+	unknown.MaxStepRows = 0 // no worker has published its limit yet
+	c.sched.SetRoute(&unknown)
+	req := func(i int) textgen.Request {
+		return textgen.Request{Tokens: []int{i + 1, 2*i + 3, 5, 7, 11, 13, 17, 19, 23, 29}, MaxTokens: 1, IgnoreEOS: true}
+	}
+	// One session's first step (8 rows) goes alone and takes 200 ms; seven
+	// more queue their first steps (8 rows each) behind it; then the limit
+	// is published.
+	first := make(chan error, 1)
+	go func() {
+		sess := c.sched.NewSession()
+		defer sess.Close()
+		_, err := textgen.ForConfig(cfg, nil).Run(context.Background(), sess, req(100), nil)
+		first <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	rest := make(chan struct{})
+	go func() {
+		defer close(rest)
+		runTogether(t, c.sched, 7, req)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.sched.SetRoute(limited)
+	<-rest
+	if err := <-first; err != nil {
+		t.Errorf("first session: %v", err)
+	}
+}
+
+// runTogether runs n generations on s, each its own session, all released
+// at once so that their steps arrive together, and waits for them; a failed
+// one fails t.
+func runTogether(t *testing.T, s *Scheduler, n int, req func(i int) textgen.Request) {
+	t.Helper()
+	g := textgen.ForConfig(s.ends.Config, nil)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i := range sessions {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			prompt := []int{i + 1, 2*i + 3, 5, 7, 11, 13, 17, 19, 23, 29}
 			sess := s.NewSession()
 			defer sess.Close()
 			<-start
-			if _, err := g.Run(context.Background(), sess, textgen.Request{Tokens: prompt, MaxTokens: 2, IgnoreEOS: true}, func(textgen.Chunk) error { return nil }); err != nil {
+			if _, err := g.Run(context.Background(), sess, req(i), nil); err != nil {
 				t.Errorf("session %d: %v", i, err)
 			}
 		}()

@@ -249,6 +249,25 @@ done:
 	VZEROUPPER
 	RET
 
+// TILEROW3, TILEROW2 and TILEROW1 load one weight row's 8 columns at w
+// with ld (VMOVUPS, or VCVTPH2PS for F16 rows) into Y15 and add its
+// products with the tokens' activations in Y12, Y13, Y14 (as many as the
+// tile has) into the row's accumulators.
+#define TILEROW3(ld, w, a0, a1, a2) \
+	ld          w, Y15; \
+	VFMADD231PS Y12, Y15, a0; \
+	VFMADD231PS Y13, Y15, a1; \
+	VFMADD231PS Y14, Y15, a2
+
+#define TILEROW2(ld, w, a0, a1) \
+	ld          w, Y15; \
+	VFMADD231PS Y12, Y15, a0; \
+	VFMADD231PS Y13, Y15, a1
+
+#define TILEROW1(ld, w, a0) \
+	ld          w, Y15; \
+	VFMADD231PS Y12, Y15, a0
+
 // The 4×3 tiles' twelve accumulators Y0–Y11 (pair row i, token t in
 // Y(4t+i)): loaded from, zeroed, saved to BX; ACC12REDUCE reduces each as
 // dotF32AVX2Asm does and stores the twelve sums at BX (token-major).
@@ -363,22 +382,10 @@ floop:
 	VMOVUPS (DI), Y12
 	VMOVUPS (DI)(R8*1), Y13
 	VMOVUPS (DI)(R8*2), Y14
-	VMOVUPS (SI), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VFMADD231PS Y13, Y15, Y4
-	VFMADD231PS Y14, Y15, Y8
-	VMOVUPS (SI)(R8*1), Y15
-	VFMADD231PS Y12, Y15, Y1
-	VFMADD231PS Y13, Y15, Y5
-	VFMADD231PS Y14, Y15, Y9
-	VMOVUPS (SI)(R8*2), Y15
-	VFMADD231PS Y12, Y15, Y2
-	VFMADD231PS Y13, Y15, Y6
-	VFMADD231PS Y14, Y15, Y10
-	VMOVUPS (SI)(R9*1), Y15
-	VFMADD231PS Y12, Y15, Y3
-	VFMADD231PS Y13, Y15, Y7
-	VFMADD231PS Y14, Y15, Y11
+	TILEROW3(VMOVUPS, (SI), Y0, Y4, Y8)
+	TILEROW3(VMOVUPS, (SI)(R8*1), Y1, Y5, Y9)
+	TILEROW3(VMOVUPS, (SI)(R8*2), Y2, Y6, Y10)
+	TILEROW3(VMOVUPS, (SI)(R9*1), Y3, Y7, Y11)
 	ADDQ $32, SI
 	ADDQ $32, DI
 	DECQ R11
@@ -474,22 +481,10 @@ hloop:
 	VMOVUPS (DI), Y12
 	VMOVUPS (DI)(R8*1), Y13
 	VMOVUPS (DI)(R8*2), Y14
-	VCVTPH2PS (SI), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VFMADD231PS Y13, Y15, Y4
-	VFMADD231PS Y14, Y15, Y8
-	VCVTPH2PS (SI)(AX*1), Y15
-	VFMADD231PS Y12, Y15, Y1
-	VFMADD231PS Y13, Y15, Y5
-	VFMADD231PS Y14, Y15, Y9
-	VCVTPH2PS (SI)(AX*2), Y15
-	VFMADD231PS Y12, Y15, Y2
-	VFMADD231PS Y13, Y15, Y6
-	VFMADD231PS Y14, Y15, Y10
-	VCVTPH2PS (SI)(CX*1), Y15
-	VFMADD231PS Y12, Y15, Y3
-	VFMADD231PS Y13, Y15, Y7
-	VFMADD231PS Y14, Y15, Y11
+	TILEROW3(VCVTPH2PS, (SI), Y0, Y4, Y8)
+	TILEROW3(VCVTPH2PS, (SI)(AX*1), Y1, Y5, Y9)
+	TILEROW3(VCVTPH2PS, (SI)(AX*2), Y2, Y6, Y10)
+	TILEROW3(VCVTPH2PS, (SI)(CX*1), Y3, Y7, Y11)
 	ADDQ $16, SI
 	ADDQ $32, DI
 	DECQ R11
@@ -594,20 +589,12 @@ twostart:
 	JZ    twodone
 
 twoloop:
-	VMOVUPS     (DI), Y12
-	VMOVUPS     (DI)(R8*1), Y13
-	VCVTPH2PS   (SI), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VFMADD231PS Y13, Y15, Y4
-	VCVTPH2PS   (SI)(AX*1), Y15
-	VFMADD231PS Y12, Y15, Y1
-	VFMADD231PS Y13, Y15, Y5
-	VCVTPH2PS   (SI)(AX*2), Y15
-	VFMADD231PS Y12, Y15, Y2
-	VFMADD231PS Y13, Y15, Y6
-	VCVTPH2PS   (SI)(CX*1), Y15
-	VFMADD231PS Y12, Y15, Y3
-	VFMADD231PS Y13, Y15, Y7
+	VMOVUPS (DI), Y12
+	VMOVUPS (DI)(R8*1), Y13
+	TILEROW2(VCVTPH2PS, (SI), Y0, Y4)
+	TILEROW2(VCVTPH2PS, (SI)(AX*1), Y1, Y5)
+	TILEROW2(VCVTPH2PS, (SI)(AX*2), Y2, Y6)
+	TILEROW2(VCVTPH2PS, (SI)(CX*1), Y3, Y7)
 	ADDQ        $16, SI
 	ADDQ        $32, DI
 	DECQ        R11
@@ -643,15 +630,11 @@ onestart:
 	JZ    onedone
 
 oneloop:
-	VMOVUPS     (DI), Y12
-	VCVTPH2PS   (SI), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VCVTPH2PS   (SI)(AX*1), Y15
-	VFMADD231PS Y12, Y15, Y1
-	VCVTPH2PS   (SI)(AX*2), Y15
-	VFMADD231PS Y12, Y15, Y2
-	VCVTPH2PS   (SI)(CX*1), Y15
-	VFMADD231PS Y12, Y15, Y3
+	VMOVUPS (DI), Y12
+	TILEROW1(VCVTPH2PS, (SI), Y0)
+	TILEROW1(VCVTPH2PS, (SI)(AX*1), Y1)
+	TILEROW1(VCVTPH2PS, (SI)(AX*2), Y2)
+	TILEROW1(VCVTPH2PS, (SI)(CX*1), Y3)
 	ADDQ        $16, SI
 	ADDQ        $32, DI
 	DECQ        R11
@@ -896,13 +879,22 @@ DATA x8IdxA<>+48(SB)/8, $0x0000000600000006
 DATA x8IdxA<>+56(SB)/8, $0x0000000700000007
 GLOBL x8IdxA<>(SB), RODATA|NOPTR, $64
 
+// The nibble mask and the int16 ones, as whole registers.
+DATA x8Nibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA x8Nibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL x8Nibbles<>(SB), RODATA|NOPTR, $32
+
+DATA x8Ones16<>+0(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+8(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+16(SB)/8, $0x0001000100010001
+DATA x8Ones16<>+24(SB)/8, $0x0001000100010001
+GLOBL x8Ones16<>(SB), RODATA|NOPTR, $32
+
 #define X8ACONST \
-	MOVL         $0x00010001, AX; \
-	VMOVD        AX, X15; \
-	VPBROADCASTD X15, Y15; \
-	MOVL         $0x0f0f0f0f, AX; \
-	VMOVD        AX, X14; \
-	VPBROADCASTD X14, Y14
+	VMOVDQU x8Ones16<>(SB), Y15; \
+	VMOVDQU x8Nibbles<>(SB), Y14
 
 // X8ASCALES widens the scales of the half h (0 or 1) of the block at w.
 #define X8ASCALES(w, h) \
@@ -1068,18 +1060,6 @@ gdone:
 // 0–3, Y4–Y7: of rows 4–7), the half's unpacked quants in Y8–Y11 and its
 // scales per lane in Y12, so the nibble mask and the int16 ones come from
 // memory. Per (token, half) the operations are the one-token kernel's.
-
-DATA x8Nibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA x8Nibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA x8Nibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA x8Nibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL x8Nibbles<>(SB), RODATA|NOPTR, $32
-
-DATA x8Ones16<>+0(SB)/8, $0x0001000100010001
-DATA x8Ones16<>+8(SB)/8, $0x0001000100010001
-DATA x8Ones16<>+16(SB)/8, $0x0001000100010001
-DATA x8Ones16<>+24(SB)/8, $0x0001000100010001
-GLOBL x8Ones16<>(SB), RODATA|NOPTR, $32
 
 #define Q4X4W(h) \
 	VMOVDQU   (16+32*h)(SI), Y8; \

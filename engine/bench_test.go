@@ -38,11 +38,7 @@ func benchModel(b *testing.B) string {
 // BenchmarkDecode measures one decode step (all layers and the head) at a
 // short context; tok/s is 1/step.
 func BenchmarkDecode(b *testing.B) {
-	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := loadBenchModel(b)
 	H, V := m.Config.HiddenSize, m.Config.VocabSize
 	cache := m.NewCache()
 	x := make([]float32, H)
@@ -71,11 +67,7 @@ func BenchmarkDecode(b *testing.B) {
 
 // BenchmarkPrefill128 measures a 128-token prompt in one pass.
 func BenchmarkPrefill128(b *testing.B) {
-	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := loadBenchModel(b)
 	const n = 128
 	H, V := m.Config.HiddenSize, m.Config.VocabSize
 	ids := make([]int, n)
@@ -104,11 +96,7 @@ func BenchmarkPrefill128(b *testing.B) {
 // the ceiling of a cluster's aggregate decode throughput on this machine,
 // since batching reads each weight once per step for every stream.
 func BenchmarkDecodeBatch(b *testing.B) {
-	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := loadBenchModel(b)
 	H, V := m.Config.HiddenSize, m.Config.VocabSize
 	for _, n := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
@@ -145,4 +133,16 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
+}
+
+// loadBenchModel loads the whole benchModel (embedding, layers, head) for
+// the benchmark, closed at its end.
+func loadBenchModel(b *testing.B) *engine.Model {
+	b.Helper()
+	m, err := engine.Load(benchModel(b), engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
 }

@@ -469,14 +469,7 @@ func TestRideOutEtcdRestart(t *testing.T) {
 // The leader sees every state of the plan key — garbage, a deletion, a
 // foreign plan — and restores its own over exactly what it saw.
 func TestWatchStoredPlanAndRestore(t *testing.T) {
-	srv := etcdtest.New(t)
-	cli := srv.Client(t)
-	ctx := testContext(t, 20*time.Second)
-	lead, err := Campaign(ctx, cli, "c1", "coord-1", WithSessionTTL(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lead.Resign(context.Background())
+	cli, ctx, lead := leaderOfC1(t)
 	wctx, stop := context.WithCancel(ctx)
 	stored, err := WatchStoredPlan(wctx, cli, "c1")
 	if err != nil {
@@ -552,14 +545,7 @@ func TestWatchStoredPlanAndRestore(t *testing.T) {
 // The staged plan: written and cleared only by the leader, watched with
 // its removals, unreadable values hidden.
 func TestStagedPlan(t *testing.T) {
-	srv := etcdtest.New(t)
-	cli := srv.Client(t)
-	ctx := testContext(t, 20*time.Second)
-	lead, err := Campaign(ctx, cli, "c1", "coord-1", WithSessionTTL(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lead.Resign(context.Background())
+	cli, ctx, lead := leaderOfC1(t)
 	wctx, stop := context.WithCancel(ctx)
 	staged, err := WatchStaged(wctx, cli, "c1")
 	if err != nil {
@@ -606,4 +592,18 @@ func TestStagedPlan(t *testing.T) {
 	stop()
 	for range staged {
 	}
+}
+
+// leaderOfC1 starts an etcd and makes coord-1 the leader of cluster c1 for
+// the test (it resigns at the end).
+func leaderOfC1(t *testing.T) (*clientv3.Client, context.Context, *Leadership) {
+	t.Helper()
+	cli := etcdtest.New(t).Client(t)
+	ctx := testContext(t, 20*time.Second)
+	lead, err := Campaign(ctx, cli, "c1", "coord-1", WithSessionTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lead.Resign(context.Background()) })
+	return cli, ctx, lead
 }

@@ -268,76 +268,58 @@ done:
 	ld          w, Y15; \
 	VFMADD231PS Y12, Y15, a0
 
-// The 4×3 tiles' twelve accumulators Y0–Y11 (pair row i, token t in
-// Y(4t+i)): loaded from, zeroed, saved to BX; ACC12REDUCE reduces each as
-// dotF32AVX2Asm does and stores the twelve sums at BX (token-major).
+// The float tiles' accumulators, four at a time (a token's four rows):
+// loaded from, zeroed, saved to BX; ACC4REDUCE reduces each as
+// dotF32AVX2Asm does and stores the sums at BX (token-major). The 4×3
+// tiles have twelve, Y0–Y11 (pair row i, token t in Y(4t+i)): ACC12*.
+#define ACC4LOAD(a0, a1, a2, a3, off) \
+	VMOVUPS (off)(BX), a0; \
+	VMOVUPS (off+32)(BX), a1; \
+	VMOVUPS (off+64)(BX), a2; \
+	VMOVUPS (off+96)(BX), a3
+
+#define ACC4ZERO(a0, a1, a2, a3) \
+	VXORPS a0, a0, a0; \
+	VXORPS a1, a1, a1; \
+	VXORPS a2, a2, a2; \
+	VXORPS a3, a3, a3
+
+#define ACC4STORE(a0, a1, a2, a3, off) \
+	VMOVUPS a0, (off)(BX); \
+	VMOVUPS a1, (off+32)(BX); \
+	VMOVUPS a2, (off+64)(BX); \
+	VMOVUPS a3, (off+96)(BX)
+
+// ACC4REDUCE reduces four accumulators and stores their sums at off(BX).
+#define ACC4REDUCE(a0, a1, a2, a3, x0, x1, x2, x3, off) \
+	HSUM8(a0, x0, X15); \
+	HSUM8(a1, x1, X15); \
+	HSUM8(a2, x2, X15); \
+	HSUM8(a3, x3, X15); \
+	VMOVSS x0, (off)(BX); \
+	VMOVSS x1, (off+4)(BX); \
+	VMOVSS x2, (off+8)(BX); \
+	VMOVSS x3, (off+12)(BX)
+
 #define ACC12LOAD \
-	VMOVUPS 0(BX), Y0; \
-	VMOVUPS 32(BX), Y1; \
-	VMOVUPS 64(BX), Y2; \
-	VMOVUPS 96(BX), Y3; \
-	VMOVUPS 128(BX), Y4; \
-	VMOVUPS 160(BX), Y5; \
-	VMOVUPS 192(BX), Y6; \
-	VMOVUPS 224(BX), Y7; \
-	VMOVUPS 256(BX), Y8; \
-	VMOVUPS 288(BX), Y9; \
-	VMOVUPS 320(BX), Y10; \
-	VMOVUPS 352(BX), Y11
+	ACC4LOAD(Y0, Y1, Y2, Y3, 0); \
+	ACC4LOAD(Y4, Y5, Y6, Y7, 128); \
+	ACC4LOAD(Y8, Y9, Y10, Y11, 256)
 
 #define ACC12ZERO \
-	VXORPS Y0, Y0, Y0; \
-	VXORPS Y1, Y1, Y1; \
-	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; \
-	VXORPS Y5, Y5, Y5; \
-	VXORPS Y6, Y6, Y6; \
-	VXORPS Y7, Y7, Y7; \
-	VXORPS Y8, Y8, Y8; \
-	VXORPS Y9, Y9, Y9; \
-	VXORPS Y10, Y10, Y10; \
-	VXORPS Y11, Y11, Y11
+	ACC4ZERO(Y0, Y1, Y2, Y3); \
+	ACC4ZERO(Y4, Y5, Y6, Y7); \
+	ACC4ZERO(Y8, Y9, Y10, Y11)
 
 #define ACC12STORE \
-	VMOVUPS Y0, 0(BX); \
-	VMOVUPS Y1, 32(BX); \
-	VMOVUPS Y2, 64(BX); \
-	VMOVUPS Y3, 96(BX); \
-	VMOVUPS Y4, 128(BX); \
-	VMOVUPS Y5, 160(BX); \
-	VMOVUPS Y6, 192(BX); \
-	VMOVUPS Y7, 224(BX); \
-	VMOVUPS Y8, 256(BX); \
-	VMOVUPS Y9, 288(BX); \
-	VMOVUPS Y10, 320(BX); \
-	VMOVUPS Y11, 352(BX)
+	ACC4STORE(Y0, Y1, Y2, Y3, 0); \
+	ACC4STORE(Y4, Y5, Y6, Y7, 128); \
+	ACC4STORE(Y8, Y9, Y10, Y11, 256)
 
 #define ACC12REDUCE \
-	HSUM8(Y0, X0, X15); \
-	HSUM8(Y1, X1, X15); \
-	HSUM8(Y2, X2, X15); \
-	HSUM8(Y3, X3, X15); \
-	HSUM8(Y4, X4, X15); \
-	HSUM8(Y5, X5, X15); \
-	HSUM8(Y6, X6, X15); \
-	HSUM8(Y7, X7, X15); \
-	HSUM8(Y8, X8, X15); \
-	HSUM8(Y9, X9, X15); \
-	HSUM8(Y10, X10, X15); \
-	HSUM8(Y11, X11, X15); \
-	VMOVSS X0, 0(BX); \
-	VMOVSS X1, 4(BX); \
-	VMOVSS X2, 8(BX); \
-	VMOVSS X3, 12(BX); \
-	VMOVSS X4, 16(BX); \
-	VMOVSS X5, 20(BX); \
-	VMOVSS X6, 24(BX); \
-	VMOVSS X7, 28(BX); \
-	VMOVSS X8, 32(BX); \
-	VMOVSS X9, 36(BX); \
-	VMOVSS X10, 40(BX); \
-	VMOVSS X11, 44(BX)
+	ACC4REDUCE(Y0, Y1, Y2, Y3, X0, X1, X2, X3, 0); \
+	ACC4REDUCE(Y4, Y5, Y6, Y7, X4, X5, X6, X7, 16); \
+	ACC4REDUCE(Y8, Y9, Y10, Y11, X8, X9, X10, X11, 32)
 
 // func dotTile4x3PartsAVX2(acc *float32, w, x []float32, ld, n, flags, tiles int)
 //
@@ -507,48 +489,8 @@ hnext:
 	VZEROUPPER
 	RET
 
-// The 4×2 and 4×1 tiles' accumulators, as ACC12's: pair (row i, token t)
-// in Y(4t+i).
-#define ACC8LOAD \
-	VMOVUPS 0(BX), Y0; \
-	VMOVUPS 32(BX), Y1; \
-	VMOVUPS 64(BX), Y2; \
-	VMOVUPS 96(BX), Y3; \
-	VMOVUPS 128(BX), Y4; \
-	VMOVUPS 160(BX), Y5; \
-	VMOVUPS 192(BX), Y6; \
-	VMOVUPS 224(BX), Y7
-
-#define ACC8STORE \
-	VMOVUPS Y0, 0(BX); \
-	VMOVUPS Y1, 32(BX); \
-	VMOVUPS Y2, 64(BX); \
-	VMOVUPS Y3, 96(BX); \
-	VMOVUPS Y4, 128(BX); \
-	VMOVUPS Y5, 160(BX); \
-	VMOVUPS Y6, 192(BX); \
-	VMOVUPS Y7, 224(BX)
-
-#define ACC4REDUCE \
-	HSUM8(Y0, X0, X15); \
-	HSUM8(Y1, X1, X15); \
-	HSUM8(Y2, X2, X15); \
-	HSUM8(Y3, X3, X15); \
-	VMOVSS X0, 0(BX); \
-	VMOVSS X1, 4(BX); \
-	VMOVSS X2, 8(BX); \
-	VMOVSS X3, 12(BX)
-
-#define ACC8REDUCE \
-	ACC4REDUCE; \
-	HSUM8(Y4, X4, X15); \
-	HSUM8(Y5, X5, X15); \
-	HSUM8(Y6, X6, X15); \
-	HSUM8(Y7, X7, X15); \
-	VMOVSS X4, 16(BX); \
-	VMOVSS X5, 20(BX); \
-	VMOVSS X6, 24(BX); \
-	VMOVSS X7, 28(BX)
+// The 4×2 and 4×1 tiles keep ACC12's layout: pair (row i, token t) in
+// Y(4t+i).
 
 // func dotTile4xNPartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 //
@@ -571,18 +513,13 @@ TEXT ·dotTile4xNPartsF16AVX2(SB), NOSPLIT, $0-88
 	JNE  one
 	TESTQ $1, R10
 	JZ    twozero
-	ACC8LOAD
+	ACC4LOAD(Y0, Y1, Y2, Y3, 0)
+	ACC4LOAD(Y4, Y5, Y6, Y7, 128)
 	JMP   twostart
 
 twozero:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	ACC4ZERO(Y0, Y1, Y2, Y3)
+	ACC4ZERO(Y4, Y5, Y6, Y7)
 
 twostart:
 	TESTQ R11, R11
@@ -603,27 +540,23 @@ twoloop:
 twodone:
 	TESTQ $2, R10
 	JNZ   tworeduce
-	ACC8STORE
+	ACC4STORE(Y0, Y1, Y2, Y3, 0)
+	ACC4STORE(Y4, Y5, Y6, Y7, 128)
 	JMP   ret
 
 tworeduce:
-	ACC8REDUCE
+	ACC4REDUCE(Y0, Y1, Y2, Y3, X0, X1, X2, X3, 0)
+	ACC4REDUCE(Y4, Y5, Y6, Y7, X4, X5, X6, X7, 16)
 	JMP ret
 
 one:
 	TESTQ $1, R10
 	JZ    onezero
-	VMOVUPS 0(BX), Y0
-	VMOVUPS 32(BX), Y1
-	VMOVUPS 64(BX), Y2
-	VMOVUPS 96(BX), Y3
+	ACC4LOAD(Y0, Y1, Y2, Y3, 0)
 	JMP   onestart
 
 onezero:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ACC4ZERO(Y0, Y1, Y2, Y3)
 
 onestart:
 	TESTQ R11, R11
@@ -643,14 +576,11 @@ oneloop:
 onedone:
 	TESTQ $2, R10
 	JNZ   onereduce
-	VMOVUPS Y0, 0(BX)
-	VMOVUPS Y1, 32(BX)
-	VMOVUPS Y2, 64(BX)
-	VMOVUPS Y3, 96(BX)
+	ACC4STORE(Y0, Y1, Y2, Y3, 0)
 	JMP   ret
 
 onereduce:
-	ACC4REDUCE
+	ACC4REDUCE(Y0, Y1, Y2, Y3, X0, X1, X2, X3, 0)
 
 ret:
 	VZEROUPPER

@@ -30,13 +30,7 @@ func avx2Set() kernelSet {
 	k.tilePartsH, k.tilePartsHAlign = dotF16Tile4x3PartsAVX2, 8
 	k.tilePartsHRest = dotF16TileRestPartsAVX2
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
-	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
-	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
-	k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX2)
-	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileX2(q5Kx8x2AVX2Asm))
-	k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX2)
-	k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileX2(q6Kx8x2AVX2Asm))
-	k.kx8 = true
+	useKX8AVX2(&k)
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.widenF16 = widenF16AVX2
 	k.axpy = axpyAVX2
@@ -44,6 +38,19 @@ func avx2Set() kernelSet {
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
 	return k
+}
+
+// useKX8AVX2 gives k the AVX2 kernels for K-quant matrices packed by eight
+// rows (kx8_amd64.s) and packs those matrices at load. Every K-quant kernel
+// gives the generic bits, so a set may take them beside its own dots.
+func useKX8AVX2(k *kernelSet) {
+	k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX2)
+	k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileX2(q4Kx8x2AVX2Asm))
+	k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX2)
+	k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileX2(q5Kx8x2AVX2Asm))
+	k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX2)
+	k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileX2(q6Kx8x2AVX2Asm))
+	k.kx8 = true
 }
 
 // archKernels offers the AVX-512 set, then the AVX2 set, as far as the CPU

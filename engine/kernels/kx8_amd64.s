@@ -25,11 +25,10 @@ DATA kx8m30<>+16(SB)/8, $0x3030303030303030
 DATA kx8m30<>+24(SB)/8, $0x3030303030303030
 GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 
-// KX8SCALES unpacks the eight rows' 6-bit scales and mins at 32(SI) (byte i
-// of row r at 32+8i+r) and stores each sub-block's, every byte doubled, for
-// VPMOVZXBW to make (s, s) word pairs: scales j = 0…7 at 0(SP) + 32(j%2) +
-// 16((j%4)/2) + 64(j/4), mins at 128 more. Y15 holds 0x0f bytes.
-#define KX8SCALES \
+// KX8UNPACK unpacks the eight rows' 6-bit scales and mins at 32(SI) (byte
+// i of row r at 32+8i+r): byte 8j+r of Y3 is scale j of row r, of Y4 scale
+// 4+j, of Y5 min j, of Y6 min 4+j (j = 0…3). Y15 holds 0x0f bytes.
+#define KX8UNPACK \
 	VMOVDQU    32(SI), Y0; \
 	VMOVDQU    64(SI), Y1; \
 	VMOVDQU    96(SI), Y2; \
@@ -43,7 +42,13 @@ GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 	VPAND      Y15, Y6, Y6; \
 	VPSRLW     $2, Y1, Y7; \
 	VPAND      kx8m30<>(SB), Y7, Y7; \
-	VPOR       Y7, Y6, Y6; \
+	VPOR       Y7, Y6, Y6
+
+// KX8SCALES stores each sub-block's scales and mins (KX8UNPACK), every byte
+// doubled, for VPMOVZXBW to make (s, s) word pairs: scales j = 0…7 at
+// 0(SP) + 32(j%2) + 16((j%4)/2) + 64(j/4), mins at 128 more.
+#define KX8SCALES \
+	KX8UNPACK; \
 	VPUNPCKLBW Y3, Y3, Y7; \
 	VMOVDQU    Y7, 0(SP); \
 	VPUNPCKHBW Y3, Y3, Y7; \
@@ -396,6 +401,10 @@ GLOBL kx8zip6<>(SB), RODATA|NOPTR, $16
 #define Q6KSTEP \
 	VPSLLD       $5, Y11, Y11; \
 	VPSUBD       Y11, Y10, Y10; \
+	Q6KFSTEP
+
+// Q6KFSTEP is Q6KSTEP's float step, from Σ sc·(q−32)·x in Y10.
+#define Q6KFSTEP \
 	VCVTDQ2PS    Y10, Y10; \
 	VCVTPH2PS    0(SI), Y0; \
 	VBROADCASTSS 0(DI), Y2; \
@@ -1071,6 +1080,600 @@ done:
 	VZEROUPPER
 	RET
 
+
+// The AVX-512 (VNNI) kernels for the same packed layout: a zmm holds one
+// 32-byte chunk of the eight rows twice (VBROADCASTI64X4), lanes 0–7 for the
+// values of one sub-block and lanes 8–15 for those of the next (Q4_K: low
+// nibbles, and high nibbles left in place, i.e. times 16), and VPDPBUSD adds
+// the four products of each lane into dwords against the activation quants
+// spread to match by VPERMD. A sub-block's dword sums are exact (Q4_K's
+// high half at most 16·8·4·15·127 = 975,360), are multiplied by the lanes'
+// scales with VPMULLD and added over the super-block (at most 2^28); the
+// high half is divided by 16 (exact: every term is a multiple of 16) and
+// added to the low half, and the float step is KX8STEP4's, so each row gets
+// the plain dot's bits as in the AVX2 kernels.
+
+// kx8zperm<> + 64i (i = 0…7) are VPERMD indices that spread dword i of a
+// zmm over lanes 0–7 and dword 8+i over lanes 8–15; + 512 + 64j (j = 0…7)
+// spread dword 2j over lanes 0–7 and 2j+1 over lanes 8–15.
+DATA kx8zperm<>+0(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+8(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+16(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+24(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+32(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+40(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+48(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+56(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+64(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+72(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+80(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+88(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+96(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+104(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+112(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+120(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+128(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+136(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+144(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+152(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+160(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+168(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+176(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+184(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+192(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+200(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+208(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+216(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+224(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+232(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+240(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+248(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+256(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+264(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+272(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+280(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+288(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+296(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+304(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+312(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+320(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+328(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+336(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+344(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+352(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+360(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+368(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+376(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+384(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+392(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+400(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+408(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+416(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+424(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+432(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+440(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+448(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+456(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+464(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+472(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+480(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+488(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+496(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+504(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+512(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+520(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+528(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+536(SB)/8, $0x0000000000000000
+DATA kx8zperm<>+544(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+552(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+560(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+568(SB)/8, $0x0000000100000001
+DATA kx8zperm<>+576(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+584(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+592(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+600(SB)/8, $0x0000000200000002
+DATA kx8zperm<>+608(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+616(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+624(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+632(SB)/8, $0x0000000300000003
+DATA kx8zperm<>+640(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+648(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+656(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+664(SB)/8, $0x0000000400000004
+DATA kx8zperm<>+672(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+680(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+688(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+696(SB)/8, $0x0000000500000005
+DATA kx8zperm<>+704(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+712(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+720(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+728(SB)/8, $0x0000000600000006
+DATA kx8zperm<>+736(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+744(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+752(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+760(SB)/8, $0x0000000700000007
+DATA kx8zperm<>+768(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+776(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+784(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+792(SB)/8, $0x0000000800000008
+DATA kx8zperm<>+800(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+808(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+816(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+824(SB)/8, $0x0000000900000009
+DATA kx8zperm<>+832(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+840(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+848(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+856(SB)/8, $0x0000000a0000000a
+DATA kx8zperm<>+864(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+872(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+880(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+888(SB)/8, $0x0000000b0000000b
+DATA kx8zperm<>+896(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+904(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+912(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+920(SB)/8, $0x0000000c0000000c
+DATA kx8zperm<>+928(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+936(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+944(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+952(SB)/8, $0x0000000d0000000d
+DATA kx8zperm<>+960(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+968(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+976(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+984(SB)/8, $0x0000000e0000000e
+DATA kx8zperm<>+992(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+1000(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+1008(SB)/8, $0x0000000f0000000f
+DATA kx8zperm<>+1016(SB)/8, $0x0000000f0000000f
+GLOBL kx8zperm<>(SB), RODATA|NOPTR, $1024
+
+// kx8zq4m<> keeps the low nibbles in lanes 0–7 and the high ones (in
+// place) in lanes 8–15; kx8zsh<> shifts lanes 8–15 right by 4.
+DATA kx8zq4m<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kx8zq4m<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kx8zq4m<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kx8zq4m<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA kx8zq4m<>+32(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA kx8zq4m<>+40(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA kx8zq4m<>+48(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA kx8zq4m<>+56(SB)/8, $0xf0f0f0f0f0f0f0f0
+GLOBL kx8zq4m<>(SB), RODATA|NOPTR, $64
+
+DATA kx8zsh<>+0(SB)/8, $0x0000000000000000
+DATA kx8zsh<>+8(SB)/8, $0x0000000000000000
+DATA kx8zsh<>+16(SB)/8, $0x0000000000000000
+DATA kx8zsh<>+24(SB)/8, $0x0000000000000000
+DATA kx8zsh<>+32(SB)/8, $0x0000000400000004
+DATA kx8zsh<>+40(SB)/8, $0x0000000400000004
+DATA kx8zsh<>+48(SB)/8, $0x0000000400000004
+DATA kx8zsh<>+56(SB)/8, $0x0000000400000004
+GLOBL kx8zsh<>(SB), RODATA|NOPTR, $64
+
+
+// kx8zperm6<> + 64k and + 256 + 64k (k = 0…3) are VPERMD indices that
+// spread dwords k and k+4 (k+8 and k+12) of a zmm over lanes 0–7 and 8–15.
+DATA kx8zperm6<>+0(SB)/8, $0x0000000000000000
+DATA kx8zperm6<>+8(SB)/8, $0x0000000000000000
+DATA kx8zperm6<>+16(SB)/8, $0x0000000000000000
+DATA kx8zperm6<>+24(SB)/8, $0x0000000000000000
+DATA kx8zperm6<>+32(SB)/8, $0x0000000400000004
+DATA kx8zperm6<>+40(SB)/8, $0x0000000400000004
+DATA kx8zperm6<>+48(SB)/8, $0x0000000400000004
+DATA kx8zperm6<>+56(SB)/8, $0x0000000400000004
+DATA kx8zperm6<>+64(SB)/8, $0x0000000100000001
+DATA kx8zperm6<>+72(SB)/8, $0x0000000100000001
+DATA kx8zperm6<>+80(SB)/8, $0x0000000100000001
+DATA kx8zperm6<>+88(SB)/8, $0x0000000100000001
+DATA kx8zperm6<>+96(SB)/8, $0x0000000500000005
+DATA kx8zperm6<>+104(SB)/8, $0x0000000500000005
+DATA kx8zperm6<>+112(SB)/8, $0x0000000500000005
+DATA kx8zperm6<>+120(SB)/8, $0x0000000500000005
+DATA kx8zperm6<>+128(SB)/8, $0x0000000200000002
+DATA kx8zperm6<>+136(SB)/8, $0x0000000200000002
+DATA kx8zperm6<>+144(SB)/8, $0x0000000200000002
+DATA kx8zperm6<>+152(SB)/8, $0x0000000200000002
+DATA kx8zperm6<>+160(SB)/8, $0x0000000600000006
+DATA kx8zperm6<>+168(SB)/8, $0x0000000600000006
+DATA kx8zperm6<>+176(SB)/8, $0x0000000600000006
+DATA kx8zperm6<>+184(SB)/8, $0x0000000600000006
+DATA kx8zperm6<>+192(SB)/8, $0x0000000300000003
+DATA kx8zperm6<>+200(SB)/8, $0x0000000300000003
+DATA kx8zperm6<>+208(SB)/8, $0x0000000300000003
+DATA kx8zperm6<>+216(SB)/8, $0x0000000300000003
+DATA kx8zperm6<>+224(SB)/8, $0x0000000700000007
+DATA kx8zperm6<>+232(SB)/8, $0x0000000700000007
+DATA kx8zperm6<>+240(SB)/8, $0x0000000700000007
+DATA kx8zperm6<>+248(SB)/8, $0x0000000700000007
+DATA kx8zperm6<>+256(SB)/8, $0x0000000800000008
+DATA kx8zperm6<>+264(SB)/8, $0x0000000800000008
+DATA kx8zperm6<>+272(SB)/8, $0x0000000800000008
+DATA kx8zperm6<>+280(SB)/8, $0x0000000800000008
+DATA kx8zperm6<>+288(SB)/8, $0x0000000c0000000c
+DATA kx8zperm6<>+296(SB)/8, $0x0000000c0000000c
+DATA kx8zperm6<>+304(SB)/8, $0x0000000c0000000c
+DATA kx8zperm6<>+312(SB)/8, $0x0000000c0000000c
+DATA kx8zperm6<>+320(SB)/8, $0x0000000900000009
+DATA kx8zperm6<>+328(SB)/8, $0x0000000900000009
+DATA kx8zperm6<>+336(SB)/8, $0x0000000900000009
+DATA kx8zperm6<>+344(SB)/8, $0x0000000900000009
+DATA kx8zperm6<>+352(SB)/8, $0x0000000d0000000d
+DATA kx8zperm6<>+360(SB)/8, $0x0000000d0000000d
+DATA kx8zperm6<>+368(SB)/8, $0x0000000d0000000d
+DATA kx8zperm6<>+376(SB)/8, $0x0000000d0000000d
+DATA kx8zperm6<>+384(SB)/8, $0x0000000a0000000a
+DATA kx8zperm6<>+392(SB)/8, $0x0000000a0000000a
+DATA kx8zperm6<>+400(SB)/8, $0x0000000a0000000a
+DATA kx8zperm6<>+408(SB)/8, $0x0000000a0000000a
+DATA kx8zperm6<>+416(SB)/8, $0x0000000e0000000e
+DATA kx8zperm6<>+424(SB)/8, $0x0000000e0000000e
+DATA kx8zperm6<>+432(SB)/8, $0x0000000e0000000e
+DATA kx8zperm6<>+440(SB)/8, $0x0000000e0000000e
+DATA kx8zperm6<>+448(SB)/8, $0x0000000b0000000b
+DATA kx8zperm6<>+456(SB)/8, $0x0000000b0000000b
+DATA kx8zperm6<>+464(SB)/8, $0x0000000b0000000b
+DATA kx8zperm6<>+472(SB)/8, $0x0000000b0000000b
+DATA kx8zperm6<>+480(SB)/8, $0x0000000f0000000f
+DATA kx8zperm6<>+488(SB)/8, $0x0000000f0000000f
+DATA kx8zperm6<>+496(SB)/8, $0x0000000f0000000f
+DATA kx8zperm6<>+504(SB)/8, $0x0000000f0000000f
+GLOBL kx8zperm6<>(SB), RODATA|NOPTR, $512
+
+// kx8zrot5<> + 64j rotates bit 2j of every byte to bit 4 in lanes 0–7 and
+// bit 2j+1 in lanes 8–15 (VPROLVD counts); kx8zsrl4<> shifts the words of
+// lanes 8–15 right by 4 (VPSRLVW counts).
+DATA kx8zrot5<>+0(SB)/8, $0x0000000400000004
+DATA kx8zrot5<>+8(SB)/8, $0x0000000400000004
+DATA kx8zrot5<>+16(SB)/8, $0x0000000400000004
+DATA kx8zrot5<>+24(SB)/8, $0x0000000400000004
+DATA kx8zrot5<>+32(SB)/8, $0x0000000300000003
+DATA kx8zrot5<>+40(SB)/8, $0x0000000300000003
+DATA kx8zrot5<>+48(SB)/8, $0x0000000300000003
+DATA kx8zrot5<>+56(SB)/8, $0x0000000300000003
+DATA kx8zrot5<>+64(SB)/8, $0x0000000200000002
+DATA kx8zrot5<>+72(SB)/8, $0x0000000200000002
+DATA kx8zrot5<>+80(SB)/8, $0x0000000200000002
+DATA kx8zrot5<>+88(SB)/8, $0x0000000200000002
+DATA kx8zrot5<>+96(SB)/8, $0x0000000100000001
+DATA kx8zrot5<>+104(SB)/8, $0x0000000100000001
+DATA kx8zrot5<>+112(SB)/8, $0x0000000100000001
+DATA kx8zrot5<>+120(SB)/8, $0x0000000100000001
+DATA kx8zrot5<>+128(SB)/8, $0x0000000000000000
+DATA kx8zrot5<>+136(SB)/8, $0x0000000000000000
+DATA kx8zrot5<>+144(SB)/8, $0x0000000000000000
+DATA kx8zrot5<>+152(SB)/8, $0x0000000000000000
+DATA kx8zrot5<>+160(SB)/8, $0x0000001f0000001f
+DATA kx8zrot5<>+168(SB)/8, $0x0000001f0000001f
+DATA kx8zrot5<>+176(SB)/8, $0x0000001f0000001f
+DATA kx8zrot5<>+184(SB)/8, $0x0000001f0000001f
+DATA kx8zrot5<>+192(SB)/8, $0x0000001e0000001e
+DATA kx8zrot5<>+200(SB)/8, $0x0000001e0000001e
+DATA kx8zrot5<>+208(SB)/8, $0x0000001e0000001e
+DATA kx8zrot5<>+216(SB)/8, $0x0000001e0000001e
+DATA kx8zrot5<>+224(SB)/8, $0x0000001d0000001d
+DATA kx8zrot5<>+232(SB)/8, $0x0000001d0000001d
+DATA kx8zrot5<>+240(SB)/8, $0x0000001d0000001d
+DATA kx8zrot5<>+248(SB)/8, $0x0000001d0000001d
+GLOBL kx8zrot5<>(SB), RODATA|NOPTR, $256
+
+DATA kx8zsrl4<>+0(SB)/8, $0x0000000000000000
+DATA kx8zsrl4<>+8(SB)/8, $0x0000000000000000
+DATA kx8zsrl4<>+16(SB)/8, $0x0000000000000000
+DATA kx8zsrl4<>+24(SB)/8, $0x0000000000000000
+DATA kx8zsrl4<>+32(SB)/8, $0x0004000400040004
+DATA kx8zsrl4<>+40(SB)/8, $0x0004000400040004
+DATA kx8zsrl4<>+48(SB)/8, $0x0004000400040004
+DATA kx8zsrl4<>+56(SB)/8, $0x0004000400040004
+GLOBL kx8zsrl4<>(SB), RODATA|NOPTR, $64
+
+// KX8ZCONST loads the constants of the AVX-512 K x8 kernels: the VPERMD
+// indices into Z16–Z27, the shift counts into Z28, 0x0f bytes into Y15 and
+// int16 ones into Y14.
+#define KX8ZCONST \
+	VMOVDQU64    kx8zperm<>+0(SB), Z16; \
+	VMOVDQU64    kx8zperm<>+64(SB), Z17; \
+	VMOVDQU64    kx8zperm<>+128(SB), Z18; \
+	VMOVDQU64    kx8zperm<>+192(SB), Z19; \
+	VMOVDQU64    kx8zperm<>+256(SB), Z20; \
+	VMOVDQU64    kx8zperm<>+320(SB), Z21; \
+	VMOVDQU64    kx8zperm<>+384(SB), Z22; \
+	VMOVDQU64    kx8zperm<>+448(SB), Z23; \
+	VMOVDQU64    kx8zperm<>+512(SB), Z24; \
+	VMOVDQU64    kx8zperm<>+576(SB), Z25; \
+	VMOVDQU64    kx8zperm<>+640(SB), Z26; \
+	VMOVDQU64    kx8zperm<>+704(SB), Z27; \
+	VMOVDQU64    kx8zsh<>(SB), Z28; \
+	MOVL         $0x0f0f0f0f, DX; \
+	VMOVD        DX, X15; \
+	VPBROADCASTD X15, Y15; \
+	MOVL         $0x00010001, DX; \
+	VMOVD        DX, X14; \
+	VPBROADCASTD X14, Y14
+
+// KX8ZSCALES stores the sub-blocks' scales and mins (KX8UNPACK) as bytes:
+// those of sub-blocks 2j and 2j+1 at 16j(SP), the mins at 64 more, for
+// VPMOVZXBD to spread over lanes 0–7 and 8–15.
+#define KX8ZSCALES \
+	KX8UNPACK; \
+	VMOVDQU Y3, 0(SP); \
+	VMOVDQU Y4, 32(SP); \
+	VMOVDQU Y5, 64(SP); \
+	VMOVDQU Y6, 96(SP)
+
+// KX8ZMINS sums min·bsum per lane over the super-block into Y11 (the
+// 16-value sums at 260(DI), added in pairs to each sub-block's; both
+// factors fit 16 bits, so VPMADDWD multiplies the dwords).
+#define KX8ZMIN(j, idx, acc) \
+	VPMOVZXBD 64+16*j(SP), Z2; \
+	VPERMD    Z7, idx, Z3; \
+	VPMADDWD  Z3, Z2, Z2; \
+	VPADDD    Z2, acc, acc
+
+#define KX8ZMINS \
+	VMOVDQU   260(DI), Y7; \
+	VPMADDWD  Y14, Y7, Y7; \
+	VPMOVZXBD 64(SP), Z2; \
+	VPERMD    Z7, Z24, Z3; \
+	VPMADDWD  Z3, Z2, Z13; \
+	KX8ZMIN(1, Z25, Z13); \
+	KX8ZMIN(2, Z26, Z13); \
+	KX8ZMIN(3, Z27, Z13); \
+	VEXTRACTI64X4 $1, Z13, Y2; \
+	VPADDD    Y2, Y13, Y11
+
+// Q4KZ adds chunk q(SI) (four values of the sub-blocks 2j and 2j+1) times
+// the activations of dword idx of zx to acc.
+#define Q4KZ(q, idx, zx, acc) \
+	VBROADCASTI64X4 q(SI), Z0; \
+	VPANDD          Z31, Z0, Z0; \
+	VPERMD          zx, idx, Z1; \
+	VPDPBUSD        Z1, Z0, acc
+
+// Q4KZGROUP sums values 64j … 64j+63 of the super-block into acc: their
+// activations at 4+64j(DI), the chunks at 128+256j(SI).
+#define Q4KZGROUP(j, zx, acc) \
+	VMOVDQU64 4+64*j(DI), zx; \
+	VPXORD    acc, acc, acc; \
+	Q4KZ(128+256*j, Z16, zx, acc); \
+	Q4KZ(160+256*j, Z17, zx, acc); \
+	Q4KZ(192+256*j, Z18, zx, acc); \
+	Q4KZ(224+256*j, Z19, zx, acc); \
+	Q4KZ(256+256*j, Z20, zx, acc); \
+	Q4KZ(288+256*j, Z21, zx, acc); \
+	Q4KZ(320+256*j, Z22, zx, acc); \
+	Q4KZ(352+256*j, Z23, zx, acc); \
+	VPMOVZXBD 16*j(SP), Z2; \
+	VPMULLD   Z2, acc, acc
+
+// KX8ZSUM adds the four groups' sums Z4–Z7, divides lanes 8–15 by the
+// shifts in Z28 and adds them to lanes 0–7, into Y10.
+#define KX8ZSUM \
+	VPADDD        Z5, Z4, Z4; \
+	VPADDD        Z7, Z6, Z6; \
+	VPADDD        Z6, Z4, Z4; \
+	VPSRAVD       Z28, Z4, Z4; \
+	VEXTRACTI64X4 $1, Z4, Y2; \
+	VPADDD        Y2, Y4, Y10
+
+// func q4Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q4Kx8GemvAVX512Asm(SB), NOSPLIT, $128-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	KX8ZCONST
+	VMOVDQU64 kx8zq4m<>(SB), Z31
+
+loop:
+	KX8ZSCALES
+	KX8ZMINS
+	Q4KZGROUP(0, Z29, Z4)
+	Q4KZGROUP(1, Z29, Z5)
+	Q4KZGROUP(2, Z29, Z6)
+	Q4KZGROUP(3, Z29, Z7)
+	KX8ZSUM
+	KX8STEP4
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+
+// Q5KZ is Q4KZ for Q5_K: the high nibbles are shifted down in lanes 8–15
+// (Z30) and each value's fifth bit, bit 2j (2j+1) of the qh chunk at
+// h(SI), is rotated to bit 4 (rot) and put in with VPTERNLOGD (A & Z31) | B,
+// Z31 holding 0x0f bytes and Z28 0x10 bytes.
+#define Q5KZ(q, h, rot, idx, zx, acc) \
+	VBROADCASTI64X4 q(SI), Z0; \
+	VPSRLVW         Z30, Z0, Z0; \
+	VBROADCASTI64X4 h(SI), Z3; \
+	VPROLVD         rot, Z3, Z3; \
+	VPANDD          Z28, Z3, Z3; \
+	VPTERNLOGD      $0xf8, Z31, Z0, Z3; \
+	VPERMD          zx, idx, Z1; \
+	VPDPBUSD        Z1, Z3, acc
+
+// Q5KZGROUP is Q4KZGROUP for Q5_K: qs chunk i of group j at q0 + 32i when
+// j = 0 (interleaved with qh: q0 + 64i) … the chunk offsets are given.
+#define Q5KZGROUP(j, q0, q1, q2, q3, q4, q5, q6, q7, zx, acc) \
+	VMOVDQU64 4+64*j(DI), zx; \
+	VMOVDQU64 kx8zrot5<>+64*j(SB), Z2; \
+	VPXORD    acc, acc, acc; \
+	Q5KZ(q0, 128, Z2, Z16, zx, acc); \
+	Q5KZ(q1, 192, Z2, Z17, zx, acc); \
+	Q5KZ(q2, 256, Z2, Z18, zx, acc); \
+	Q5KZ(q3, 320, Z2, Z19, zx, acc); \
+	Q5KZ(q4, 384, Z2, Z20, zx, acc); \
+	Q5KZ(q5, 448, Z2, Z21, zx, acc); \
+	Q5KZ(q6, 512, Z2, Z22, zx, acc); \
+	Q5KZ(q7, 576, Z2, Z23, zx, acc); \
+	VPMOVZXBD 16*j(SP), Z2; \
+	VPMULLD   Z2, acc, acc
+
+// func q5Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q5Kx8GemvAVX512Asm(SB), NOSPLIT, $128-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	KX8ZCONST
+	VMOVDQU64    kx8zsrl4<>(SB), Z30
+	VPBROADCASTD X15, Z31
+	MOVL         $0x10101010, DX
+	VMOVD        DX, X28
+	VPBROADCASTD X28, Z28
+
+loop:
+	KX8ZSCALES
+	KX8ZMINS
+	Q5KZGROUP(0, 160, 224, 288, 352, 416, 480, 544, 608, Z29, Z4)
+	Q5KZGROUP(1, 640, 672, 704, 736, 768, 800, 832, 864, Z29, Z5)
+	Q5KZGROUP(2, 896, 928, 960, 992, 1024, 1056, 1088, 1120, Z29, Z6)
+	Q5KZGROUP(3, 1152, 1184, 1216, 1248, 1280, 1312, 1344, 1376, Z29, Z7)
+	VPADDD        Z5, Z4, Z4
+	VPADDD        Z7, Z6, Z6
+	VPADDD        Z6, Z4, Z4
+	VEXTRACTI64X4 $1, Z4, Y2
+	VPADDD        Y2, Y4, Y10
+	KX8STEP4
+	ADDQ $1408, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// The Q6_K kernel pairs chunks k and k+4 of a unit (values 32j + 4k and
+// 32j + 4k + 16 of a half, sub-blocks 2j and 2j+1 of it) in lanes 0–7 and
+// 8–15, so that each of the eight sums' lanes has its scale at 16 + 8g(SI)
+// as the packed layout stores them; each sum starts at −32·bsum, which
+// makes it Σ (q−32)·x (at most 16·32·127 in magnitude) before the scale.
+
+// Q6KZLOAD loads ql chunks k and k+4 of the unit pair at u(SI) into Z0
+// (the low quarters' nibbles) and Z1, and their qh into Z2.
+#define Q6KZLOAD(u) \
+	VMOVDQU      u(SI), Y0; \
+	VINSERTI64X4 $1, u+384(SI), Z0, Z0; \
+	VMOVDQU      u+32(SI), Y1; \
+	VINSERTI64X4 $1, u+416(SI), Z1, Z1; \
+	VMOVDQU      u+64(SI), Y2; \
+	VINSERTI64X4 $1, u+448(SI), Z2, Z2
+
+// Q6KZQ adds the quants in z (low nibbles, Z15 holding 0x0f bytes) with
+// their two high bits in t (at bits 4–5, other bits zero) times the
+// activations of zx picked by idx to acc.
+#define Q6KZQ(z, t, zx, idx, acc) \
+	VPTERNLOGD $0xf8, Z15, z, t; \
+	VPERMD     zx, idx, Z9; \
+	VPDPBUSD   Z9, t, acc
+
+// Q6KZUNIT adds the 256 values of the unit pair at u(SI) (k of the half's
+// activation indices, idx0 for j even, idx1 for j odd) to the half's sums
+// Z4 … Z7; Z14 holds 0x30 bytes.
+#define Q6KZUNIT(u, idx0, idx1) \
+	Q6KZLOAD(u); \
+	VPSLLW     $4, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	Q6KZQ(Z0, Z3, Z24, idx0, Z4); \
+	VPSLLW     $2, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	Q6KZQ(Z1, Z3, Z24, idx1, Z5); \
+	VPSRLW     $4, Z0, Z0; \
+	VPANDD     Z14, Z2, Z3; \
+	Q6KZQ(Z0, Z3, Z25, idx0, Z6); \
+	VPSRLW     $4, Z1, Z1; \
+	VPSRLW     $2, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	Q6KZQ(Z1, Z3, Z25, idx1, Z7)
+
+// Q6KZINIT starts sum acc (sub-blocks 2p and 2p+1) at −32·bsum: Z13 holds
+// −32 times the 16 block sums.
+#define Q6KZINIT(p, acc) \
+	VMOVDQU64 kx8zperm<>+512+64*p(SB), acc; \
+	VPERMD    Z13, acc, acc
+
+// Q6KZSCALE multiplies sum acc by the scales of sub-blocks 2p and 2p+1
+// and adds it to Z10.
+#define Q6KZSCALE(p, acc) \
+	VPMOVSXBD 16+16*p(SI), Z3; \
+	VPMULLD   Z3, acc, acc; \
+	VPADDD    acc, Z10, Z10
+
+// Q6KZHALF adds half h of the super-block (values 128h … 128h+127) to Z10:
+// its sums are the pairs p0 … p3 of sub-blocks (4h … 4h+3; given as
+// numbers, macro arguments are not parenthesized).
+#define Q6KZHALF(h, p0, p1, p2, p3) \
+	VMOVDQU64 4+128*h(DI), Z24; \
+	VMOVDQU64 68+128*h(DI), Z25; \
+	Q6KZINIT(p0, Z4); \
+	Q6KZINIT(p1, Z5); \
+	Q6KZINIT(p2, Z6); \
+	Q6KZINIT(p3, Z7); \
+	Q6KZUNIT(144+768*h, Z16, Z20); \
+	Q6KZUNIT(240+768*h, Z17, Z21); \
+	Q6KZUNIT(336+768*h, Z18, Z22); \
+	Q6KZUNIT(432+768*h, Z19, Z23); \
+	Q6KZSCALE(p0, Z4); \
+	Q6KZSCALE(p1, Z5); \
+	Q6KZSCALE(p2, Z6); \
+	Q6KZSCALE(p3, Z7)
+
+// func q6Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
+TEXT ·q6Kx8GemvAVX512Asm(SB), NOSPLIT, $0-64
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	VXORPS Y12, Y12, Y12
+	TESTQ  CX, CX
+	JZ     done
+	VMOVDQU64    kx8zperm6<>+0(SB), Z16
+	VMOVDQU64    kx8zperm6<>+64(SB), Z17
+	VMOVDQU64    kx8zperm6<>+128(SB), Z18
+	VMOVDQU64    kx8zperm6<>+192(SB), Z19
+	VMOVDQU64    kx8zperm6<>+256(SB), Z20
+	VMOVDQU64    kx8zperm6<>+320(SB), Z21
+	VMOVDQU64    kx8zperm6<>+384(SB), Z22
+	VMOVDQU64    kx8zperm6<>+448(SB), Z23
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Z15
+	MOVL         $0x30303030, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Z14
+
+loop:
+	VPMOVSXWD 260(DI), Z13
+	VPSLLD    $5, Z13, Z13
+	VPXORD    Z3, Z3, Z3
+	VPSUBD    Z13, Z3, Z13
+	VPXORD    Z10, Z10, Z10
+	Q6KZHALF(0, 0, 1, 2, 3)
+	Q6KZHALF(1, 4, 5, 6, 7)
+	VEXTRACTI64X4 $1, Z10, Y3
+	VPADDD        Y3, Y10, Y10
+	Q6KFSTEP
+	ADDQ $1680, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
 
 // The Q8_K activation quantizer (kdot.go's quantizeQ8K, the same bytes for
 // finite input): the maximum magnitude by VMAXPS (a NaN never wins, as in

@@ -284,6 +284,40 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 	}
 }
 
+// BenchmarkKQuantMatVecDRAM is BenchmarkKQuantMatVec over enough matrices
+// (about 400 MB) that each product streams its weights from memory, as in
+// decode, rather than from the last-level cache: packed matrices, each set
+// in turn. Compare its GB/s with BenchmarkReadBandwidth's in the same run.
+func BenchmarkKQuantMatVecDRAM(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 10240, 2560
+	for _, k := range kernelSets() {
+		if !k.kx8 {
+			continue
+		}
+		for _, dt := range kDotTypes {
+			b.Run(fmt.Sprintf("%s/%v", k.name, dt), func(b *testing.B) {
+				useKernels(b, k)
+				n := 400e6 / (rows * cols / QKK * dt.BlockBytes())
+				ms := make([]Matrix, n)
+				for i := range ms {
+					ms[i] = Matrix{DType: dt, Rows: rows, Cols: cols, Data: randKRow(r, dt, rows*cols/QKK, 0)}.Repacked()
+					defer ms[i].Free()
+				}
+				x, y := randVec(r, cols), make([]float32, rows)
+				p := NewPool(2)
+				defer p.Close()
+				i := 0
+				for b.Loop() {
+					MatVec(p, y, ms[i%n], x, nil)
+					i++
+				}
+				b.ReportMetric(float64(len(ms[0].Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}
+
 // BenchmarkKX8Gemv is one group of eight rows of 2,560 columns from L1, one
 // core: each set's K x8 gemv, against eight of its plain dots ("dots"), in
 // weight bytes per second.

@@ -102,35 +102,64 @@ func kx8Place(f kx8Field, r, i int) int {
 	}
 }
 
+// kx8Move is one unit of a packed super-block: n bytes (1, 2 or 4) of
+// each row's plain super-block at src go to dst + n·r for row r (every
+// field's rows are n bytes apart: kx8Place).
+type kx8Move struct{ src, dst, n int }
+
+// kx8Moves lists the moves of dt's packed super-block, built once per
+// type: packing walks this list instead of the fields.
+var kx8Moves = func() map[DType][]kx8Move {
+	plans := map[DType][]kx8Move{}
+	for _, dt := range []DType{Q4_K, Q5_K, Q6_K} {
+		var mv []kx8Move
+		for _, f := range kx8Fields(dt) {
+			n := kx8SIMD
+			switch {
+			case f.n == 2:
+				n = 2
+			case f.transposed:
+				n = 1
+			}
+			for i := 0; i < f.n; i += n {
+				mv = append(mv, kx8Move{f.src + i, kx8Place(f, 0, i), n})
+			}
+		}
+		plans[dt] = mv
+	}
+	return plans
+}()
+
 // packKx8 interleaves the whole groups of eight rows of a K-quant matrix
-// (rows of cols values in data) into out.
+// (rows of cols values in data) into out. It is the load-time copy of
+// every packed matrix, so its loops are arranged for speed: each move
+// writes its eight rows' bytes side by side.
 func packKx8(dt DType, out, data []byte, rows, cols int) {
 	bb := dt.BlockBytes()
 	blocks := cols / QKK
 	rb := blocks * bb
-	fields := kx8Fields(dt)
+	moves := kx8Moves[dt]
+	var src [x8Rows][]byte
 	for g := 0; g < rows/x8Rows; g++ {
 		for b := 0; b < blocks; b++ {
 			dst := out[(g*blocks+b)*x8Rows*bb:][:x8Rows*bb]
-			for r := 0; r < x8Rows; r++ {
-				src := data[(g*x8Rows+r)*rb+b*bb:][:bb]
-				for _, f := range fields {
-					switch {
-					case f.n == 2:
-						dst[f.dst+2*r], dst[f.dst+2*r+1] = src[f.src], src[f.src+1]
-					case f.transposed:
-						for i, v := range src[f.src : f.src+f.n] {
-							dst[f.dst+8*i+r] = v
-						}
-					case f.chunk != nil:
-						for i := 0; i < f.n; i += kx8SIMD {
-							binary.LittleEndian.PutUint32(dst[f.chunk(i/kx8SIMD)+kx8SIMD*r:], binary.LittleEndian.Uint32(src[f.src+i:]))
-						}
-					default: // 4-byte units, 32 bytes apart
-						o := dst[f.dst+kx8SIMD*r:]
-						for i := 0; i < f.n; i += kx8SIMD {
-							binary.LittleEndian.PutUint32(o[8*i:], binary.LittleEndian.Uint32(src[f.src+i:]))
-						}
+			for r := range src {
+				src[r] = data[(g*x8Rows+r)*rb+b*bb:][:bb]
+			}
+			for _, m := range moves {
+				d := dst[m.dst:][:x8Rows*m.n]
+				switch m.n {
+				case 4:
+					for r, s := range src {
+						binary.LittleEndian.PutUint32(d[4*r:], binary.LittleEndian.Uint32(s[m.src:]))
+					}
+				case 2:
+					for r, s := range src {
+						binary.LittleEndian.PutUint16(d[2*r:], binary.LittleEndian.Uint16(s[m.src:]))
+					}
+				default:
+					for r, s := range src {
+						d[r] = s[m.src]
 					}
 				}
 			}

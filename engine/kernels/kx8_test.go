@@ -145,11 +145,17 @@ func FuzzKX8(f *testing.F) {
 // BenchmarkKX8Pack is the load-time cost of packing: a 10,240×2,560 Q4_K
 // matrix.
 func BenchmarkKX8Pack(b *testing.B) {
+	for _, dt := range kDotTypes {
+		b.Run(dt.String(), func(b *testing.B) { benchKX8Pack(b, dt) })
+	}
+}
+
+func benchKX8Pack(b *testing.B, dt DType) {
 	rows, cols := 10240, 2560
-	data := randKRow(rand.New(rand.NewPCG(1, 1)), Q4_K, rows*cols/QKK, 0)
+	data := randKRow(rand.New(rand.NewPCG(1, 1)), dt, rows*cols/QKK, 0)
 	out := make([]byte, len(data))
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		packKx8(Q4_K, out, data, rows, cols)
+		packKx8(dt, out, data, rows, cols)
 	}
 }

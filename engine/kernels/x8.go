@@ -100,6 +100,7 @@ func (m Matrix) Repacked() Matrix {
 		gb = (m.Cols / QKK) * kx8BlockBytes(m.DType)
 		pack = func(out, data []byte, rows, cols int) { packKx8(m.DType, out, data, rows, cols) }
 	}
+	populate(m.Data)
 	m.x8mem = allocOffHeap(groups * gb)
 	m.x8 = m.x8mem.b
 	// Pack slices of groups on every core: loading (and re-planning, which

@@ -3,7 +3,7 @@ package kernels
 import "encoding/binary"
 
 // K-quant weights interleaved eight rows at a time ("K x8"), for sets whose
-// products read them (kernelSet.kx8: avx2).
+// products read them (kernelSet.kx8: avx2 and avx512).
 //
 // The row-at-a-time K-quant dot spends most of its instructions on work
 // that is per row but not per weight: spreading each sub-block's scale over

@@ -177,9 +177,24 @@ func TestForeignPlanWriteIsReconciled(t *testing.T) {
 			t.Errorf("the leader's log does not say %q", s)
 		}
 	}
-	w1, _ := os.ReadFile(c.workers[leaders.Stages[0].WorkerID].log)
-	if !strings.Contains(string(w1), "ignoring an invalid plan") {
-		t.Errorf("%s did not ignore the plan with no stages", leaders.Stages[0].WorkerID)
+	// A worker reads only the latest plan when several came while it was
+	// busy (WatchPlan), so it may never see the plan with no stages, which
+	// the leader replaces within milliseconds; if it saw it, ignoring it is
+	// the only thing it may have done with it.
+	invalid := fmt.Sprintf(`"epoch":%d,`, leaders.Epoch+20)
+	for _, st := range leaders.Stages {
+		wlog, _ := os.ReadFile(c.workers[st.WorkerID].log)
+		saw := false
+		for _, line := range strings.Split(string(wlog), "\n") {
+			if !strings.Contains(line, invalid) {
+				continue
+			}
+			saw = true
+			if !strings.Contains(line, "ignoring an invalid plan") {
+				t.Errorf("%s acted on the plan with no stages: %s", st.WorkerID, line)
+			}
+		}
+		t.Logf("%s saw the plan with no stages: %v", st.WorkerID, saw)
 	}
 }
 

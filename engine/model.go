@@ -283,11 +283,19 @@ func (s *safetensorsSource) Matrix(name string, rows, cols int) (kernels.Matrix,
 	}
 	data := t.Data
 	m := kernels.Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
+	copied := false
 	if m.Check() != nil { // misaligned inside the file: keep an aligned copy
-		m.Data = alignedCopy(data)
+		m.Data, copied = alignedCopy(data), true
 	}
 	if err := m.Check(); err != nil {
 		return kernels.Matrix{}, fmt.Errorf("%w: %s: tensor %q: %v", ErrWeights, t.File, name, err)
+	}
+	// A tensor off a 64-byte boundary (the file's header decides) is
+	// copied to aligned memory (Repacked): the mapped pages need not stay
+	// resident as well.
+	if m = m.Repacked(); m.IsRepacked() && !copied {
+		s.set.Release(t)
+		return m, nil
 	}
 	s.set.Prefetch(t)
 	return m, nil

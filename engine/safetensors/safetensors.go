@@ -319,6 +319,15 @@ func (s *Set) Prefetch(ts ...*Tensor) {
 	}
 }
 
+// Release tells the kernel that the given tensors' pages will not be read
+// again soon (the caller keeps a copy): they leave the resident set and
+// are read back if touched.
+func (s *Set) Release(ts ...*Tensor) {
+	for _, t := range ts {
+		mmapfile.DontNeed(t.Data)
+	}
+}
+
 // Close unmaps every file of the set.
 func (s *Set) Close() error {
 	var first error

@@ -139,7 +139,9 @@ func TestUpReady(t *testing.T) {
 	model := tinyModel(t)
 	data := filepath.Join(t.TempDir(), "data")
 	httpAddr := freeAddr(t)
-	cmd := exec.Command(bin.phalanx, "up", "--model", model, "--workers", "1", "--listen", freeAddr(t), "--http", httpAddr, "--data", data)
+	listen := freeAddr(t)
+	cmd := exec.Command(bin.phalanx, "up", "--model", model, "--workers", "1", "--listen", listen, "--http", httpAddr, "--data", data,
+		"--log-level", "debug")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.StdoutPipe()
@@ -164,6 +166,11 @@ func TestUpReady(t *testing.T) {
 	if !strings.HasPrefix(line, "ready:") || !strings.Contains(line, "web console http://"+httpAddr+"/") {
 		t.Errorf("ready line %q", line)
 	}
+	// --log-level reaches the processes: with debug, the coordinator logs
+	// each step's per-stage times.
+	if _, errs, code := runPhalanx(t, time.Minute, nil, "generate", "--coordinator", listen, "--tokens", "1,2,3", "--max-tokens", "2"); code != 0 {
+		t.Errorf("generate: %s", errs)
+	}
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("up after an interrupt: %v\n%s", err, errb.String())
@@ -177,6 +184,9 @@ func TestUpReady(t *testing.T) {
 	}
 	if bytes.Contains(log, []byte(`"level":"ERROR"`)) {
 		t.Errorf("the coordinator logged an error during a normal start:\n%s", log)
+	}
+	if !bytes.Contains(log, []byte(`"msg":"step"`)) {
+		t.Errorf("--log-level debug: no step record in the coordinator's log")
 	}
 }
 

@@ -103,6 +103,7 @@ type localCluster struct {
 
 type localOptions struct {
 	model, listen, http, etcd, data, wire string
+	logLevel                              string // every process's --log-level ("": their default)
 	workers, threads                      int
 	extra                                 []string // more coordinator flags
 }
@@ -271,6 +272,9 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 	if o.http != "" {
 		args = append(args, "--http", o.http)
 	}
+	if o.logLevel != "" {
+		args = append(args, "--log-level", o.logLevel)
+	}
 	if err := start("coordinator", args...); err != nil {
 		return fail(err)
 	}
@@ -281,8 +285,12 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 		// Port 0: the worker binds a free port itself and advertises it
 		// through etcd, so no other process can take it in between.
 		name := fmt.Sprintf("worker-%d", i+1)
-		if err := start(name, "worker", "--model", o.model, "--listen", "127.0.0.1:0", "--etcd", lc.Etcd, "--cluster", id,
-			"--name", name, "--threads", strconv.Itoa(o.threads)); err != nil {
+		wargs := []string{"worker", "--model", o.model, "--listen", "127.0.0.1:0", "--etcd", lc.Etcd, "--cluster", id,
+			"--name", name, "--threads", strconv.Itoa(o.threads)}
+		if o.logLevel != "" {
+			wargs = append(wargs, "--log-level", o.logLevel)
+		}
+		if err := start(name, wargs...); err != nil {
 			return fail(err)
 		}
 	}
@@ -366,6 +374,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "directory for etcd data and logs, made if missing (default: a temporary one, removed on exit)")
 	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
 	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32, f16 or q8")
+	logLevel := fs.String("log-level", "info", "every process's log level: debug, info, warn or error (debug: the coordinator logs each step's per-stage times)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -376,7 +385,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--workers %d outside [1, 64]", *workers)
 	}
 	lc, err := startLocal(ctx, localOptions{model: *model, listen: *listen, http: *httpAddr, etcd: *etcdAddr, data: *data, wire: *wireDT,
-		workers: *workers, threads: *threads}, stderr)
+		logLevel: *logLevel, workers: *workers, threads: *threads}, stderr)
 	if err != nil {
 		return err
 	}

@@ -1227,7 +1227,8 @@ DATA kx8zperm<>+1016(SB)/8, $0x0000000f0000000f
 GLOBL kx8zperm<>(SB), RODATA|NOPTR, $1024
 
 // kx8zq4m<> keeps the low nibbles in lanes 0–7 and the high ones (in
-// place) in lanes 8–15; kx8zsh<> shifts lanes 8–15 right by 4.
+// place) in lanes 8–15; kx8zsh<> shifts lanes 8–15 right by 4 (Q4_K's sums;
+// Q5_K's quants, whose bits that cross from the next byte are masked off).
 DATA kx8zq4m<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA kx8zq4m<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA kx8zq4m<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -1318,8 +1319,7 @@ DATA kx8zperm6<>+504(SB)/8, $0x0000000f0000000f
 GLOBL kx8zperm6<>(SB), RODATA|NOPTR, $512
 
 // kx8zrot5<> + 64j rotates bit 2j of every byte to bit 4 in lanes 0–7 and
-// bit 2j+1 in lanes 8–15 (VPROLVD counts); kx8zsrl4<> shifts the words of
-// lanes 8–15 right by 4 (VPSRLVW counts).
+// bit 2j+1 in lanes 8–15 (VPROLVD counts).
 DATA kx8zrot5<>+0(SB)/8, $0x0000000400000004
 DATA kx8zrot5<>+8(SB)/8, $0x0000000400000004
 DATA kx8zrot5<>+16(SB)/8, $0x0000000400000004
@@ -1354,15 +1354,6 @@ DATA kx8zrot5<>+240(SB)/8, $0x0000001d0000001d
 DATA kx8zrot5<>+248(SB)/8, $0x0000001d0000001d
 GLOBL kx8zrot5<>(SB), RODATA|NOPTR, $256
 
-DATA kx8zsrl4<>+0(SB)/8, $0x0000000000000000
-DATA kx8zsrl4<>+8(SB)/8, $0x0000000000000000
-DATA kx8zsrl4<>+16(SB)/8, $0x0000000000000000
-DATA kx8zsrl4<>+24(SB)/8, $0x0000000000000000
-DATA kx8zsrl4<>+32(SB)/8, $0x0004000400040004
-DATA kx8zsrl4<>+40(SB)/8, $0x0004000400040004
-DATA kx8zsrl4<>+48(SB)/8, $0x0004000400040004
-DATA kx8zsrl4<>+56(SB)/8, $0x0004000400040004
-GLOBL kx8zsrl4<>(SB), RODATA|NOPTR, $64
 
 // KX8ZCONST loads the constants of the AVX-512 K x8 kernels: the VPERMD
 // indices into Z16–Z27, the shift counts into Z28, 0x0f bytes into Y15 and
@@ -1486,12 +1477,13 @@ done:
 
 
 // Q5KZ is Q4KZ for Q5_K: the high nibbles are shifted down in lanes 8–15
-// (Z30) and each value's fifth bit, bit 2j (2j+1) of the qh chunk at
-// h(SI), is rotated to bit 4 (rot) and put in with VPTERNLOGD (A & Z31) | B,
-// Z31 holding 0x0f bytes and Z28 0x10 bytes.
+// (Z30: VPSRLVD by 4; only each byte's low four bits are kept) and each
+// value's fifth bit, bit 2j (2j+1) of the qh chunk at h(SI), is rotated to
+// bit 4 (rot) and put in with VPTERNLOGD (A & Z31) | B, Z31 holding 0x0f
+// bytes and Z28 0x10 bytes.
 #define Q5KZ(q, h, rot, idx, zx, acc) \
 	VBROADCASTI64X4 q(SI), Z0; \
-	VPSRLVW         Z30, Z0, Z0; \
+	VPSRLVD         Z30, Z0, Z0; \
 	VBROADCASTI64X4 h(SI), Z3; \
 	VPROLVD         rot, Z3, Z3; \
 	VPANDD          Z28, Z3, Z3; \
@@ -1526,7 +1518,7 @@ TEXT ·q5Kx8GemvAVX512Asm(SB), NOSPLIT, $128-64
 	TESTQ  CX, CX
 	JZ     done
 	KX8ZCONST
-	VMOVDQU64    kx8zsrl4<>(SB), Z30
+	VMOVDQU64    kx8zsh<>(SB), Z30
 	VPBROADCASTD X15, Z31
 	MOVL         $0x10101010, DX
 	VMOVD        DX, X28

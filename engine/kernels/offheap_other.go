@@ -12,5 +12,3 @@ func (h *offHeap) free() {
 		h.b = nil
 	}
 }
-
-func populate([]byte) {}

@@ -50,21 +50,3 @@ func allocOffHeap(n int) *offHeap {
 	h.cleanup = runtime.AddCleanup(h, func(m []byte) { _ = unix.Munmap(m) }, m)
 	return h
 }
-
-// populate maps b's pages in ahead of a pass that reads all of it (the
-// load-time repacking of a matrix mapped from its file): one
-// MADV_POPULATE_READ (Linux 5.14) instead of a page fault every few pages.
-// Where the call is not known it does nothing; the faults then come as
-// before.
-func populate(b []byte) {
-	if len(b) == 0 {
-		return
-	}
-	const populateRead = 22 // MADV_POPULATE_READ
-	// Addresses only (the range starts at b's page, which may lie before
-	// b), so the raw call; b stays alive across it.
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	start := p &^ uintptr(unix.Getpagesize()-1)
-	_, _, _ = unix.Syscall(unix.SYS_MADVISE, start, p-start+uintptr(len(b)), populateRead)
-	runtime.KeepAlive(b)
-}

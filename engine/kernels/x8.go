@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/phalanx-llm/phalanx/engine/mmapfile"
 )
 
 // Q4_0 and Q8_0 weights interleaved eight rows at a time ("x8").
@@ -106,7 +108,7 @@ func (m Matrix) Repacked() Matrix {
 		gb = (m.Cols / QKK) * kx8BlockBytes(m.DType)
 		pack = func(out, data []byte, rows, cols int) { packKx8(m.DType, out, data, rows, cols) }
 	}
-	populate(m.Data)
+	mmapfile.Populate(m.Data)
 	m.x8mem = allocOffHeap(groups * gb)
 	m.x8 = m.x8mem.b
 	// Pack slices of groups on every core: loading (and re-planning, which
@@ -143,7 +145,7 @@ func (m Matrix) misaligned() bool {
 // heap (held as the repacked copies are: Free releases it, and m.Data with
 // it). The copy is split over the cores, as packing is.
 func (m Matrix) alignedCopy() Matrix {
-	populate(m.Data)
+	mmapfile.Populate(m.Data)
 	mem := allocOffHeap(len(m.Data))
 	parts := min(runtime.GOMAXPROCS(0), max(1, len(m.Data)>>20))
 	var wg sync.WaitGroup

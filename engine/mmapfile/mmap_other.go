@@ -16,4 +16,6 @@ func unmap([]byte) error { return nil }
 
 func willNeed([]byte) {}
 
+func populate([]byte) {}
+
 func dontNeed([]byte) {}

@@ -5,6 +5,7 @@ package mmapfile
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,15 +37,21 @@ func mapFile(path string) (*Mapping, error) {
 
 func unmap(b []byte) error { return unix.Munmap(b) }
 
-func willNeed(b []byte) {
+func willNeed(b []byte) { adviseWidened(b, unix.MADV_WILLNEED) }
+
+func populate(b []byte) { adviseWidened(b, unix.MADV_POPULATE_READ) }
+
+// adviseWidened gives b's pages the advice. madvise wants a page-aligned
+// start, so the range is widened down to b's first page, which may lie
+// before b: hence addresses and the raw call, with b kept alive across it.
+func adviseWidened(b []byte, advice int) {
 	if len(b) == 0 {
 		return
 	}
-	// madvise wants a page-aligned start; widen the range down to the page.
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	off := int(uintptr(p) % uintptr(os.Getpagesize()))
-	full := unsafe.Slice((*byte)(unsafe.Add(p, -off)), len(b)+off)
-	_ = unix.Madvise(full, unix.MADV_WILLNEED)
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	start := p &^ uintptr(os.Getpagesize()-1)
+	_, _, _ = unix.Syscall(unix.SYS_MADVISE, start, p-start+uintptr(len(b)), uintptr(advice))
+	runtime.KeepAlive(b)
 }
 
 func dontNeed(b []byte) {

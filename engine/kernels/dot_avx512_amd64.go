@@ -30,6 +30,7 @@ func avx512Set() kernelSet {
 	useKX8AVX2(&k)
 	k.tileRows, k.tileTokens = 4, 3
 	k.tileParts, k.tilePartsH = dotF32Tile4x3PartsAVX512, dotF16Tile4x3PartsAVX512
+	k.tilePartsHRest = dotF16TileRestPartsAVX512
 	k.f16Rows4 = dotF16Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
@@ -189,6 +190,18 @@ func dotF16Tile4x3PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, fla
 
 //go:noescape
 func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+
+// dotF16TileRestPartsAVX512 is dotF16Tile4x3PartsAVX512 for one tile of
+// one or two tokens, with the same bits.
+func dotF16TileRestPartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tokens int) {
+	if tokens < 1 || tokens > 2 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
+		panic("kernels: dotF16TileRestPartsAVX512: bad operands")
+	}
+	dotTile4xNPartsF16AVX512(&acc[0], w, x, ld, n, flags, tokens)
+}
+
+//go:noescape
+func dotTile4xNPartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 
 // The AVX-512 kernels for K-quant matrices packed by eight rows
 // (kx8_amd64.s, after the AVX2 ones).

@@ -1163,6 +1163,154 @@ nexttile:
 	VZEROUPPER
 	RET
 
+// The 4×2 tile parts with F16 rows, for the one or two tokens left after
+// the 4×3 tiles: pair (row i, token t) in Z(4t+i) for even chunks and
+// Z(8+4t+i) for odd ones, each as the 4×3 kernel sums it, so the bits are
+// the same. One token is computed as two equal ones (R8 = 0).
+
+// TLOADH2 loads the chunk at F16 byte offset offh of the four rows
+// (widened) and at float byte offset off of the two tokens.
+#define TLOADH2(offh, off) \
+	VCVTPH2PS offh(SI), Z24; \
+	VCVTPH2PS offh(SI)(R15*1), Z25; \
+	VCVTPH2PS offh(SI)(R15*2), Z26; \
+	VCVTPH2PS offh(AX), Z27; \
+	VMOVUPS   off(DI), Z28; \
+	VMOVUPS   off(DI)(R8*1), Z29
+
+// TLOADHK2 loads the partial chunk in the lanes of K1, zeros elsewhere.
+#define TLOADHK2 \
+	VMOVDQU16.Z (SI), K1, Y24; \
+	VMOVDQU16.Z (SI)(R15*1), K1, Y25; \
+	VMOVDQU16.Z (SI)(R15*2), K1, Y26; \
+	VMOVDQU16.Z (AX), K1, Y27; \
+	VCVTPH2PS   Y24, Z24; \
+	VCVTPH2PS   Y25, Z25; \
+	VCVTPH2PS   Y26, Z26; \
+	VCVTPH2PS   Y27, Z27; \
+	VMOVUPS.Z   (DI), K1, Z28; \
+	VMOVUPS.Z   (DI)(R8*1), K1, Z29
+
+#define TFMA2(a0, a1, a2, a3, a4, a5, a6, a7) \
+	VFMADD231PS Z28, Z24, a0; \
+	VFMADD231PS Z28, Z25, a1; \
+	VFMADD231PS Z28, Z26, a2; \
+	VFMADD231PS Z28, Z27, a3; \
+	VFMADD231PS Z29, Z24, a4; \
+	VFMADD231PS Z29, Z25, a5; \
+	VFMADD231PS Z29, Z26, a6; \
+	VFMADD231PS Z29, Z27, a7
+
+#define TFMA20 TFMA2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+#define TFMA21 TFMA2(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)
+
+// TACC2 is TACC for the sixteen accumulators of the 4×2 tile.
+#define TACC2(op) \
+	op(0, Z0); op(64, Z1); op(128, Z2); op(192, Z3); \
+	op(256, Z4); op(320, Z5); op(384, Z6); op(448, Z7); \
+	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
+	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15)
+
+// func dotTile4xNPartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
+TEXT ·dotTile4xNPartsF16AVX512(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), SI
+	MOVQ x_base+32(FP), DI
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), R15
+	SHLQ $2, R8
+	CMPQ tokens+80(FP), $2
+	JEQ  two
+	XORQ R8, R8
+
+two:
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	LEAQ (SI)(R15*2), AX
+	ADDQ R15, AX
+	TESTQ $1, R10
+	JZ    zero2
+	TACC2(TACCLOAD)
+	JMP   start2
+
+zero2:
+	TACC2(TACCZERO)
+
+start2:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest2
+
+loop2:
+	TLOADH2(0, 0)
+	TFMA20
+	TLOADH2(32, 64)
+	TFMA21
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  loop2
+
+rest2:
+	TESTQ $2, R10
+	JNZ   last2
+	TACC2(TACCSTORE)
+	VZEROUPPER
+	RET
+
+last2:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail2
+	TLOADH2(0, 0)
+	TFMA20
+	ADDQ $32, SI
+	ADDQ $32, AX
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   combine2
+	TAILK11
+	TLOADHK2
+	TFMA21
+	JMP  combine2
+
+tail2:
+	TESTQ CX, CX
+	JZ    combine2
+	TAILK11
+	TLOADHK2
+	TFMA20
+
+combine2:
+	VADDPS Z8, Z0, Z0
+	VADDPS Z9, Z1, Z1
+	VADDPS Z10, Z2, Z2
+	VADDPS Z11, Z3, Z3
+	VADDPS Z12, Z4, Z4
+	VADDPS Z13, Z5, Z5
+	VADDPS Z14, Z6, Z6
+	VADDPS Z15, Z7, Z7
+	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z1, Y1, X1, Y8, X8)
+	HSUM16(Z2, Y2, X2, Y8, X8)
+	HSUM16(Z3, Y3, X3, Y8, X8)
+	HSUM16(Z4, Y4, X4, Y8, X8)
+	HSUM16(Z5, Y5, X5, Y8, X8)
+	HSUM16(Z6, Y6, X6, Y8, X8)
+	HSUM16(Z7, Y7, X7, Y8, X8)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VZEROUPPER
+	RET
+
 // func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
 // QuantizeQ8_0 for whole blocks, bit for bit on finite input: amax by
 // VMAXPS (exact), d = amax/127 and 1/d by scalar division, the fp16 scale

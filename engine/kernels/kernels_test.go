@@ -257,8 +257,10 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 	defer pool.Close()
 	for _, dt := range []DType{F32, F16, BF16, Q4_K} {
 		// Rows past 1024 columns go through the tile in parts (tilePartLength):
-		// a last part with a 16+8 tail, one exactly 32 long, one of 8.
-		for _, shape := range [][3]int{{37, 203, 5}, {37, 256, 4}, {9, 0, 3}, {13, 2600, 7}, {9, 2080, 6}, {5, 1032, 3}} {
+		// a last part with a 16+8 tail, one exactly 32 long, one of 8, one of
+		// 16+10; tokens past the 3-token tiles go through a set's rest tile
+		// (one or two tokens) where it has one.
+		for _, shape := range [][3]int{{37, 203, 5}, {37, 256, 4}, {9, 0, 3}, {13, 2600, 7}, {9, 2080, 6}, {5, 1032, 3}, {11, 1050, 5}, {9, 50, 8}} {
 			rows, cols, tokens := shape[0], shape[1], shape[2]
 			if dt.RowBytes(cols) < 0 {
 				continue

@@ -1011,11 +1011,14 @@ nexttile:
 // The 4×3 tile parts with F16 rows, widened in registers (VCVTPH2PS is
 // exact, so the bits are those of widening first): rows are ld halves
 // apart (R15 bytes; AX walks row 3), tokens ld floats. Otherwise as
-// dotTile4x3PartsAVX512, with a software prefetch of the rows 2 KB ahead:
-// a batched decode step streams them from memory once for a few token
-// tiles (8 tokens, 10,240×2,560 from memory, 2 threads: 143–148 → 162–172
-// GFLOP/s; prefill and 32 tokens the same within noise; F32 rows gained
-// nothing from it).
+// dotTile4x3PartsAVX512, with software prefetches: a batched decode step
+// streams the rows from memory once for a few token tiles, so the first
+// tile fetches its rows 2 KB ahead and the second, which reads them from
+// cache, fetches the next four rows (the row tile the product takes next),
+// keeping memory busy while the later tiles compute. 10,240×2,560 from
+// memory, 2 threads, GFLOP/s: 8 tokens 143–148 → 162–172 (ahead) →
+// 171–209 (and next); 4 tokens 88–118 → 118–140; 32 tokens 213–274 →
+// 227–291. F32 rows gained nothing from the first.
 
 // TLOADH loads the chunk at F16 byte offset offh of the four rows (widened)
 // and at float byte offset off of the three tokens.
@@ -1079,6 +1082,23 @@ start:
 	MOVQ DX, R11
 	SHRQ $5, R11
 	JZ   rest
+	MOVQ tiles+80(FP), CX
+	SUBQ R12, CX
+	JZ   loop
+	CMPQ CX, $1
+	JEQ  nextloop
+
+plain:
+	TLOADH(0, 0)
+	TFMA0
+	TLOADH(32, 64)
+	TFMA1
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  plain
+	JMP  rest
 
 loop:
 	PREFETCHT0 2048(SI)
@@ -1094,6 +1114,28 @@ loop:
 	ADDQ $128, DI
 	DECQ R11
 	JNZ  loop
+	JMP  rest
+
+	// The tiles after the first read these rows from cache: fetch the
+	// next four rows (the row tile the product takes next) meanwhile.
+nextloop:
+	LEAQ (SI)(R15*4), CX
+
+nloop:
+	PREFETCHT1 (CX)
+	PREFETCHT1 (CX)(R15*1)
+	PREFETCHT1 (CX)(R15*2)
+	PREFETCHT1 (AX)(R15*4)
+	TLOADH(0, 0)
+	TFMA0
+	TLOADH(32, 64)
+	TFMA1
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ $64, CX
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  nloop
 
 rest:
 	TESTQ $2, R10
@@ -1174,7 +1216,8 @@ nexttile:
 // The 4×2 tile parts with F16 rows, for the one or two tokens left after
 // the 4×3 tiles: pair (row i, token t) in Z(4t+i) for even chunks and
 // Z(8+4t+i) for odd ones, each as the 4×3 kernel sums it, so the bits are
-// the same. One token is computed as two equal ones (R8 = 0).
+// the same. One token is computed as two equal ones (R8 = 0). It fetches
+// the next four rows as the 4×3 kernel's second tile does.
 
 // TLOADH2 loads the chunk at F16 byte offset offh of the four rows
 // (widened) and at float byte offset off of the two tokens.
@@ -1248,14 +1291,20 @@ start2:
 	MOVQ DX, R11
 	SHRQ $5, R11
 	JZ   rest2
+	LEAQ (SI)(R15*4), CX
 
 loop2:
+	PREFETCHT1 (CX)
+	PREFETCHT1 (CX)(R15*1)
+	PREFETCHT1 (CX)(R15*2)
+	PREFETCHT1 (AX)(R15*4)
 	TLOADH2(0, 0)
 	TFMA20
 	TLOADH2(32, 64)
 	TFMA21
 	ADDQ $64, SI
 	ADDQ $64, AX
+	ADDQ $64, CX
 	ADDQ $128, DI
 	DECQ R11
 	JNZ  loop2

@@ -61,6 +61,9 @@ type kernelSet struct {
 	// tiles in a row (tokens tt·j … tt·j+tt−1, accumulators at
 	// acc[j·tileAccFloats:]). Every pair gets f32's bits, whatever the parts.
 	tileParts func(acc []float32, w, x []float32, ld, n, flags, tiles int)
+	// tilePartsRest, when not nil, is tileParts for one tile of fewer than
+	// tileTokens tokens (as tilePartsHRest).
+	tilePartsRest func(acc []float32, w, x []float32, ld, n, flags, tokens int)
 	// tilePartsH, when not nil, is tileParts with F16 rows widened inside
 	// the kernel (the same bits as widening them first).
 	tilePartsH func(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int)

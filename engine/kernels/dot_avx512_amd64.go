@@ -30,7 +30,7 @@ func avx512Set() kernelSet {
 	useKX8AVX2(&k)
 	k.tileRows, k.tileTokens = 4, 3
 	k.tileParts, k.tilePartsH = dotF32Tile4x3PartsAVX512, dotF16Tile4x3PartsAVX512
-	k.tilePartsHRest = dotF16TileRestPartsAVX512
+	k.tilePartsRest, k.tilePartsHRest = dotF32TileRestPartsAVX512, dotF16TileRestPartsAVX512
 	k.f16Rows4 = dotF16Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
@@ -177,6 +177,18 @@ func dotF32Tile4x3PartsAVX512(acc []float32, w, x []float32, ld, n, flags, tiles
 
 //go:noescape
 func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
+
+// dotF32TileRestPartsAVX512 is dotF32Tile4x3PartsAVX512 for one tile of
+// one or two tokens, with the same bits.
+func dotF32TileRestPartsAVX512(acc []float32, w, x []float32, ld, n, flags, tokens int) {
+	if tokens < 1 || tokens > 2 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
+		panic("kernels: dotF32TileRestPartsAVX512: bad operands")
+	}
+	dotTile4xNPartsAVX512(&acc[0], w, x, ld, n, flags, tokens)
+}
+
+//go:noescape
+func dotTile4xNPartsAVX512(acc *float32, w, x []float32, ld, n, flags, tokens int)
 
 func dotF16Tile4x3PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {

@@ -922,6 +922,35 @@ start:
 	MOVQ DX, R11
 	SHRQ $5, R11
 	JZ   rest
+	MOVQ tiles+80(FP), CX
+	SUBQ R12, CX
+	CMPQ CX, $1
+	JNE  loop
+
+	// The second tile reads these rows from cache: fetch the next four
+	// rows (the row tile the product takes next) meanwhile, as the F16
+	// kernel below does.
+	LEAQ (SI)(R8*4), CX
+
+nloop:
+	PREFETCHT1 (CX)
+	PREFETCHT1 64(CX)
+	PREFETCHT1 (CX)(R8*1)
+	PREFETCHT1 64(CX)(R8*1)
+	PREFETCHT1 (CX)(R8*2)
+	PREFETCHT1 64(CX)(R8*2)
+	PREFETCHT1 (CX)(R9*1)
+	PREFETCHT1 64(CX)(R9*1)
+	TLOAD(0)
+	TFMA0
+	TLOAD(64)
+	TFMA1
+	ADDQ $128, SI
+	ADDQ $128, DI
+	ADDQ $128, CX
+	DECQ R11
+	JNZ  nloop
+	JMP  rest
 
 loop:
 	TLOAD(0)
@@ -1341,6 +1370,133 @@ tail2:
 	TFMA20
 
 combine2:
+	VADDPS Z8, Z0, Z0
+	VADDPS Z9, Z1, Z1
+	VADDPS Z10, Z2, Z2
+	VADDPS Z11, Z3, Z3
+	VADDPS Z12, Z4, Z4
+	VADDPS Z13, Z5, Z5
+	VADDPS Z14, Z6, Z6
+	VADDPS Z15, Z7, Z7
+	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z1, Y1, X1, Y8, X8)
+	HSUM16(Z2, Y2, X2, Y8, X8)
+	HSUM16(Z3, Y3, X3, Y8, X8)
+	HSUM16(Z4, Y4, X4, Y8, X8)
+	HSUM16(Z5, Y5, X5, Y8, X8)
+	HSUM16(Z6, Y6, X6, Y8, X8)
+	HSUM16(Z7, Y7, X7, Y8, X8)
+	VMOVSS X0, 0(BX)
+	VMOVSS X1, 4(BX)
+	VMOVSS X2, 8(BX)
+	VMOVSS X3, 12(BX)
+	VMOVSS X4, 16(BX)
+	VMOVSS X5, 20(BX)
+	VMOVSS X6, 24(BX)
+	VMOVSS X7, 28(BX)
+	VZEROUPPER
+	RET
+
+// The 4×2 tile parts with float32 rows: dotTile4xNPartsF16AVX512 on rows
+// read as they are (rows R8 bytes apart, R9 = 3·R8; the second token R12
+// bytes after the first, 0 for one token).
+
+#define TLOAD2(off) \
+	VMOVUPS off(SI), Z24; \
+	VMOVUPS off(SI)(R8*1), Z25; \
+	VMOVUPS off(SI)(R8*2), Z26; \
+	VMOVUPS off(SI)(R9*1), Z27; \
+	VMOVUPS off(DI), Z28; \
+	VMOVUPS off(DI)(R12*1), Z29
+
+#define TLOADK2 \
+	VMOVUPS.Z (SI), K1, Z24; \
+	VMOVUPS.Z (SI)(R8*1), K1, Z25; \
+	VMOVUPS.Z (SI)(R8*2), K1, Z26; \
+	VMOVUPS.Z (SI)(R9*1), K1, Z27; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (DI)(R12*1), K1, Z29
+
+// func dotTile4xNPartsAVX512(acc *float32, w, x []float32, ld, n, flags, tokens int)
+TEXT ·dotTile4xNPartsAVX512(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), SI
+	MOVQ x_base+32(FP), DI
+	MOVQ ld+56(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ R8, R12
+	CMPQ tokens+80(FP), $2
+	JEQ  two32
+	XORQ R12, R12
+
+two32:
+	MOVQ n+64(FP), DX
+	MOVQ flags+72(FP), R10
+	TESTQ $1, R10
+	JZ    zero32
+	TACC2(TACCLOAD)
+	JMP   start32
+
+zero32:
+	TACC2(TACCZERO)
+
+start32:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest32
+	LEAQ (SI)(R8*4), CX
+
+loop32:
+	PREFETCHT1 (CX)
+	PREFETCHT1 64(CX)
+	PREFETCHT1 (CX)(R8*1)
+	PREFETCHT1 64(CX)(R8*1)
+	PREFETCHT1 (CX)(R8*2)
+	PREFETCHT1 64(CX)(R8*2)
+	PREFETCHT1 (CX)(R9*1)
+	PREFETCHT1 64(CX)(R9*1)
+	TLOAD2(0)
+	TFMA20
+	TLOAD2(64)
+	TFMA21
+	ADDQ $128, SI
+	ADDQ $128, DI
+	ADDQ $128, CX
+	DECQ R11
+	JNZ  loop32
+
+rest32:
+	TESTQ $2, R10
+	JNZ   last32
+	TACC2(TACCSTORE)
+	VZEROUPPER
+	RET
+
+last32:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail32
+	TLOAD2(0)
+	TFMA20
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JZ   combine32
+	TAILK
+	TLOADK2
+	TFMA21
+	JMP  combine32
+
+tail32:
+	TESTQ CX, CX
+	JZ    combine32
+	TAILK
+	TLOADK2
+	TFMA20
+
+combine32:
 	VADDPS Z8, Z0, Z0
 	VADDPS Z9, Z1, Z1
 	VADDPS Z10, Z2, Z2

@@ -371,7 +371,7 @@ func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T
 func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	i := 0
 	if len(accs) > 0 {
-		i = tileBlock(k, k.tileParts, nil, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+		i = tileBlock(k, k.tileParts, k.tilePartsRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {

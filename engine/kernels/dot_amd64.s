@@ -458,6 +458,38 @@ hstart:
 	MOVQ DX, R11
 	SHRQ $3, R11
 	JZ   hrest
+	MOVQ tiles+80(FP), R15
+	SUBQ R12, R15
+	CMPQ R15, $1
+	JNE  hloop
+
+	// The second tile reads these rows from cache: fetch the next four
+	// rows (the row tile the product takes next) meanwhile, one line of
+	// each per 64 bytes.
+	LEAQ (SI)(AX*4), R15
+
+hnloop:
+	TESTQ $63, SI
+	JNZ   hnpf
+	PREFETCHT1 (R15)
+	PREFETCHT1 (R15)(AX*1)
+	PREFETCHT1 (R15)(AX*2)
+	PREFETCHT1 (R15)(CX*1)
+
+hnpf:
+	VMOVUPS (DI), Y12
+	VMOVUPS (DI)(R8*1), Y13
+	VMOVUPS (DI)(R8*2), Y14
+	TILEROW3(VCVTPH2PS, (SI), Y0, Y4, Y8)
+	TILEROW3(VCVTPH2PS, (SI)(AX*1), Y1, Y5, Y9)
+	TILEROW3(VCVTPH2PS, (SI)(AX*2), Y2, Y6, Y10)
+	TILEROW3(VCVTPH2PS, (SI)(CX*1), Y3, Y7, Y11)
+	ADDQ $16, SI
+	ADDQ $16, R15
+	ADDQ $32, DI
+	DECQ R11
+	JNZ  hnloop
+	JMP  hrest
 
 hloop:
 	VMOVUPS (DI), Y12

@@ -522,7 +522,9 @@ hnext:
 	RET
 
 // The 4×2 and 4×1 tiles keep ACC12's layout: pair (row i, token t) in
-// Y(4t+i).
+// Y(4t+i). They run after the 4×3 tiles, from cache, and when the flags
+// ask (tileNext: they are the second pass) prefetch the next row tile as
+// the 4×3 kernel's second tile does.
 
 // func dotTile4xNPartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 //
@@ -556,8 +558,19 @@ twozero:
 twostart:
 	TESTQ R11, R11
 	JZ    twodone
+	LEAQ  (SI)(AX*4), R15
 
 twoloop:
+	TESTQ $63, SI
+	JNZ   twopf
+	TESTQ $4, R10
+	JZ    twopf
+	PREFETCHT1 (R15)
+	PREFETCHT1 (R15)(AX*1)
+	PREFETCHT1 (R15)(AX*2)
+	PREFETCHT1 (R15)(CX*1)
+
+twopf:
 	VMOVUPS (DI), Y12
 	VMOVUPS (DI)(R8*1), Y13
 	TILEROW2(VCVTPH2PS, (SI), Y0, Y4)
@@ -565,6 +578,7 @@ twoloop:
 	TILEROW2(VCVTPH2PS, (SI)(AX*2), Y2, Y6)
 	TILEROW2(VCVTPH2PS, (SI)(CX*1), Y3, Y7)
 	ADDQ        $16, SI
+	ADDQ        $16, R15
 	ADDQ        $32, DI
 	DECQ        R11
 	JNZ         twoloop
@@ -593,14 +607,26 @@ onezero:
 onestart:
 	TESTQ R11, R11
 	JZ    onedone
+	LEAQ  (SI)(AX*4), R15
 
 oneloop:
+	TESTQ $63, SI
+	JNZ   onepf
+	TESTQ $4, R10
+	JZ    onepf
+	PREFETCHT1 (R15)
+	PREFETCHT1 (R15)(AX*1)
+	PREFETCHT1 (R15)(AX*2)
+	PREFETCHT1 (R15)(CX*1)
+
+onepf:
 	VMOVUPS (DI), Y12
 	TILEROW1(VCVTPH2PS, (SI), Y0)
 	TILEROW1(VCVTPH2PS, (SI)(AX*1), Y1)
 	TILEROW1(VCVTPH2PS, (SI)(AX*2), Y2)
 	TILEROW1(VCVTPH2PS, (SI)(CX*1), Y3)
 	ADDQ        $16, SI
+	ADDQ        $16, R15
 	ADDQ        $32, DI
 	DECQ        R11
 	JNZ         oneloop

@@ -338,7 +338,11 @@ func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T
 			switch {
 			case regular == tiles:
 			case rest != nil:
-				rest(acc(ri, regular), w, x[regular*tt*cols+k0:], cols, n, flags, tokens-regular*tt)
+				rf := flags
+				if regular <= 1 {
+					rf |= tileNext
+				}
+				rest(acc(ri, regular), w, x[regular*tt*cols+k0:], cols, n, rf, tokens-regular*tt)
 			default:
 				parts(acc(ri, regular), w, x[(tokens-tt)*cols+k0:], cols, n, flags, 1)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -314,6 +315,51 @@ func BenchmarkKQuantMatVecDRAM(b *testing.B) {
 				}
 				b.ReportMetric(float64(len(ms[0].Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 			})
+		}
+	}
+}
+
+// BenchmarkBatchMatMulDRAM is a batched decode step's products: 1 to 32
+// tokens against 10,240×2,560 matrices streamed from memory (F32, F16 and
+// Q4_0 repacked, about 400 MB of each, F16 and F32 in large-page aligned
+// memory as a model load leaves them), each set that has tiles, in GFLOP/s
+// of the tokens' work. It shows whether the tiles keep memory streaming
+// while later token tiles compute from cache (the prefetches of
+// docs/kernels.md, "Batched decode").
+func BenchmarkBatchMatMulDRAM(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 10240, 2560
+	w := randVec(r, rows*cols)
+	for _, k := range kernelSets() {
+		if k.tileParts == nil {
+			continue
+		}
+		for _, dt := range []DType{F32, F16, Q4_0} {
+			for _, tokens := range []int{1, 4, 8, 32} {
+				b.Run(fmt.Sprintf("%s/%v/tokens=%d", k.name, dt, tokens), func(b *testing.B) {
+					useKernels(b, k)
+					ms := make([]Matrix, max(1, int(400e6)/(rows*dt.RowBytes(cols))))
+					for i := range ms {
+						ms[i] = benchMatrix(dt, rows, cols, w)
+						if !dt.Quantized() {
+							mem := allocOffHeap(len(ms[i].Data))
+							copy(mem.b, ms[i].Data)
+							ms[i].Data = mem.b
+							defer runtime.KeepAlive(mem)
+						}
+						defer ms[i].Free()
+					}
+					x, y := randVec(r, tokens*cols), make([]float32, tokens*rows)
+					p := NewPool(2)
+					defer p.Close()
+					i := 0
+					for b.Loop() {
+						MatMul(p, y, ms[i%len(ms)], x, nil, tokens)
+						i++
+					}
+					b.ReportMetric(float64(2*rows*cols*tokens)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }

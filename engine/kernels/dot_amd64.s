@@ -424,6 +424,17 @@ fnext:
 	VZEROUPPER
 	RET
 
+// HSTEP3 is one step of the F16 4×3 tile: eight columns of the three
+// tokens (DI, R8 bytes apart) and the four rows (SI, AX bytes apart).
+#define HSTEP3 \
+	VMOVUPS (DI), Y12; \
+	VMOVUPS (DI)(R8*1), Y13; \
+	VMOVUPS (DI)(R8*2), Y14; \
+	TILEROW3(VCVTPH2PS, (SI), Y0, Y4, Y8); \
+	TILEROW3(VCVTPH2PS, (SI)(AX*1), Y1, Y5, Y9); \
+	TILEROW3(VCVTPH2PS, (SI)(AX*2), Y2, Y6, Y10); \
+	TILEROW3(VCVTPH2PS, (SI)(CX*1), Y3, Y7, Y11)
+
 // func dotTile4x3PartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
 //
 // dotTile4x3PartsAVX2 with F16 rows, widened in registers (VCVTPH2PS,
@@ -477,13 +488,7 @@ hnloop:
 	PREFETCHT1 (R15)(CX*1)
 
 hnpf:
-	VMOVUPS (DI), Y12
-	VMOVUPS (DI)(R8*1), Y13
-	VMOVUPS (DI)(R8*2), Y14
-	TILEROW3(VCVTPH2PS, (SI), Y0, Y4, Y8)
-	TILEROW3(VCVTPH2PS, (SI)(AX*1), Y1, Y5, Y9)
-	TILEROW3(VCVTPH2PS, (SI)(AX*2), Y2, Y6, Y10)
-	TILEROW3(VCVTPH2PS, (SI)(CX*1), Y3, Y7, Y11)
+	HSTEP3
 	ADDQ $16, SI
 	ADDQ $16, R15
 	ADDQ $32, DI
@@ -492,13 +497,7 @@ hnpf:
 	JMP  hrest
 
 hloop:
-	VMOVUPS (DI), Y12
-	VMOVUPS (DI)(R8*1), Y13
-	VMOVUPS (DI)(R8*2), Y14
-	TILEROW3(VCVTPH2PS, (SI), Y0, Y4, Y8)
-	TILEROW3(VCVTPH2PS, (SI)(AX*1), Y1, Y5, Y9)
-	TILEROW3(VCVTPH2PS, (SI)(AX*2), Y2, Y6, Y10)
-	TILEROW3(VCVTPH2PS, (SI)(CX*1), Y3, Y7, Y11)
+	HSTEP3
 	ADDQ $16, SI
 	ADDQ $32, DI
 	DECQ R11
@@ -525,6 +524,19 @@ hnext:
 // Y(4t+i). They run after the 4×3 tiles, from cache, and when the flags
 // ask (tileNext: they are the second pass) prefetch the next row tile as
 // the 4×3 kernel's second tile does.
+
+// RESTPF prefetches the next row tile's line of each row (R15 walks row 4)
+// once per 64 bytes of SI when the flags (R10) have tileNext; else it
+// jumps to skip.
+#define RESTPF(skip) \
+	TESTQ      $63, SI; \
+	JNZ        skip; \
+	TESTQ      $4, R10; \
+	JZ         skip; \
+	PREFETCHT1 (R15); \
+	PREFETCHT1 (R15)(AX*1); \
+	PREFETCHT1 (R15)(AX*2); \
+	PREFETCHT1 (R15)(CX*1)
 
 // func dotTile4xNPartsF16AVX2(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 //
@@ -561,14 +573,7 @@ twostart:
 	LEAQ  (SI)(AX*4), R15
 
 twoloop:
-	TESTQ $63, SI
-	JNZ   twopf
-	TESTQ $4, R10
-	JZ    twopf
-	PREFETCHT1 (R15)
-	PREFETCHT1 (R15)(AX*1)
-	PREFETCHT1 (R15)(AX*2)
-	PREFETCHT1 (R15)(CX*1)
+	RESTPF(twopf)
 
 twopf:
 	VMOVUPS (DI), Y12
@@ -610,14 +615,7 @@ onestart:
 	LEAQ  (SI)(AX*4), R15
 
 oneloop:
-	TESTQ $63, SI
-	JNZ   onepf
-	TESTQ $4, R10
-	JZ    onepf
-	PREFETCHT1 (R15)
-	PREFETCHT1 (R15)(AX*1)
-	PREFETCHT1 (R15)(AX*2)
-	PREFETCHT1 (R15)(CX*1)
+	RESTPF(onepf)
 
 onepf:
 	VMOVUPS (DI), Y12

@@ -899,6 +899,18 @@ done:
 #define TACCSTORE(off, z) VMOVUPS z, off(BX)
 #define TACCZERO(off, z) VPXORD z, z, z
 
+// TPFNEXT32 prefetches the two lines of each of the four float32 rows at
+// CX (rows R8 bytes apart, R9 = 3·R8): the next row tile, 128 bytes a step.
+#define TPFNEXT32 \
+	PREFETCHT1 (CX); \
+	PREFETCHT1 64(CX); \
+	PREFETCHT1 (CX)(R8*1); \
+	PREFETCHT1 64(CX)(R8*1); \
+	PREFETCHT1 (CX)(R8*2); \
+	PREFETCHT1 64(CX)(R8*2); \
+	PREFETCHT1 (CX)(R9*1); \
+	PREFETCHT1 64(CX)(R9*1)
+
 // func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
 // One part for tiles token tiles in a row (tile j's tokens 3j, 3j+1, 3j+2,
 // its accumulators at acc+384j), the same four rows: one call per row tile
@@ -940,14 +952,7 @@ start:
 	LEAQ (SI)(R8*4), CX
 
 nloop:
-	PREFETCHT1 (CX)
-	PREFETCHT1 64(CX)
-	PREFETCHT1 (CX)(R8*1)
-	PREFETCHT1 64(CX)(R8*1)
-	PREFETCHT1 (CX)(R8*2)
-	PREFETCHT1 64(CX)(R8*2)
-	PREFETCHT1 (CX)(R9*1)
-	PREFETCHT1 64(CX)(R9*1)
+	TPFNEXT32
 	TLOAD(0)
 	TFMA0
 	TLOAD(64)
@@ -1088,6 +1093,16 @@ nexttile:
 	VMOVUPS.Z   (DI)(R8*1), K1, Z29; \
 	VMOVUPS.Z   (DI)(R8*2), K1, Z30
 
+// TSTEPH is one step of the F16 4×3 tile: 32 columns, even chunk into
+// the first twelve accumulators, odd into the others.
+#define TSTEPH \
+	TLOADH(0, 0); \
+	TFMA0; \
+	TLOADH(32, 64); \
+	TFMA1; \
+	ADDQ $64, SI; \
+	ADDQ $64, AX
+
 // func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
 TEXT ·dotTile4x3PartsF16AVX512(SB), NOSPLIT, $0-88
 	MOVQ acc+0(FP), BX
@@ -1125,12 +1140,7 @@ start:
 	JEQ  nextloop
 
 plain:
-	TLOADH(0, 0)
-	TFMA0
-	TLOADH(32, 64)
-	TFMA1
-	ADDQ $64, SI
-	ADDQ $64, AX
+	TSTEPH
 	ADDQ $128, DI
 	DECQ R11
 	JNZ  plain
@@ -1141,12 +1151,7 @@ loop:
 	PREFETCHT0 2048(SI)(R15*1)
 	PREFETCHT0 2048(SI)(R15*2)
 	PREFETCHT0 2048(AX)
-	TLOADH(0, 0)
-	TFMA0
-	TLOADH(32, 64)
-	TFMA1
-	ADDQ $64, SI
-	ADDQ $64, AX
+	TSTEPH
 	ADDQ $128, DI
 	DECQ R11
 	JNZ  loop
@@ -1162,12 +1167,7 @@ nloop:
 	PREFETCHT1 (CX)(R15*1)
 	PREFETCHT1 (CX)(R15*2)
 	PREFETCHT1 (AX)(R15*4)
-	TLOADH(0, 0)
-	TFMA0
-	TLOADH(32, 64)
-	TFMA1
-	ADDQ $64, SI
-	ADDQ $64, AX
+	TSTEPH
 	ADDQ $64, CX
 	ADDQ $128, DI
 	DECQ R11
@@ -1298,6 +1298,36 @@ nexttile:
 	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
 	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15)
 
+// TACC2END adds the 4×2 tile's two chains, reduces each pair and stores
+// the eight results token-major at BX.
+#define TACC2END \
+	VADDPS Z8, Z0, Z0; \
+	VADDPS Z9, Z1, Z1; \
+	VADDPS Z10, Z2, Z2; \
+	VADDPS Z11, Z3, Z3; \
+	VADDPS Z12, Z4, Z4; \
+	VADDPS Z13, Z5, Z5; \
+	VADDPS Z14, Z6, Z6; \
+	VADDPS Z15, Z7, Z7; \
+	HSUM16(Z0, Y0, X0, Y8, X8); \
+	HSUM16(Z1, Y1, X1, Y8, X8); \
+	HSUM16(Z2, Y2, X2, Y8, X8); \
+	HSUM16(Z3, Y3, X3, Y8, X8); \
+	HSUM16(Z4, Y4, X4, Y8, X8); \
+	HSUM16(Z5, Y5, X5, Y8, X8); \
+	HSUM16(Z6, Y6, X6, Y8, X8); \
+	HSUM16(Z7, Y7, X7, Y8, X8); \
+	VMOVSS X0, 0(BX); \
+	VMOVSS X1, 4(BX); \
+	VMOVSS X2, 8(BX); \
+	VMOVSS X3, 12(BX); \
+	VMOVSS X4, 16(BX); \
+	VMOVSS X5, 20(BX); \
+	VMOVSS X6, 24(BX); \
+	VMOVSS X7, 28(BX); \
+	VZEROUPPER; \
+	RET
+
 // func dotTile4xNPartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
 TEXT ·dotTile4xNPartsF16AVX512(SB), NOSPLIT, $0-88
 	MOVQ acc+0(FP), BX
@@ -1377,32 +1407,7 @@ tail2:
 	TFMA20
 
 combine2:
-	VADDPS Z8, Z0, Z0
-	VADDPS Z9, Z1, Z1
-	VADDPS Z10, Z2, Z2
-	VADDPS Z11, Z3, Z3
-	VADDPS Z12, Z4, Z4
-	VADDPS Z13, Z5, Z5
-	VADDPS Z14, Z6, Z6
-	VADDPS Z15, Z7, Z7
-	HSUM16(Z0, Y0, X0, Y8, X8)
-	HSUM16(Z1, Y1, X1, Y8, X8)
-	HSUM16(Z2, Y2, X2, Y8, X8)
-	HSUM16(Z3, Y3, X3, Y8, X8)
-	HSUM16(Z4, Y4, X4, Y8, X8)
-	HSUM16(Z5, Y5, X5, Y8, X8)
-	HSUM16(Z6, Y6, X6, Y8, X8)
-	HSUM16(Z7, Y7, X7, Y8, X8)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-	VZEROUPPER
-	RET
+	TACC2END
 
 // The 4×2 tile parts with float32 rows: dotTile4xNPartsF16AVX512 on rows
 // read as they are (rows R8 bytes apart, R9 = 3·R8; the second token R12
@@ -1455,14 +1460,7 @@ start32:
 	LEAQ (SI)(R8*4), CX
 
 loop32:
-	PREFETCHT1 (CX)
-	PREFETCHT1 64(CX)
-	PREFETCHT1 (CX)(R8*1)
-	PREFETCHT1 64(CX)(R8*1)
-	PREFETCHT1 (CX)(R8*2)
-	PREFETCHT1 64(CX)(R8*2)
-	PREFETCHT1 (CX)(R9*1)
-	PREFETCHT1 64(CX)(R9*1)
+	TPFNEXT32
 	TLOAD2(0)
 	TFMA20
 	TLOAD2(64)
@@ -1504,32 +1502,7 @@ tail32:
 	TFMA20
 
 combine32:
-	VADDPS Z8, Z0, Z0
-	VADDPS Z9, Z1, Z1
-	VADDPS Z10, Z2, Z2
-	VADDPS Z11, Z3, Z3
-	VADDPS Z12, Z4, Z4
-	VADDPS Z13, Z5, Z5
-	VADDPS Z14, Z6, Z6
-	VADDPS Z15, Z7, Z7
-	HSUM16(Z0, Y0, X0, Y8, X8)
-	HSUM16(Z1, Y1, X1, Y8, X8)
-	HSUM16(Z2, Y2, X2, Y8, X8)
-	HSUM16(Z3, Y3, X3, Y8, X8)
-	HSUM16(Z4, Y4, X4, Y8, X8)
-	HSUM16(Z5, Y5, X5, Y8, X8)
-	HSUM16(Z6, Y6, X6, Y8, X8)
-	HSUM16(Z7, Y7, X7, Y8, X8)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-	VZEROUPPER
-	RET
+	TACC2END
 
 // func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
 // QuantizeQ8_0 for whole blocks, bit for bit on finite input: amax by

@@ -295,6 +295,39 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 	}
 }
 
+// Batches of 1 to 40 tokens over random shapes (rows not a multiple of the
+// tile, columns with every tail, within one part and over several) give
+// each token the bits of its own product, for float rows in every set:
+// the 4×3 tiles, the rest tiles of one or two tokens, whole rows for
+// batches (wholeRowTiles) and parts for longer ones, whatever prefetches
+// each pass does.
+func TestMatMulBatchesBitIdenticalRandomShapes(t *testing.T) {
+	withEachKernelSet(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		pool := NewPool(2)
+		defer pool.Close()
+		for range 60 {
+			rows, cols, tokens := 1+r.IntN(40), 1+r.IntN(2200), 1+r.IntN(40)
+			for _, dt := range []DType{F32, F16} {
+				m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}.Repacked()
+				x := randVec(r, tokens*cols)
+				all := make([]float32, tokens*rows)
+				MatMul(pool, all, m, x, nil, tokens)
+				one := make([]float32, rows)
+				for tk := 0; tk < tokens; tk++ {
+					MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
+					for i := range one {
+						if one[i] != all[tk*rows+i] {
+							t.Fatalf("%v %dx%d, %d tokens: token %d row %d: %v one by one, %v batched", dt, rows, cols, tokens, tk, i, one[i], all[tk*rows+i])
+						}
+					}
+				}
+				m.Free()
+			}
+		}
+	})
+}
+
 // benchMatrix is a matrix of w in dt, repacked as a model load would.
 func benchMatrix(dt DType, rows, cols int, w []float32) Matrix {
 	if dt.Quantized() {

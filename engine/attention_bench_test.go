@@ -17,12 +17,13 @@ func fillCache(c *KVCache, n int, r *rand.Rand) {
 	if err := c.reserve(n); err != nil {
 		panic(err)
 	}
-	for i := range c.k {
-		c.k[i] = c.k[i][:n*c.kvDim]
-		c.v[i] = c.v[i][:n*c.kvDim]
-		for j := range c.k[i] {
-			c.k[i][j] = float32(r.NormFloat64())
-			c.v[i][j] = float32(r.NormFloat64())
+	for li := range c.layers.Len() {
+		for p := 0; p < n; p++ {
+			k, v := c.layerRows(li, p, 1)
+			for j := range k {
+				k[j] = float32(r.NormFloat64())
+				v[j] = float32(r.NormFloat64())
+			}
 		}
 	}
 	c.n = n

@@ -245,12 +245,7 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	kvDim := cfg.KVDim()
 	r := 0
 	for _, s := range spans {
-		c := s.Cache
-		lo, hi := c.n*kvDim, (c.n+s.Tokens)*kvDim
-		c.k[li] = c.k[li][:hi]
-		c.v[li] = c.v[li][:hi]
-		copy(c.k[li][lo:hi], ws.k[r*kvDim:(r+s.Tokens)*kvDim])
-		copy(c.v[li][lo:hi], ws.v[r*kvDim:(r+s.Tokens)*kvDim])
+		s.Cache.write(li, s.Cache.n, ws.k[r*kvDim:(r+s.Tokens)*kvDim], ws.v[r*kvDim:(r+s.Tokens)*kvDim])
 		r += s.Tokens
 	}
 	m.attention(li, spans)
@@ -313,7 +308,6 @@ func (m *Model) attention(li int, spans []Span) {
 		c := s.Cache
 		past := c.n
 		kvh := h / group
-		keys, vals := c.k[li], c.v[li]
 		sc := ws.scores[worker]
 		if cap(sc) < past+s.Tokens {
 			sc = make([]float32, past+s.Tokens, c.maxLen)
@@ -324,15 +318,20 @@ func (m *Model) attention(li int, spans []Span) {
 			q := ws.q[row*qDim+h*D : row*qDim+(h+1)*D]
 			n := past + t + 1
 			scores := sc[:n]
-			for p := 0; p < n; p++ {
-				k := keys[p*kvDim+kvh*D : p*kvDim+(kvh+1)*D]
-				scores[p] = kernels.DotF32(q, k) / scale
+			for p := 0; p < n; p += kvBlockPositions { // a block at a time
+				keys, _ := c.layerRows(li, p, min(kvBlockPositions, n-p))
+				for i := range len(keys) / kvDim {
+					scores[p+i] = kernels.DotF32(q, keys[i*kvDim+kvh*D:i*kvDim+(kvh+1)*D]) / scale
+				}
 			}
 			kernels.Softmax(scores)
 			out := ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D]
 			clear(out)
-			for p := 0; p < n; p++ {
-				kernels.Axpy(out, scores[p], vals[p*kvDim+kvh*D:p*kvDim+(kvh+1)*D])
+			for p := 0; p < n; p += kvBlockPositions {
+				_, vals := c.layerRows(li, p, min(kvBlockPositions, n-p))
+				for i := range len(vals) / kvDim {
+					kernels.Axpy(out, scores[p+i], vals[i*kvDim+kvh*D:i*kvDim+(kvh+1)*D])
+				}
 			}
 		}
 	})

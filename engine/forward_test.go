@@ -282,11 +282,6 @@ func TestForwardContextStopsBetweenLayers(t *testing.T) {
 	if got.Len() != 2 {
 		t.Fatalf("cache holds %d positions after a cancelled step, want 2", got.Len())
 	}
-	for li := range got.k {
-		if len(got.k[li]) != 2*m.Config.KVDim() || len(got.v[li]) != 2*m.Config.KVDim() {
-			t.Fatalf("layer %d keeps %d key floats after a cancelled step", li, len(got.k[li]))
-		}
-	}
 	if err := m.ForwardContext(ctx, embed(ids[2:]), []Span{{Cache: got, Tokens: 3}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("forward with a done context returned %v", err)
 	}

@@ -15,6 +15,7 @@ func Greedy(m *Model, prompt []int, n int) ([]int, error) {
 	}
 	H, V := m.Config.HiddenSize, m.Config.VocabSize
 	cache := m.NewCache()
+	defer cache.Release()
 	logits := make([]float32, V)
 	x := make([]float32, len(prompt)*H)
 	ids := prompt

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 )
 
 // ErrContextFull reports a sequence that would grow past the model's context
@@ -10,57 +11,77 @@ import (
 var ErrContextFull = errors.New("engine: context window full")
 
 // KVCache holds one sequence's post-rotary keys and values for the layers of
-// the model that made it. Storage grows by doubling, so appending n
-// positions costs O(n) copies in total and a decode step never copies the
-// whole cache.
+// the model that made it, in blocks of kvBlockPositions positions (every
+// layer's keys, then its values, in each block) taken from the process's
+// pool as the sequence grows: growing never copies what the cache holds,
+// and a released cache's blocks serve the next one without new faults.
+// Release returns the blocks; a cache that becomes unreachable returns them
+// after a garbage collection.
 type KVCache struct {
 	layers LayerRange
 	kvDim  int
 	maxLen int
-	k, v   [][]float32 // per layer: positions × kvDim
+	pool   *kvPool
+	held   *kvHeld
 	n      int
+}
+
+// kvHeld is a cache's blocks, apart from the cache so that a cleanup can
+// return them when the cache is gone (the cleanup runs only then, so it
+// never races with the cache's owner).
+type kvHeld struct {
+	pool   *kvPool
+	blocks []kvBlock
 }
 
 // NewCache returns an empty cache for the model's layers.
 func (m *Model) NewCache() *KVCache {
-	n := m.Layers.Len()
-	return &KVCache{
+	kvDim := m.Config.KVDim()
+	c := &KVCache{
 		layers: m.Layers,
-		kvDim:  m.Config.KVDim(),
+		kvDim:  kvDim,
 		maxLen: m.Config.MaxPositionEmbeddings,
-		k:      make([][]float32, n),
-		v:      make([][]float32, n),
 	}
+	c.pool = kvPoolFor(2 * kvBlockPositions * kvDim * max(m.Layers.Len(), 1))
+	c.held = &kvHeld{pool: c.pool}
+	runtime.AddCleanup(c, func(h *kvHeld) { h.release() }, c.held)
+	return c
+}
+
+func (h *kvHeld) release() {
+	h.pool.put(h.blocks)
+	h.blocks = nil
 }
 
 // Len is the number of positions the cache holds.
 func (c *KVCache) Len() int { return c.n }
 
-// Bytes is the memory the cache has allocated.
+// Bytes is the memory the cache has taken.
 func (c *KVCache) Bytes() int64 {
-	var b int64
-	for i := range c.k {
-		b += int64(cap(c.k[i])+cap(c.v[i])) * 4
-	}
-	return b
+	return int64(len(c.held.blocks)) * int64(c.pool.floats) * 4
 }
 
-// BytesFor is what a cache of n positions needs at least.
+// BytesFor is what a cache of n positions takes.
 func (c *KVCache) BytesFor(n int) int64 {
-	return int64(n) * int64(c.kvDim) * 2 * 4 * int64(len(c.k))
+	return int64((n+kvBlockPositions-1)/kvBlockPositions) * int64(c.pool.floats) * 4
 }
 
-// Truncate forgets every position from n on.
+// Truncate forgets every position from n on. The blocks stay with the
+// cache, for the positions that follow.
 func (c *KVCache) Truncate(n int) error {
 	if n < 0 || n > c.n {
 		return fmt.Errorf("engine: cannot truncate a %d-position cache to %d", c.n, n)
 	}
 	c.n = n
-	for i := range c.k {
-		c.k[i] = c.k[i][:n*c.kvDim]
-		c.v[i] = c.v[i][:n*c.kvDim]
-	}
 	return nil
+}
+
+// Release forgets every position and returns the cache's memory to the
+// pool; the cache stays usable (it takes blocks again as it grows). Nothing
+// may be running on the cache.
+func (c *KVCache) Release() {
+	c.n = 0
+	c.held.release()
 }
 
 // reserve makes room for extra more positions in every layer.
@@ -69,20 +90,29 @@ func (c *KVCache) reserve(extra int) error {
 	if need > c.maxLen {
 		return fmt.Errorf("%w: %d positions held, %d more asked, window is %d", ErrContextFull, c.n, extra, c.maxLen)
 	}
-	for i := range c.k {
-		c.k[i] = grow(c.k[i], need*c.kvDim, c.maxLen*c.kvDim)
-		c.v[i] = grow(c.v[i], need*c.kvDim, c.maxLen*c.kvDim)
+	h := c.held
+	for len(h.blocks)*kvBlockPositions < need {
+		h.blocks = append(h.blocks, c.pool.get())
 	}
 	return nil
 }
 
-func grow(s []float32, need, limit int) []float32 {
-	if need <= cap(s) {
-		return s
+// layerRows returns the keys and values of positions [p, p+n) of layer li
+// (n ≤ what is left of p's block), n×kvDim floats each.
+func (c *KVCache) layerRows(li, p, n int) (k, v []float32) {
+	b := c.held.blocks[p/kvBlockPositions].data
+	per := kvBlockPositions * c.kvDim
+	off := li*2*per + p%kvBlockPositions*c.kvDim
+	return b[off : off+n*c.kvDim], b[off+per : off+per+n*c.kvDim]
+}
+
+// write stores the keys and values of positions [p, p+n) of layer li.
+func (c *KVCache) write(li, p int, k, v []float32) {
+	for len(k) > 0 {
+		n := min(len(k)/c.kvDim, kvBlockPositions-p%kvBlockPositions)
+		dk, dv := c.layerRows(li, p, n)
+		copy(dk, k)
+		copy(dv, v)
+		k, v, p = k[len(dk):], v[len(dv):], p+n
 	}
-	nc := max(2*cap(s), need, 64)
-	nc = min(nc, limit)
-	out := make([]float32, len(s), nc)
-	copy(out, s)
-	return out
 }

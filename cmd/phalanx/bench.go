@@ -84,9 +84,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return m.Logits(xs[(len(toks)-1)*H:], logits)
 	}
 	// Warm-up: one token through everything pages the weights in.
-	if err := run(m.NewCache(), ids[:1]); err != nil {
+	warm := m.NewCache()
+	if err := run(warm, ids[:1]); err != nil {
 		return err
 	}
+	warm.Release()
 	var pp, tg []float64
 	for rep := 0; rep < *reps; rep++ {
 		if err := ctx.Err(); err != nil {
@@ -94,10 +96,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if *promptN > 0 {
 			t0 := time.Now()
-			if err := run(m.NewCache(), ids[:*promptN]); err != nil {
+			cache := m.NewCache()
+			if err := run(cache, ids[:*promptN]); err != nil {
 				return err
 			}
 			pp = append(pp, float64(*promptN)/time.Since(t0).Seconds())
+			cache.Release()
 		}
 		if *genN > 0 {
 			cache := m.NewCache()
@@ -110,6 +114,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				next = engine.Argmax(logits)
 			}
 			tg = append(tg, float64(*genN)/time.Since(t0).Seconds())
+			cache.Release()
 		}
 	}
 	res := benchResult{Model: *model, Threads: m.Threads(), Kernels: kernels.Name(), Prompt: *promptN, Gen: *genN, Repetitions: *reps,

@@ -267,6 +267,7 @@ func calibrateOn(m *engine.Model) (float64, error) {
 	x := make([]float32, H)
 	r := rand.New(rand.NewPCG(1, 2))
 	cache := m.NewCache()
+	defer func() { cache.Release() }()
 	steps := 0
 	start := time.Now()
 	for steps < 3 || time.Since(start) < 100*time.Millisecond {
@@ -274,6 +275,7 @@ func calibrateOn(m *engine.Model) (float64, error) {
 			x[i] = float32(r.NormFloat64())
 		}
 		if cache.Len() >= m.Config.MaxPositionEmbeddings-1 || cache.Len() >= 64 {
+			cache.Release()
 			cache = m.NewCache()
 		}
 		if err := m.Forward(x, []engine.Span{{Cache: cache, Tokens: 1}}); err != nil {

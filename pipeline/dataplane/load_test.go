@@ -41,6 +41,7 @@ func TestReleaseWhileStepComputes(t *testing.T) {
 	c := startClusterWith(t, dir, []int{0, cfg.NumLayers}, stage.Config{IdleTimeout: time.Millisecond},
 		Config{ReplanTimeout: time.Second}, 10*time.Second)
 	defer c.close()
+	_, inUse := engine.KVPoolBytes()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.servers[0].Run(ctx) // evicts idle sessions every few milliseconds
@@ -75,6 +76,11 @@ func TestReleaseWhileStepComputes(t *testing.T) {
 	wg.Wait()
 	time.Sleep(50 * time.Millisecond) // the last racing releases
 	waitSessions(t, c.servers, 0)
+	// Every cache's blocks went back to the pool, including those of
+	// sessions released while their step computed (returned by that step).
+	if _, now := engine.KVPoolBytes(); now > inUse {
+		t.Errorf("KV blocks in use: %d bytes before, %d after every session was released", inUse, now)
+	}
 }
 
 // Clients that go away at any moment — queued, mid-prefill, mid-decode —

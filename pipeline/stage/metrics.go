@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/internal/observe"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
@@ -29,6 +30,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	reg.MustRegister(m.Steps, m.StepTime, m.Rows,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_worker_kv_cache_bytes", Help: "Bytes held by KV caches."},
 			func() float64 { _, b := s.Stats(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_worker_kv_pool_bytes",
+			Help: "Bytes the process has mapped for KV cache blocks, in use or kept free for the next sessions."},
+			func() float64 { b, _ := engine.KVPoolBytes(); return float64(b) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_worker_sessions", Help: "Sessions holding a KV cache."},
 			func() float64 { n, _ := s.Stats(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phalanx_worker_layers", Help: "Decoder layers held."},

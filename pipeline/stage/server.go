@@ -89,9 +89,35 @@ type stageSession struct {
 	cache    *engine.KVCache
 	lastUsed time.Time
 	busy     int // steps computing on it; idle eviction skips it
+	// dropped is set when the session left the map while busy: the last
+	// step on it returns its cache's memory.
+	dropped bool
 	// bytes is the cache's size after its last step: read under s.mu by
 	// Stats and the budget, while a step may be growing the cache itself.
 	bytes int64
+}
+
+// dropLocked removes session id and returns its cache's memory to the pool,
+// at once or, if a step is computing on it, when that step ends. s.mu held.
+func (s *Server) dropLocked(id string) {
+	ss := s.sessions[id]
+	if ss == nil {
+		return
+	}
+	delete(s.sessions, id)
+	if ss.busy > 0 {
+		ss.dropped = true
+		return
+	}
+	ss.cache.Release()
+}
+
+// dropAllLocked removes every session; no step may be computing (s.compute
+// held). s.mu held.
+func (s *Server) dropAllLocked() {
+	for id := range s.sessions {
+		s.dropLocked(id)
+	}
 }
 
 // NewServer returns a server that holds no layers yet.
@@ -114,7 +140,7 @@ func (s *Server) Install(m *engine.Model, epoch uint64) {
 	defer s.mu.Unlock()
 	old := s.model
 	if old != nil && old.Layers != m.Layers {
-		clear(s.sessions)
+		s.dropAllLocked()
 	}
 	s.model, s.epoch = m, epoch
 	if old != nil && old != m {
@@ -132,7 +158,7 @@ func (s *Server) Unload() {
 		s.model.Close()
 		s.model = nil
 	}
-	clear(s.sessions)
+	s.dropAllLocked()
 }
 
 // MaxStepRows is the most rows (tokens) a step may carry.
@@ -199,7 +225,7 @@ func (s *Server) evictIdle(now time.Time) {
 	defer s.mu.Unlock()
 	for id, ss := range s.sessions {
 		if ss.busy == 0 && now.Sub(ss.lastUsed) > s.cfg.IdleTimeout {
-			delete(s.sessions, id)
+			s.dropLocked(id)
 			s.cfg.Logger.Info("session evicted after idle timeout", "session", id, "idle", now.Sub(ss.lastUsed).Round(time.Second))
 		}
 	}
@@ -277,7 +303,7 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 	undo := func() { // on refusal: forget the sessions this step made
 		for _, id := range fresh {
 			if ss := s.sessions[id]; ss != nil && ss.busy == 0 && ss.cache.Len() == 0 {
-				delete(s.sessions, id)
+				s.dropLocked(id)
 			}
 		}
 	}
@@ -335,6 +361,9 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 		ss.busy--
 		ss.lastUsed = now
 		ss.bytes = ss.cache.Bytes() // no other step runs: s.compute is held
+		if ss.dropped && ss.busy == 0 {
+			ss.cache.Release()
+		}
 	}
 	if err != nil {
 		undo()
@@ -365,7 +394,7 @@ func (s *Server) Release(_ context.Context, req *phalanxpb.ReleaseRequest) (*pha
 	var n int32
 	for _, id := range req.GetSessionIds() {
 		if _, ok := s.sessions[id]; ok {
-			delete(s.sessions, id)
+			s.dropLocked(id)
 			n++
 		}
 	}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A pool hands out distinct blocks, takes them back for reuse, and unmaps a
+// chunk whose blocks are all free unless it is the only idle one.
+func TestKVPoolReuseAndIdleChunks(t *testing.T) {
+	p := &kvPool{floats: 1000, perChunk: 4}
+	var got []kvBlock
+	seen := map[*float32]bool{}
+	for i := range 10 { // three chunks: 4 + 4 + 2
+		b := p.get()
+		if len(b.data) != 1000 || cap(b.data) != 1000 {
+			t.Fatalf("block %d: len %d cap %d", i, len(b.data), cap(b.data))
+		}
+		if seen[&b.data[0]] {
+			t.Fatalf("block %d handed out twice", i)
+		}
+		seen[&b.data[0]] = true
+		b.data[0], b.data[999] = float32(i), float32(i) // every float is writable
+		got = append(got, b)
+	}
+	if c, u := p.stats(); c != 3 || u != 10 {
+		t.Fatalf("%d chunks, %d blocks in use; want 3, 10", c, u)
+	}
+	for i, b := range got {
+		if b.data[0] != float32(i) || b.data[999] != float32(i) {
+			t.Fatalf("block %d overwritten by another", i)
+		}
+	}
+	p.put(got[:4]) // the first chunk idle: kept
+	if c, u := p.stats(); c != 3 || u != 6 {
+		t.Fatalf("after freeing a chunk: %d chunks, %d in use; want 3, 6", c, u)
+	}
+	again := p.get() // reuses a freed block rather than mapping
+	if c, _ := p.stats(); c != 3 || !seen[&again.data[0]] {
+		t.Fatalf("a free block was not reused (%d chunks)", c)
+	}
+	p.put([]kvBlock{again})
+	p.put(got[4:]) // every chunk idle: one is kept
+	if c, u := p.stats(); c != 1 || u != 0 {
+		t.Fatalf("all free: %d chunks, %d in use; want 1, 0", c, u)
+	}
+}
+
+// Many goroutines taking and returning blocks of one pool never share a
+// block (run with -race).
+func TestKVPoolConcurrent(t *testing.T) {
+	p := &kvPool{floats: 64, perChunk: 8}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 2))
+			for range 200 {
+				bs := make([]kvBlock, 1+r.IntN(12))
+				for i := range bs {
+					bs[i] = p.get()
+					for j := range bs[i].data {
+						bs[i].data[j] = float32(g)
+					}
+				}
+				for i, b := range bs {
+					for _, v := range b.data {
+						if v != float32(g) {
+							t.Errorf("goroutine %d block %d: found %v, another goroutine's", g, i, v)
+							return
+						}
+					}
+				}
+				p.put(bs)
+			}
+		}()
+	}
+	wg.Wait()
+	if c, u := p.stats(); c != 1 || u != 0 {
+		t.Fatalf("after all returned: %d chunks, %d in use; want 1, 0", c, u)
+	}
+}
+
+// A cache grows block by block without moving what it holds, Release
+// returns its blocks, and a cache that is dropped returns them after a
+// garbage collection.
+func TestKVCacheBlocks(t *testing.T) {
+	m := loadFull(t, fixtureDir("phi-tiny-f32"))
+	c := m.NewCache()
+	kvDim := m.Config.KVDim()
+	per := c.BytesFor(1)
+	if want := int64(2*kvBlockPositions*kvDim*m.Layers.Len()) * 4; per != want {
+		t.Fatalf("a block is %d bytes, want %d", per, want)
+	}
+	if c.BytesFor(kvBlockPositions) != per || c.BytesFor(kvBlockPositions+1) != 2*per {
+		t.Fatalf("BytesFor does not round up to blocks")
+	}
+	n := 3*kvBlockPositions + 5
+	r := rand.New(rand.NewPCG(3, 4))
+	want := make([]float32, n*kvDim)
+	for i := range want {
+		want[i] = float32(r.NormFloat64())
+	}
+	for p := 0; p < n; { // grow in uneven steps, as prefill chunks and decode do
+		step := min(1+r.IntN(7), n-p)
+		if err := c.reserve(step); err != nil {
+			t.Fatal(err)
+		}
+		for li := range m.Layers.Len() {
+			k := want[p*kvDim : (p+step)*kvDim]
+			c.write(li, p, k, k)
+		}
+		c.n += step
+		p += step
+	}
+	if c.Bytes() != c.BytesFor(n) {
+		t.Fatalf("%d positions take %d bytes, want %d", n, c.Bytes(), c.BytesFor(n))
+	}
+	for li := range m.Layers.Len() {
+		for p := range n {
+			k, v := c.layerRows(li, p, 1)
+			for j := range k {
+				if k[j] != want[p*kvDim+j] || v[j] != want[p*kvDim+j] {
+					t.Fatalf("layer %d position %d moved or was overwritten", li, p)
+				}
+			}
+		}
+	}
+	_, before := c.pool.stats()
+	c.Release()
+	if _, after := c.pool.stats(); before-after != 4 || c.Len() != 0 || c.Bytes() != 0 {
+		t.Fatalf("Release returned %d blocks, want 4 (len %d, %d bytes)", before-after, c.Len(), c.Bytes())
+	}
+	// Dropped caches: their blocks come back once they are collected.
+	_, base := c.pool.stats()
+	for range 8 {
+		d := m.NewCache()
+		if err := d.reserve(kvBlockPositions + 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		if _, u := c.pool.stats(); u <= base {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, u := c.pool.stats()
+			t.Fatalf("dropped caches still hold %d blocks", u-base)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Caches of two models with the same layers share a pool, and a cache keeps
+// working after the model that filled it is closed and its layers loaded
+// again (the stage server keeps sessions across such a reload).
+func TestKVCacheOutlivesModel(t *testing.T) {
+	dir := fixtureDir("phi-tiny-f32")
+	a := loadFull(t, dir)
+	ids := []int{5, 9, 2, 7}
+	H := a.Config.HiddenSize
+	run := func(m *Model, c *KVCache, ids []int) []float32 {
+		x := make([]float32, len(ids)*H)
+		if err := m.Embed(ids, x); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Forward(x, []Span{{Cache: c, Tokens: len(ids)}}); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	c := a.NewCache()
+	run(a, c, ids[:2])
+	a.Close()
+	b := loadFull(t, dir)
+	got := run(b, c, ids[2:])
+	ref := b.NewCache()
+	want := run(b, ref, ids)[2*H:]
+	if d := maxDiff(got, want); d != 0 {
+		t.Fatalf("a cache carried across a reload differs by %g", d)
+	}
+	c.Release()
+	ref.Release()
+}

@@ -319,19 +319,20 @@ func (m *Model) attention(li int, spans []Span) {
 			n := past + t + 1
 			scores := sc[:n]
 			for p := 0; p < n; p += kvBlockPositions { // a block at a time
-				keys, _ := c.layerRows(li, p, min(kvBlockPositions, n-p))
-				for i := range len(keys) / kvDim {
-					scores[p+i] = kernels.DotF32(q, keys[i*kvDim+kvh*D:i*kvDim+(kvh+1)*D]) / scale
-				}
+				b := min(kvBlockPositions, n-p)
+				keys, _ := c.layerRows(li, p, b)
+				kernels.DotsF32(scores[p:p+b], q, keys[kvh*D:], kvDim)
+			}
+			for p := range scores {
+				scores[p] /= scale
 			}
 			kernels.Softmax(scores)
 			out := ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D]
 			clear(out)
 			for p := 0; p < n; p += kvBlockPositions {
-				_, vals := c.layerRows(li, p, min(kvBlockPositions, n-p))
-				for i := range len(vals) / kvDim {
-					kernels.Axpy(out, scores[p+i], vals[i*kvDim+kvh*D:i*kvDim+(kvh+1)*D])
-				}
+				b := min(kvBlockPositions, n-p)
+				_, vals := c.layerRows(li, p, b)
+				kernels.AxpyRows(out, scores[p:p+b], vals[kvh*D:], kvDim)
 			}
 		}
 	})

@@ -91,6 +91,11 @@ type kernelSet struct {
 	widenF16 func(dst []float32, src []uint16)
 	// axpy is Axpy (the same bits as axpyGeneric: multiply, then add).
 	axpy func(y []float32, a float32, x []float32)
+	// dotsF32, when not nil, is DotsF32 in one call: f32's bits for every
+	// row (attention's scores against a block of cached keys).
+	dotsF32 func(out, q, keys []float32, stride int)
+	// axpyRows, when not nil, is AxpyRows in one call: axpy's bits.
+	axpyRows func(y, w, rows []float32, stride int)
 	// quantQ8_0 quantizes the activations of quantized products: the same
 	// bytes as QuantizeQ8_0 for finite input.
 	quantQ8_0 func(dst []byte, x []float32)
@@ -185,3 +190,39 @@ func Name() string { return active.name }
 
 // DotF32 is the dot product of two float32 vectors of equal length.
 func DotF32(a, b []float32) float32 { return active.f32(a, b) }
+
+// DotsF32 sets out[i] = DotF32(q, keys[i*stride:i*stride+len(q)]) for every
+// i, bit for bit: attention's scores of one query against a run of cached
+// keys (one head's slice of each position), in one call instead of one per
+// key, which for an 80-float head cost more in calls than in arithmetic.
+func DotsF32(out, q, keys []float32, stride int) {
+	if len(out) == 0 || len(q) == 0 {
+		clear(out)
+		return
+	}
+	_ = keys[(len(out)-1)*stride+len(q)-1] // every row in range
+	if active.dotsF32 != nil {
+		active.dotsF32(out, q, keys, stride)
+		return
+	}
+	for i := range out {
+		out[i] = active.f32(q, keys[i*stride:i*stride+len(q)])
+	}
+}
+
+// AxpyRows adds w[i] * rows[i*stride:i*stride+len(y)] to y for i = 0, 1, …
+// in order, each as Axpy does it, bit for bit: attention's weighted sum of
+// a run of cached values in one call.
+func AxpyRows(y, w, rows []float32, stride int) {
+	if len(w) == 0 || len(y) == 0 {
+		return
+	}
+	_ = rows[(len(w)-1)*stride+len(y)-1] // every row in range
+	if active.axpyRows != nil {
+		active.axpyRows(y, w, rows, stride)
+		return
+	}
+	for i, a := range w {
+		active.axpy(y, a, rows[i*stride:i*stride+len(y)])
+	}
+}

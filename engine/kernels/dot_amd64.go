@@ -34,6 +34,7 @@ func avx2Set() kernelSet {
 	k.f16Rows4 = dotF16Rows4AVX2
 	k.widenF16 = widenF16AVX2
 	k.axpy = axpyAVX2
+	k.dotsF32, k.axpyRows = dotsF32AVX2Asm, axpyRowsAVX2Asm
 	k.quantQ8_0 = quantizeQ8_0AVX2
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
@@ -230,3 +231,16 @@ func q4x8GemvAVX2(out *[8]float32, w, p []byte, blocks int) {
 
 //go:noescape
 func q4x8GemvAVX2Asm(out *[16]float32, w, p []byte, blocks int)
+
+// dotsF32AVX2Asm is DotsF32 with dotF32AVX2Asm's steps for every row; the
+// caller checks the bounds.
+//
+//go:noescape
+func dotsF32AVX2Asm(out, q, keys []float32, stride int)
+
+// axpyRowsAVX2Asm is AxpyRows with axpyAVX2Asm's rounding (multiply, then
+// add) for every row, y held in registers 32 floats at a time; the caller
+// checks the bounds.
+//
+//go:noescape
+func axpyRowsAVX2Asm(y, w, rows []float32, stride int)

@@ -67,34 +67,38 @@ GLOBL tailMask<>(SB), RODATA|NOPTR, $64
 	VPINSRW $6, 12(SI), X4, X4; \
 halvesDone:
 
+// DOTF32 is the dot product of the CX float32s at SI and DI into X0, in
+// one chain of 8-float chunks; SI, DI, CX, DX, AX, X1, Y0, Y4, Y5 and Y8
+// are clobbered. dotF32AVX2Asm and dotsF32AVX2Asm share it, so their bits
+// agree. Its labels are local to the function using it.
+#define DOTF32 \
+	VXORPS Y0, Y0, Y0; \
+	MOVQ   CX, DX; \
+	SHRQ   $3, DX; \
+	JZ     dottail; \
+dotloop: \
+	VMOVUPS     (SI), Y4; \
+	VFMADD231PS (DI), Y4, Y0; \
+	ADDQ        $32, SI; \
+	ADDQ        $32, DI; \
+	DECQ        DX; \
+	JNZ         dotloop; \
+dottail: \
+	ANDQ        $7, CX; \
+	JZ          dotdone; \
+	TAILMASK(CX, AX, Y8); \
+	VMASKMOVPS  (SI), Y8, Y4; \
+	VMASKMOVPS  (DI), Y8, Y5; \
+	VFMADD231PS Y5, Y4, Y0; \
+dotdone: \
+	HSUM8(Y0, X0, X1)
+
 // func dotF32AVX2Asm(a, b []float32) float32
 TEXT ·dotF32AVX2Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), SI
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
-	VXORPS Y0, Y0, Y0
-	MOVQ   CX, DX
-	SHRQ   $3, DX
-	JZ     tail
-
-loop:
-	VMOVUPS     (SI), Y4
-	VFMADD231PS (DI), Y4, Y0
-	ADDQ        $32, SI
-	ADDQ        $32, DI
-	DECQ        DX
-	JNZ         loop
-
-tail:
-	ANDQ        $7, CX
-	JZ          done
-	TAILMASK(CX, AX, Y8)
-	VMASKMOVPS  (SI), Y8, Y4
-	VMASKMOVPS  (DI), Y8, Y5
-	VFMADD231PS Y5, Y4, Y0
-
-done:
-	HSUM8(Y0, X0, X1)
+	DOTF32
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
 	RET
@@ -1133,5 +1137,127 @@ done:
 	X8AOUT(Y6, X6, 80, Y8)
 	X8AOUT(Y3, X3, 96, Y8)
 	X8AOUT(Y7, X7, 112, Y8)
+	VZEROUPPER
+	RET
+
+// func dotsF32AVX2Asm(out, q, keys []float32, stride int)
+// out[i] = q · keys[i*stride:][:len(q)], each row with dotF32AVX2Asm's steps
+// (so the same bits); rows are independent, so the core overlaps them.
+TEXT ·dotsF32AVX2Asm(SB), NOSPLIT, $0-80
+	MOVQ  out_base+0(FP), R8
+	MOVQ  out_len+8(FP), R9
+	MOVQ  q_base+24(FP), R10
+	MOVQ  q_len+32(FP), R11
+	MOVQ  keys_base+48(FP), R12
+	MOVQ  stride+72(FP), R13
+	SHLQ  $2, R13
+	TESTQ R9, R9
+	JZ    dsdone
+
+dsrow:
+	MOVQ R10, SI
+	MOVQ R12, DI
+	MOVQ R11, CX
+	DOTF32
+	VMOVSS X0, (R8)
+	ADDQ   $4, R8
+	ADDQ   R13, R12
+	DECQ   R9
+	JNZ    dsrow
+
+dsdone:
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX2Asm(y, w, rows []float32, stride int)
+// for i < len(w): y += w[i] * rows[i*stride:][:len(y)], product rounded,
+// then added, as axpyAVX2Asm does. y is taken 32 floats (four registers)
+// at a time, then 8, then a masked tail, each over every row.
+TEXT ·axpyRowsAVX2Asm(SB), NOSPLIT, $0-80
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ w_base+24(FP), R8
+	MOVQ w_len+32(FP), R9
+	MOVQ rows_base+48(FP), R10
+	MOVQ stride+72(FP), R13
+	SHLQ $2, R13
+
+ar32:
+	CMPQ    CX, $32
+	JB      ar8
+	VMOVUPS (DI), Y8
+	VMOVUPS 32(DI), Y9
+	VMOVUPS 64(DI), Y10
+	VMOVUPS 96(DI), Y11
+	MOVQ    R8, BX
+	MOVQ    R10, SI
+	MOVQ    R9, DX
+
+ar32row:
+	VBROADCASTSS (BX), Y0
+	VMULPS       (SI), Y0, Y1
+	VMULPS       32(SI), Y0, Y2
+	VMULPS       64(SI), Y0, Y3
+	VMULPS       96(SI), Y0, Y4
+	VADDPS       Y1, Y8, Y8
+	VADDPS       Y2, Y9, Y9
+	VADDPS       Y3, Y10, Y10
+	VADDPS       Y4, Y11, Y11
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          ar32row
+	VMOVUPS      Y8, (DI)
+	VMOVUPS      Y9, 32(DI)
+	VMOVUPS      Y10, 64(DI)
+	VMOVUPS      Y11, 96(DI)
+	ADDQ         $128, DI
+	ADDQ         $128, R10
+	SUBQ         $32, CX
+	JMP          ar32
+
+ar8:
+	CMPQ    CX, $8
+	JB      artail
+	VMOVUPS (DI), Y8
+	MOVQ    R8, BX
+	MOVQ    R10, SI
+	MOVQ    R9, DX
+
+ar8row:
+	VBROADCASTSS (BX), Y0
+	VMULPS       (SI), Y0, Y1
+	VADDPS       Y1, Y8, Y8
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          ar8row
+	VMOVUPS      Y8, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, R10
+	SUBQ         $8, CX
+	JMP          ar8
+
+artail:
+	TESTQ      CX, CX
+	JZ         ardone
+	TAILMASK(CX, AX, Y3)
+	VMASKMOVPS (DI), Y3, Y8
+	MOVQ       R8, BX
+	MOVQ       R10, SI
+	MOVQ       R9, DX
+
+artailrow:
+	VBROADCASTSS (BX), Y0
+	VMASKMOVPS   (SI), Y3, Y1
+	VMULPS       Y1, Y0, Y1
+	VADDPS       Y1, Y8, Y8
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          artailrow
+	VMASKMOVPS   Y8, Y3, (DI)
+
+ardone:
 	VZEROUPPER
 	RET

@@ -34,6 +34,7 @@ func avx512Set() kernelSet {
 	k.f16Rows4 = dotF16Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
+	k.dotsF32, k.axpyRows = dotsF32AVX512Asm, axpyRowsAVX512Asm
 	k.quantQ8_0 = quantizeQ8_0AVX512
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX512
@@ -231,3 +232,16 @@ func q5Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
 
 //go:noescape
 func q6Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
+
+// dotsF32AVX512Asm is DotsF32 with dotF32AVX512Asm's steps for every row;
+// the caller checks the bounds.
+//
+//go:noescape
+func dotsF32AVX512Asm(out, q, keys []float32, stride int)
+
+// axpyRowsAVX512Asm is AxpyRows with axpyAVX512Asm's rounding (multiply,
+// then add) for every row, y held in registers 64 floats at a time; the
+// caller checks the bounds.
+//
+//go:noescape
+func axpyRowsAVX512Asm(y, w, rows []float32, stride int)

@@ -31,54 +31,57 @@
 	DECL  AX; \
 	KMOVW AX, K1
 
+// DOTF32 is the dot product of the CX float32s at SI and DI into X0, in
+// two chains (even and odd 16-float chunks); SI, DI, CX, DX, AX, K1, Z0,
+// Z1, Z4 and Z5 are clobbered. dotF32AVX512Asm and dotsF32AVX512Asm share
+// it, so their bits agree. Its labels are local to the function using it.
+#define DOTF32 \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	MOVQ   CX, DX; \
+	SHRQ   $5, DX; \
+	JZ     dotrest; \
+dotloop: \
+	VMOVUPS     (SI), Z4; \
+	VMOVUPS     64(SI), Z5; \
+	VFMADD231PS (DI), Z4, Z0; \
+	VFMADD231PS 64(DI), Z5, Z1; \
+	ADDQ        $128, SI; \
+	ADDQ        $128, DI; \
+	DECQ        DX; \
+	JNZ         dotloop; \
+dotrest: \
+	ANDQ        $31, CX; \
+	CMPQ        CX, $16; \
+	JB          dottail0; \
+	VMOVUPS     (SI), Z4; \
+	VFMADD231PS (DI), Z4, Z0; \
+	ADDQ        $64, SI; \
+	ADDQ        $64, DI; \
+	SUBQ        $16, CX; \
+	JZ          dotdone; \
+	TAILK; \
+	VMOVUPS.Z   (SI), K1, Z4; \
+	VMOVUPS.Z   (DI), K1, Z5; \
+	VFMADD231PS Z5, Z4, Z1; \
+	JMP         dotdone; \
+dottail0: \
+	TESTQ       CX, CX; \
+	JZ          dotdone; \
+	TAILK; \
+	VMOVUPS.Z   (SI), K1, Z4; \
+	VMOVUPS.Z   (DI), K1, Z5; \
+	VFMADD231PS Z5, Z4, Z0; \
+dotdone: \
+	VADDPS Z1, Z0, Z0; \
+	HSUM16(Z0, Y0, X0, Y1, X1)
+
 // func dotF32AVX512Asm(a, b []float32) float32
 TEXT ·dotF32AVX512Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), SI
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
-
-loop:
-	VMOVUPS     (SI), Z4
-	VMOVUPS     64(SI), Z5
-	VFMADD231PS (DI), Z4, Z0
-	VFMADD231PS 64(DI), Z5, Z1
-	ADDQ        $128, SI
-	ADDQ        $128, DI
-	DECQ        DX
-	JNZ         loop
-
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $16
-	JB          tail0
-	VMOVUPS     (SI), Z4
-	VFMADD231PS (DI), Z4, Z0
-	ADDQ        $64, SI
-	ADDQ        $64, DI
-	SUBQ        $16, CX
-	JZ          done
-	TAILK
-	VMOVUPS.Z   (SI), K1, Z4
-	VMOVUPS.Z   (DI), K1, Z5
-	VFMADD231PS Z5, Z4, Z1
-	JMP         done
-
-tail0:
-	TESTQ       CX, CX
-	JZ          done
-	TAILK
-	VMOVUPS.Z   (SI), K1, Z4
-	VMOVUPS.Z   (DI), K1, Z5
-	VFMADD231PS Z5, Z4, Z0
-
-done:
-	VADDPS Z1, Z0, Z0
-	HSUM16(Z0, Y0, X0, Y1, X1)
+	DOTF32
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
 	RET
@@ -1632,5 +1635,127 @@ atail:
 	VMOVUPS   Z1, K1, (DI)
 
 adone:
+	VZEROUPPER
+	RET
+
+// func dotsF32AVX512Asm(out, q, keys []float32, stride int)
+// out[i] = q · keys[i*stride:][:len(q)], each row with dotF32AVX512Asm's
+// steps (so the same bits); rows are independent, so the core overlaps them.
+TEXT ·dotsF32AVX512Asm(SB), NOSPLIT, $0-80
+	MOVQ out_base+0(FP), R8
+	MOVQ out_len+8(FP), R9
+	MOVQ q_base+24(FP), R10
+	MOVQ q_len+32(FP), R11
+	MOVQ keys_base+48(FP), R12
+	MOVQ stride+72(FP), R13
+	SHLQ $2, R13
+	TESTQ R9, R9
+	JZ   dsdone
+
+dsrow:
+	MOVQ R10, SI
+	MOVQ R12, DI
+	MOVQ R11, CX
+	DOTF32
+	VMOVSS X0, (R8)
+	ADDQ   $4, R8
+	ADDQ   R13, R12
+	DECQ   R9
+	JNZ    dsrow
+
+dsdone:
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX512Asm(y, w, rows []float32, stride int)
+// for i < len(w): y += w[i] * rows[i*stride:][:len(y)], product rounded,
+// then added, as axpyAVX512Asm does. y is taken 64 floats (four registers)
+// at a time, then 16, then a masked tail, each over every row.
+TEXT ·axpyRowsAVX512Asm(SB), NOSPLIT, $0-80
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ w_base+24(FP), R8
+	MOVQ w_len+32(FP), R9
+	MOVQ rows_base+48(FP), R10
+	MOVQ stride+72(FP), R13
+	SHLQ $2, R13
+
+ar64:
+	CMPQ    CX, $64
+	JB      ar16
+	VMOVUPS (DI), Z8
+	VMOVUPS 64(DI), Z9
+	VMOVUPS 128(DI), Z10
+	VMOVUPS 192(DI), Z11
+	MOVQ    R8, BX
+	MOVQ    R10, SI
+	MOVQ    R9, DX
+
+ar64row:
+	VBROADCASTSS (BX), Z0
+	VMULPS       (SI), Z0, Z1
+	VMULPS       64(SI), Z0, Z2
+	VMULPS       128(SI), Z0, Z3
+	VMULPS       192(SI), Z0, Z4
+	VADDPS       Z1, Z8, Z8
+	VADDPS       Z2, Z9, Z9
+	VADDPS       Z3, Z10, Z10
+	VADDPS       Z4, Z11, Z11
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          ar64row
+	VMOVUPS      Z8, (DI)
+	VMOVUPS      Z9, 64(DI)
+	VMOVUPS      Z10, 128(DI)
+	VMOVUPS      Z11, 192(DI)
+	ADDQ         $256, DI
+	ADDQ         $256, R10
+	SUBQ         $64, CX
+	JMP          ar64
+
+ar16:
+	CMPQ    CX, $16
+	JB      artail
+	VMOVUPS (DI), Z8
+	MOVQ    R8, BX
+	MOVQ    R10, SI
+	MOVQ    R9, DX
+
+ar16row:
+	VBROADCASTSS (BX), Z0
+	VMULPS       (SI), Z0, Z1
+	VADDPS       Z1, Z8, Z8
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          ar16row
+	VMOVUPS      Z8, (DI)
+	ADDQ         $64, DI
+	ADDQ         $64, R10
+	SUBQ         $16, CX
+	JMP          ar16
+
+artail:
+	TESTQ     CX, CX
+	JZ        ardone
+	TAILK
+	VMOVUPS.Z (DI), K1, Z8
+	MOVQ      R8, BX
+	MOVQ      R10, SI
+	MOVQ      R9, DX
+
+artailrow:
+	VBROADCASTSS (BX), Z0
+	VMOVUPS.Z    (SI), K1, Z1
+	VMULPS       Z1, Z0, Z1
+	VADDPS       Z1, Z8, Z8
+	ADDQ         $4, BX
+	ADDQ         R13, SI
+	DECQ         DX
+	JNZ          artailrow
+	VMOVUPS      Z8, K1, (DI)
+
+ardone:
 	VZEROUPPER
 	RET

@@ -74,7 +74,8 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below
 	model    *engine.Model
 	epoch    uint64
-	budget   int64 // KV cache bytes allowed; 0: no bound
+	budget   int64  // KV cache bytes allowed; 0: no bound
+	midStep  func() // tests: runs while a step's sessions are marked busy
 	sessions map[string]*stageSession
 
 	compute sync.Mutex // one step at a time: a step already uses every core
@@ -344,6 +345,9 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 		ss.busy++
 	}
 	s.mu.Unlock()
+	if s.midStep != nil {
+		s.midStep()
+	}
 
 	es := make([]engine.Span, len(spans))
 	for i, sp := range spans {

@@ -13,6 +13,7 @@ func neonSet() kernelSet {
 	k := genericKernels
 	k.name = "neon"
 	k.f32, k.f16, k.bf16 = dotF32NEON, dotF16NEON, dotBF16NEON
+	k.dotsF32 = dotsF32NEONAsm
 	k.q8_0.dot, k.q4_0.dot = dotQ8_0NEON, dotQ4_0NEON
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KNEON, dotQ5KNEON, dotQ6KNEON
 	return k
@@ -51,3 +52,9 @@ func dotF16NEONAsm(a []uint16, b []float32) float32
 
 //go:noescape
 func dotBF16NEONAsm(a []uint16, b []float32) float32
+
+// dotsF32NEONAsm is DotsF32 with dotF32NEONAsm's steps for every row; the
+// caller checks the bounds.
+//
+//go:noescape
+func dotsF32NEONAsm(out, q, keys []float32, stride int)

@@ -37,53 +37,56 @@
 	FADDP2S(0, 0); \
 	FADDS F20, F0, F0
 
+// DOTF32 is the dot product of the R2 float32s at R0 and R1 into F0, in
+// the order described in dot_arm64.go; R0–R3, V0–V11 and F20 are
+// clobbered. dotF32NEONAsm and dotsF32NEONAsm share it, so their bits
+// agree. Its labels are local to the function using it.
+#define DOTF32 \
+	ZERO; \
+	LSR  $4, R2, R3; \
+	CBZ  R3, dotrest; \
+dotloop: \
+	VLD1.P 64(R0), [V4.S4, V5.S4, V6.S4, V7.S4]; \
+	VLD1.P 64(R1), [V8.S4, V9.S4, V10.S4, V11.S4]; \
+	FMA4; \
+	SUBS   $1, R3, R3; \
+	BNE    dotloop; \
+dotrest: \
+	AND    $15, R2, R2; \
+	CMP    $4, R2; \
+	BLT    dottail; \
+	VLD1.P 16(R0), [V4.S4]; \
+	VLD1.P 16(R1), [V8.S4]; \
+	VFMLA  V8.S4, V4.S4, V0.S4; \
+	SUB    $4, R2, R2; \
+	CMP    $4, R2; \
+	BLT    dottail; \
+	VLD1.P 16(R0), [V4.S4]; \
+	VLD1.P 16(R1), [V8.S4]; \
+	VFMLA  V8.S4, V4.S4, V1.S4; \
+	SUB    $4, R2, R2; \
+	CMP    $4, R2; \
+	BLT    dottail; \
+	VLD1.P 16(R0), [V4.S4]; \
+	VLD1.P 16(R1), [V8.S4]; \
+	VFMLA  V8.S4, V4.S4, V2.S4; \
+	SUB    $4, R2, R2; \
+dottail: \
+	CBZ     R2, dotdone; \
+	FMOVS.P 4(R0), F4; \
+	FMOVS.P 4(R1), F8; \
+	FMADDS  F8, F20, F4, F20; \
+	SUB     $1, R2, R2; \
+	B       dottail; \
+dotdone: \
+	REDUCE
+
 // func dotF32NEONAsm(a, b []float32) float32
 TEXT ·dotF32NEONAsm(SB), NOSPLIT, $0-52
 	MOVD a_base+0(FP), R0
 	MOVD a_len+8(FP), R2
 	MOVD b_base+24(FP), R1
-	ZERO
-	LSR  $4, R2, R3
-	CBZ  R3, rest
-
-loop:
-	VLD1.P 64(R0), [V4.S4, V5.S4, V6.S4, V7.S4]
-	VLD1.P 64(R1), [V8.S4, V9.S4, V10.S4, V11.S4]
-	FMA4
-	SUBS   $1, R3, R3
-	BNE    loop
-
-rest:
-	AND    $15, R2, R2
-	CMP    $4, R2
-	BLT    tail
-	VLD1.P 16(R0), [V4.S4]
-	VLD1.P 16(R1), [V8.S4]
-	VFMLA  V8.S4, V4.S4, V0.S4
-	SUB    $4, R2, R2
-	CMP    $4, R2
-	BLT    tail
-	VLD1.P 16(R0), [V4.S4]
-	VLD1.P 16(R1), [V8.S4]
-	VFMLA  V8.S4, V4.S4, V1.S4
-	SUB    $4, R2, R2
-	CMP    $4, R2
-	BLT    tail
-	VLD1.P 16(R0), [V4.S4]
-	VLD1.P 16(R1), [V8.S4]
-	VFMLA  V8.S4, V4.S4, V2.S4
-	SUB    $4, R2, R2
-
-tail:
-	CBZ     R2, done
-	FMOVS.P 4(R0), F4
-	FMOVS.P 4(R1), F8
-	FMADDS  F8, F20, F4, F20
-	SUB     $1, R2, R2
-	B       tail
-
-done:
-	REDUCE
+	DOTF32
 	FMOVS F0, ret+48(FP)
 	RET
 
@@ -296,4 +299,30 @@ loop:
 
 done:
 	FMOVS F0, ret+48(FP)
+	RET
+
+// func dotsF32NEONAsm(out, q, keys []float32, stride int)
+// out[i] = q · keys[i*stride:][:len(q)], each row with dotF32NEONAsm's
+// steps (so the same bits).
+TEXT ·dotsF32NEONAsm(SB), NOSPLIT, $0-80
+	MOVD out_base+0(FP), R5
+	MOVD out_len+8(FP), R6
+	MOVD q_base+24(FP), R7
+	MOVD q_len+32(FP), R8
+	MOVD keys_base+48(FP), R9
+	MOVD stride+72(FP), R10
+	LSL  $2, R10, R10
+	CBZ  R6, dsdone
+
+dsrow:
+	MOVD    R7, R0
+	MOVD    R9, R1
+	MOVD    R8, R2
+	DOTF32
+	FMOVS.P F0, 4(R5)
+	ADD     R10, R9, R9
+	SUBS    $1, R6, R6
+	BNE     dsrow
+
+dsdone:
 	RET

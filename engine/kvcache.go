@@ -21,7 +21,6 @@ type KVCache struct {
 	layers LayerRange
 	kvDim  int
 	maxLen int
-	pool   *kvPool
 	held   *kvHeld
 	n      int
 }
@@ -42,8 +41,7 @@ func (m *Model) NewCache() *KVCache {
 		kvDim:  kvDim,
 		maxLen: m.Config.MaxPositionEmbeddings,
 	}
-	c.pool = kvPoolFor(2 * kvBlockPositions * kvDim * max(m.Layers.Len(), 1))
-	c.held = &kvHeld{pool: c.pool}
+	c.held = &kvHeld{pool: kvPoolFor(2 * kvBlockPositions * kvDim * max(m.Layers.Len(), 1))}
 	runtime.AddCleanup(c, func(h *kvHeld) { h.release() }, c.held)
 	return c
 }
@@ -58,12 +56,12 @@ func (c *KVCache) Len() int { return c.n }
 
 // Bytes is the memory the cache has taken.
 func (c *KVCache) Bytes() int64 {
-	return int64(len(c.held.blocks)) * int64(c.pool.floats) * 4
+	return int64(len(c.held.blocks)) * int64(c.held.pool.floats) * 4
 }
 
 // BytesFor is what a cache of n positions takes.
 func (c *KVCache) BytesFor(n int) int64 {
-	return int64((n+kvBlockPositions-1)/kvBlockPositions) * int64(c.pool.floats) * 4
+	return int64((n+kvBlockPositions-1)/kvBlockPositions) * int64(c.held.pool.floats) * 4
 }
 
 // Truncate forgets every position from n on. The blocks stay with the
@@ -92,7 +90,7 @@ func (c *KVCache) reserve(extra int) error {
 	}
 	h := c.held
 	for len(h.blocks)*kvBlockPositions < need {
-		h.blocks = append(h.blocks, c.pool.get())
+		h.blocks = append(h.blocks, h.pool.get())
 	}
 	return nil
 }

@@ -130,13 +130,13 @@ func TestKVCacheBlocks(t *testing.T) {
 			}
 		}
 	}
-	_, before := c.pool.stats()
+	_, before := c.held.pool.stats()
 	c.Release()
-	if _, after := c.pool.stats(); before-after != 4 || c.Len() != 0 || c.Bytes() != 0 {
+	if _, after := c.held.pool.stats(); before-after != 4 || c.Len() != 0 || c.Bytes() != 0 {
 		t.Fatalf("Release returned %d blocks, want 4 (len %d, %d bytes)", before-after, c.Len(), c.Bytes())
 	}
 	// Dropped caches: their blocks come back once they are collected.
-	_, base := c.pool.stats()
+	_, base := c.held.pool.stats()
 	for range 8 {
 		d := m.NewCache()
 		if err := d.reserve(kvBlockPositions + 1); err != nil {
@@ -146,11 +146,11 @@ func TestKVCacheBlocks(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
-		if _, u := c.pool.stats(); u <= base {
+		if _, u := c.held.pool.stats(); u <= base {
 			break
 		}
 		if time.Now().After(deadline) {
-			_, u := c.pool.stats()
+			_, u := c.held.pool.stats()
 			t.Fatalf("dropped caches still hold %d blocks", u-base)
 		}
 		time.Sleep(10 * time.Millisecond)

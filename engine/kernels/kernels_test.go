@@ -279,18 +279,7 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 				data = encode(dt, randVec(r, rows*cols))
 			}
 			m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: data}
-			x := randVec(r, tokens*cols)
-			all := make([]float32, tokens*rows)
-			MatMul(pool, all, m, x, nil, tokens)
-			one := make([]float32, rows)
-			for tk := 0; tk < tokens; tk++ {
-				MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
-				for i := range one {
-					if one[i] != all[tk*rows+i] {
-						t.Fatalf("%v %dx%d: token %d row %d: %v one by one, %v batched", dt, rows, cols, tk, i, one[i], all[tk*rows+i])
-					}
-				}
-			}
+			checkBatchedBits(t, pool, m, randVec(r, tokens*cols), tokens)
 		}
 	}
 }
@@ -310,22 +299,29 @@ func TestMatMulBatchesBitIdenticalRandomShapes(t *testing.T) {
 			rows, cols, tokens := 1+r.IntN(40), 1+r.IntN(2200), 1+r.IntN(40)
 			for _, dt := range []DType{F32, F16} {
 				m := Matrix{DType: dt, Rows: rows, Cols: cols, Data: encode(dt, randVec(r, rows*cols))}.Repacked()
-				x := randVec(r, tokens*cols)
-				all := make([]float32, tokens*rows)
-				MatMul(pool, all, m, x, nil, tokens)
-				one := make([]float32, rows)
-				for tk := 0; tk < tokens; tk++ {
-					MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
-					for i := range one {
-						if one[i] != all[tk*rows+i] {
-							t.Fatalf("%v %dx%d, %d tokens: token %d row %d: %v one by one, %v batched", dt, rows, cols, tokens, tk, i, one[i], all[tk*rows+i])
-						}
-					}
-				}
+				checkBatchedBits(t, pool, m, randVec(r, tokens*cols), tokens)
 				m.Free()
 			}
 		}
 	})
+}
+
+// checkBatchedBits fails t unless m's product with tokens activation rows x
+// in one call gives every token the bits of its own product (MatVec).
+func checkBatchedBits(t *testing.T, pool *Pool, m Matrix, x []float32, tokens int) {
+	t.Helper()
+	rows, cols := m.Rows, m.Cols
+	all := make([]float32, tokens*rows)
+	MatMul(pool, all, m, x, nil, tokens)
+	one := make([]float32, rows)
+	for tk := 0; tk < tokens; tk++ {
+		MatVec(pool, one, m, x[tk*cols:(tk+1)*cols], nil)
+		for i := range one {
+			if one[i] != all[tk*rows+i] {
+				t.Fatalf("%v %dx%d, %d tokens: token %d row %d: %v one by one, %v batched", m.DType, rows, cols, tokens, tk, i, one[i], all[tk*rows+i])
+			}
+		}
+	}
 }
 
 // benchMatrix is a matrix of w in dt, repacked as a model load would.

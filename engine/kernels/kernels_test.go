@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func randVec(r *rand.Rand, n int) []float32 {
@@ -164,6 +167,59 @@ func TestPoolRunsEveryChunkOnce(t *testing.T) {
 			if s != 1 {
 				t.Fatalf("n=%d: chunk %d ran %d times", n, c, s)
 			}
+		}
+	}
+}
+
+// TestPoolParksAndWakes runs loops from several goroutines at once while
+// the helpers alternate between spinning and parked (pauses longer than
+// helperSpin) and the caller between spinning and parked on the helpers
+// (chunks longer than callerSpin): every chunk runs once, no two running
+// chunks share a worker index, and Close stops parked helpers.
+func TestPoolParksAndWakes(t *testing.T) {
+	for _, threads := range []int{2, 3} {
+		before := runtime.NumGoroutine()
+		p := NewPool(threads)
+		busy := make([]atomic.Int32, threads)
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 30; i++ {
+					n := 1 + (g+i)%7
+					var ran atomic.Int64
+					slow := i%10 == 3 // one chunk outlasts the caller's spin
+					p.Run(n, func(w, c int) {
+						if busy[w].Add(1) != 1 {
+							t.Errorf("worker %d runs two chunks at once", w)
+						}
+						if slow && c == n-1 {
+							time.Sleep(callerSpin + time.Millisecond)
+						}
+						ran.Add(1 << (4 * c))
+						busy[w].Add(-1)
+					})
+					for c := 0; c < n; c++ {
+						if got := ran.Load() >> (4 * c) & 15; got != 1 {
+							t.Errorf("chunk %d of %d ran %d times", c, n, got)
+						}
+					}
+					if i%5 == 0 {
+						time.Sleep(helperSpin + 2*time.Millisecond) // helpers park
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(helperSpin + 2*time.Millisecond)
+		p.Close()
+		p.Close() // twice is harmless
+		for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d goroutines after Close, %d before the pool", runtime.NumGoroutine(), before)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 }

@@ -113,7 +113,7 @@ func (m Matrix) dot(k *kernelSet, r int, x []float32) float32 {
 // rowsPerChunk sizes the unit of parallel work: big enough to amortize the
 // hand-off, small enough that both cores finish together.
 func rowsPerChunk(rows, threads int) int {
-	c := rows / (threads * 8)
+	c := rows / (threads * 16)
 	if c < 16 {
 		c = 16
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/phalanx-llm/phalanx/engine/kernels"
@@ -17,26 +18,38 @@ const kvBlockPositions = 16
 // made a batch of 8 streams' first 60 decode steps ~6 % slower).
 const kvChunkBytes = 32 << 20
 
+// kvIdleKeep is how long a chunk whose blocks are all free stays mapped
+// before it is unmapped. Faulting memory in is the expensive part of a
+// fresh block (on the VMs measured ~4 ms per 2 MB page, in the step's serial
+// part, when the hypervisor backs the page on first touch), so a burst of
+// sessions followed by the next one within this time reuses the first
+// burst's memory.
+const kvIdleKeep = 30 * time.Second
+
 // kvPool hands out KV blocks of one size to every cache that needs that
 // size (the same layer count and KV width), across models: a session's
 // cache may outlive the model that filled it when the same layers are
 // loaded again, so blocks belong to the process, not to a model. Freed
 // blocks are reused by the next cache, already faulted in; a chunk whose
-// blocks are all free is unmapped unless it is the only such chunk (kept so
-// that sessions coming and going do not map and unmap memory each time).
+// blocks are all free is unmapped once it has been idle for keep, unless it
+// is the only such chunk (kept so that sessions coming and going do not map
+// and unmap memory each time).
 type kvPool struct {
-	floats   int // per block
-	perChunk int // blocks per chunk
+	floats   int           // per block
+	perChunk int           // blocks per chunk
+	keep     time.Duration // kvIdleKeep, or a test's
 
 	mu     sync.Mutex
 	chunks []*kvChunk
+	sweep  *time.Timer // pending release of idle chunks; nil when none
 }
 
 type kvChunk struct {
-	mem  kernels.Mem
-	data []float32 // perChunk blocks back to back
-	free []int     // indexes of the free blocks
-	used int       // blocks handed out
+	mem       kernels.Mem
+	data      []float32 // perChunk blocks back to back
+	free      []int     // indexes of the free blocks
+	used      int       // blocks handed out
+	idleSince time.Time // when used last fell to 0
 }
 
 // kvBlock is one block of a cache: its floats and where they came from.
@@ -60,7 +73,7 @@ func kvPoolFor(floats int) *kvPool {
 	}
 	p := kvPools.m[floats]
 	if p == nil {
-		p = &kvPool{floats: floats, perChunk: max(1, kvChunkBytes/(floats*4))}
+		p = &kvPool{floats: floats, perChunk: max(1, kvChunkBytes/(floats*4)), keep: kvIdleKeep}
 		kvPools.m[floats] = p
 	}
 	return p
@@ -100,35 +113,58 @@ func (p *kvPool) put(blocks []kvBlock) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
 	for _, b := range blocks {
 		c := b.chunk
 		c.free = append(c.free, b.index)
 		c.used--
 		if c.used == 0 {
-			p.releaseIdle(c)
+			c.idleSince = now
+			if p.keep <= 0 {
+				p.releaseIdleLocked(now)
+			} else if p.sweep == nil {
+				p.sweep = time.AfterFunc(p.keep, p.releaseIdle)
+			}
 		}
 	}
 }
 
-// releaseIdle unmaps the idle chunk c unless it is the pool's only idle one.
-func (p *kvPool) releaseIdle(c *kvChunk) {
-	idle := 0
-	for _, ch := range p.chunks {
-		if ch.used == 0 {
-			idle++
+// releaseIdle unmaps the chunks idle for keep, and comes back later for
+// those idle for less.
+func (p *kvPool) releaseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sweep = nil
+	if next := p.releaseIdleLocked(time.Now()); next > 0 {
+		p.sweep = time.AfterFunc(next, p.releaseIdle)
+	}
+}
+
+// releaseIdleLocked unmaps every chunk idle for keep but the first idle
+// one (caches pack into the first chunks with room) and returns how long
+// until the next idle chunk is due (0: none).
+func (p *kvPool) releaseIdleLocked(now time.Time) time.Duration {
+	var next time.Duration
+	kept, live := false, p.chunks[:0]
+	for _, c := range p.chunks {
+		if c.used > 0 || !kept {
+			kept = kept || c.used == 0
+			live = append(live, c)
+			continue
 		}
-	}
-	if idle < 2 {
-		return
-	}
-	for i, ch := range p.chunks {
-		if ch == c {
-			p.chunks = append(p.chunks[:i], p.chunks[i+1:]...)
-			break
+		if wait := c.idleSince.Add(p.keep).Sub(now); wait > 0 {
+			live = append(live, c)
+			if next == 0 || wait < next {
+				next = wait
+			}
+			continue
 		}
+		c.mem.Free()
+		c.data, c.free = nil, nil
 	}
-	c.mem.Free()
-	c.data, c.free = nil, nil
+	clear(p.chunks[len(live):])
+	p.chunks = live
+	return next
 }
 
 // stats is the pool's chunks and blocks in use, for tests.
@@ -143,8 +179,8 @@ func (p *kvPool) stats() (chunks, used int) {
 
 // KVPoolBytes is the memory the process's KV block pools have mapped, and
 // how much of it caches hold now; the rest is free blocks kept for the next
-// sessions (at most one idle chunk of ~32 MB per block size, plus free
-// blocks in chunks that are partly in use).
+// sessions (free blocks in chunks partly in use, chunks idle for less than
+// 30 s, and one idle chunk of ~32 MB per block size).
 func KVPoolBytes() (mapped, inUse int64) {
 	kvPools.mu.Lock()
 	pools := make([]*kvPool, 0, len(kvPools.m))

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -47,6 +48,58 @@ func TestKVPoolReuseAndIdleChunks(t *testing.T) {
 	if c, u := p.stats(); c != 1 || u != 0 {
 		t.Fatalf("all free: %d chunks, %d in use; want 1, 0", c, u)
 	}
+}
+
+// Idle chunks stay mapped for keep, so a burst of sessions after a pause
+// shorter than that finds its memory faulted in; after keep all but one go.
+func TestKVPoolKeepsIdleChunksForAWhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &kvPool{floats: 1000, perChunk: 4, keep: time.Minute}
+		burst := func() []kvBlock {
+			bs := make([]kvBlock, 12)
+			for i := range bs {
+				bs[i] = p.get()
+			}
+			return bs
+		}
+		first := burst()
+		addrs := map[*float32]bool{}
+		for _, b := range first {
+			addrs[&b.data[0]] = true
+		}
+		p.put(first)
+		if c, u := p.stats(); c != 3 || u != 0 {
+			t.Fatalf("just idle: %d chunks, %d in use; want 3, 0", c, u)
+		}
+		time.Sleep(30 * time.Second)
+		second := burst() // within keep: the same memory, nothing mapped
+		for i, b := range second {
+			if !addrs[&b.data[0]] {
+				t.Fatalf("block %d of the second burst is new memory", i)
+			}
+		}
+		if c, _ := p.stats(); c != 3 {
+			t.Fatalf("second burst: %d chunks, want 3", c)
+		}
+		p.put(second[:4]) // one chunk idle from now
+		time.Sleep(45 * time.Second)
+		synctest.Wait()
+		if c, u := p.stats(); c != 3 || u != 8 {
+			t.Fatalf("one chunk idle for 45 s: %d chunks, %d in use; want 3, 8", c, u)
+		}
+		p.put(second[4:])
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait()
+		if c, u := p.stats(); c != 1 || u != 0 {
+			t.Fatalf("all idle for over a minute: %d chunks, %d in use; want 1, 0", c, u)
+		}
+		p.mu.Lock()
+		pending := p.sweep != nil
+		p.mu.Unlock()
+		if pending {
+			t.Fatal("a sweep is still pending with nothing left to release")
+		}
+	})
 }
 
 // Many goroutines taking and returning blocks of one pool never share a

@@ -41,13 +41,18 @@ func (m *Model) NewCache() *KVCache {
 		kvDim:  kvDim,
 		maxLen: m.Config.MaxPositionEmbeddings,
 	}
-	c.held = &kvHeld{pool: kvPoolFor(2 * kvBlockPositions * kvDim * max(m.Layers.Len(), 1))}
+	c.held = &kvHeld{pool: kvPoolFor(m.kvBlockFloats())}
 	runtime.AddCleanup(c, func(h *kvHeld) { h.release() }, c.held)
 	return c
 }
 
+// kvBlockFloats is the floats of one KV block of the model's caches.
+func (m *Model) kvBlockFloats() int {
+	return 2 * kvBlockPositions * m.Config.KVDim() * max(m.Layers.Len(), 1)
+}
+
 func (h *kvHeld) release() {
-	h.pool.put(h.blocks)
+	h.pool.release(h.blocks)
 	h.blocks = nil
 }
 
@@ -90,6 +95,9 @@ func (c *KVCache) reserve(extra int) error {
 	}
 	h := c.held
 	for len(h.blocks)*kvBlockPositions < need {
+		if len(h.blocks) == 0 {
+			h.pool.hold()
+		}
 		h.blocks = append(h.blocks, h.pool.get())
 	}
 	return nil

@@ -39,9 +39,12 @@ type kvPool struct {
 	perChunk int           // blocks per chunk
 	keep     time.Duration // kvIdleKeep, or a test's
 
-	mu     sync.Mutex
-	chunks []*kvChunk
-	sweep  *time.Timer // pending release of idle chunks; nil when none
+	mu      sync.Mutex
+	chunks  []*kvChunk
+	sweep   *time.Timer // pending release of idle chunks; nil when none
+	holders int         // caches holding blocks (hold, release)
+	warming bool        // a warm goroutine is mapping a chunk
+	kept    int         // idle chunks never unmapped (Model.WarmKV); at least 1 is
 }
 
 type kvChunk struct {
@@ -83,6 +86,7 @@ func kvPoolFor(floats int) *kvPool {
 func (p *kvPool) get() kvBlock {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.warmLocked()
 	var c *kvChunk
 	for _, ch := range p.chunks { // the first chunk with room: caches pack into few chunks
 		if len(ch.free) > 0 {
@@ -91,19 +95,81 @@ func (p *kvPool) get() kvBlock {
 		}
 	}
 	if c == nil {
-		mem := kernels.AllocMem(p.perChunk * p.floats * 4)
-		b := mem.Bytes()
-		c = &kvChunk{mem: mem, data: unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)}
-		c.free = make([]int, p.perChunk)
-		for i := range c.free {
-			c.free[i] = p.perChunk - 1 - i // lowest index first
-		}
+		c = p.newChunk()
 		p.chunks = append(p.chunks, c)
 	}
 	i := c.free[len(c.free)-1]
 	c.free = c.free[:len(c.free)-1]
 	c.used++
 	return kvBlock{data: c.data[i*p.floats : (i+1)*p.floats : (i+1)*p.floats], chunk: c, index: i}
+}
+
+// newChunk maps a chunk, every block free.
+func (p *kvPool) newChunk() *kvChunk {
+	mem := kernels.AllocMem(p.perChunk * p.floats * 4)
+	b := mem.Bytes()
+	c := &kvChunk{mem: mem, data: unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)}
+	c.free = make([]int, p.perChunk)
+	for i := range c.free {
+		c.free[i] = p.perChunk - 1 - i // lowest index first
+	}
+	return c
+}
+
+// hold counts a cache that has taken its first block; release (or
+// unhold) counts it out.
+func (p *kvPool) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holders++
+	p.warmLocked()
+}
+
+// release returns a cache's blocks and counts it out of the holders.
+func (p *kvPool) release(blocks []kvBlock) {
+	if len(blocks) == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.holders--
+	p.mu.Unlock()
+	p.put(blocks)
+}
+
+// warmLocked starts mapping a chunk in the background when fewer blocks
+// are free than caches hold blocks: each of those caches will want one
+// more within 16 positions, and a block faulted in by its first writes
+// stalls the step that writes it (the keys and values are written by one
+// thread; on the VMs measured a never-used 2 MB page took 3.5 ms), while
+// a chunk faulted in on a goroutine of its own costs the step only the
+// CPU time it takes. So at most one block per cache is mapped ahead.
+func (p *kvPool) warmLocked() {
+	if p.warming || p.holders == 0 {
+		return
+	}
+	free := 0
+	for _, c := range p.chunks {
+		free += len(c.free)
+	}
+	if free >= p.holders {
+		return
+	}
+	p.warming = true
+	go p.warm()
+}
+
+func (p *kvPool) warm() {
+	c := p.newChunk()
+	c.mem.Populate()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.idleSince = time.Now()
+	p.chunks = append(p.chunks, c)
+	if p.keep > 0 && p.sweep == nil {
+		p.sweep = time.AfterFunc(p.keep, p.releaseIdle)
+	}
+	p.warming = false
+	p.warmLocked()
 }
 
 // put returns blocks to their pool. Nothing may use them afterwards.
@@ -140,15 +206,19 @@ func (p *kvPool) releaseIdle() {
 	}
 }
 
-// releaseIdleLocked unmaps every chunk idle for keep but the first idle
-// one (caches pack into the first chunks with room) and returns how long
-// until the next idle chunk is due (0: none).
+// releaseIdleLocked unmaps every chunk idle for keep but the first kept
+// idle ones (at least one: caches pack into the first chunks with room)
+// and returns how long until the next idle chunk is due (0: none).
 func (p *kvPool) releaseIdleLocked(now time.Time) time.Duration {
 	var next time.Duration
-	kept, live := false, p.chunks[:0]
+	kept, live := 0, p.chunks[:0]
 	for _, c := range p.chunks {
-		if c.used > 0 || !kept {
-			kept = kept || c.used == 0
+		if c.used == 0 && kept < max(p.kept, 1) {
+			kept++
+			live = append(live, c)
+			continue
+		}
+		if c.used > 0 {
 			live = append(live, c)
 			continue
 		}
@@ -167,6 +237,44 @@ func (p *kvPool) releaseIdleLocked(now time.Time) time.Duration {
 	return next
 }
 
+// WarmKV maps and faults in KV cache memory for the model's caches until
+// the pool of its block size holds about bytes (less, if it already does),
+// and keeps that much mapped while the process runs; pools of other block
+// sizes (layers held before a plan change) fall back to keeping one idle
+// chunk. It returns the bytes the pool has mapped. The first sessions then
+// grow into memory that is already there: on the VMs measured, memory the
+// guest had never used cost 3.5 ms per 2 MB page on first touch, and an
+// 8-stream step that crossed a block boundary took ~100 ms longer.
+func (m *Model) WarmKV(bytes int64) int64 {
+	p := kvPoolFor(m.kvBlockFloats())
+	chunkBytes := int64(p.perChunk) * int64(p.floats) * 4
+	want := int((bytes + chunkBytes - 1) / chunkBytes)
+	kvPools.mu.Lock()
+	for _, o := range kvPools.m {
+		if o != p {
+			o.mu.Lock()
+			o.kept = 0
+			o.mu.Unlock()
+		}
+	}
+	kvPools.mu.Unlock()
+	for {
+		p.mu.Lock()
+		have := len(p.chunks)
+		p.kept = want
+		p.mu.Unlock()
+		if have >= want {
+			return int64(have) * chunkBytes
+		}
+		c := p.newChunk()
+		c.mem.Populate()
+		p.mu.Lock()
+		c.idleSince = time.Now()
+		p.chunks = append(p.chunks, c)
+		p.mu.Unlock()
+	}
+}
+
 // stats is the pool's chunks and blocks in use, for tests.
 func (p *kvPool) stats() (chunks, used int) {
 	p.mu.Lock()
@@ -180,7 +288,8 @@ func (p *kvPool) stats() (chunks, used int) {
 // KVPoolBytes is the memory the process's KV block pools have mapped, and
 // how much of it caches hold now; the rest is free blocks kept for the next
 // sessions (free blocks in chunks partly in use, chunks idle for less than
-// 30 s, and one idle chunk of ~32 MB per block size).
+// 30 s, one idle chunk of ~32 MB per block size, and about a block per
+// cache mapped ahead of its growth).
 func KVPoolBytes() (mapped, inUse int64) {
 	kvPools.mu.Lock()
 	pools := make([]*kvPool, 0, len(kvPools.m))

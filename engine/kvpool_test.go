@@ -102,6 +102,92 @@ func TestKVPoolKeepsIdleChunksForAWhile(t *testing.T) {
 	})
 }
 
+// Caches holding blocks find one more each already mapped: the pool maps
+// chunks ahead on a goroutine of its own, and stops at one block per cache.
+func TestKVPoolWarmsAhead(t *testing.T) {
+	p := &kvPool{floats: 1000, perChunk: 4, keep: time.Minute}
+	free := func() (n int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.chunks {
+			n += len(c.free)
+		}
+		return n
+	}
+	waitFree := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			p.mu.Lock()
+			warming := p.warming
+			p.mu.Unlock()
+			if !warming && free() >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d blocks free, want %d mapped ahead", free(), want)
+			}
+		}
+	}
+	var held [][]kvBlock
+	for i := range 6 { // six caches, each with two blocks
+		p.hold()
+		held = append(held, []kvBlock{p.get(), p.get()})
+		waitFree(i + 1)
+	}
+	if c, u := p.stats(); u != 12 || c*4 > 12+6+4 {
+		t.Fatalf("%d chunks for %d blocks in use and 6 ahead: more than one chunk beyond", c, u)
+	}
+	for _, bs := range held {
+		p.release(bs)
+	}
+	p.mu.Lock()
+	holders := p.holders
+	p.mu.Unlock()
+	if holders != 0 {
+		t.Fatalf("%d holders after every cache released", holders)
+	}
+}
+
+// WarmKV maps and faults in chunks for a model's caches and keeps them
+// through idle sweeps; warming another block size lets the first go.
+func TestWarmKVKeepsItsChunks(t *testing.T) {
+	cfg := &Config{HiddenSize: 24, NumHeads: 3, NumKVHeads: 3, HeadDim: 8, MaxPositionEmbeddings: 64} // a block size no other test uses
+	a := &Model{Config: cfg, Layers: LayerRange{Start: 0, End: 7}}
+	b := &Model{Config: cfg, Layers: LayerRange{Start: 0, End: 5}}
+	pa, pb := kvPoolFor(a.kvBlockFloats()), kvPoolFor(b.kvBlockFloats())
+	chunk := int64(pa.perChunk) * int64(pa.floats) * 4
+	sweep := func(p *kvPool) int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.releaseIdleLocked(time.Now().Add(time.Hour))
+		return len(p.chunks)
+	}
+	if got := a.WarmKV(3*chunk - 1); got != 3*chunk {
+		t.Fatalf("WarmKV mapped %d bytes, want %d", got, 3*chunk)
+	}
+	if n := sweep(pa); n != 3 {
+		t.Fatalf("%d chunks after an idle sweep, want the 3 warmed", n)
+	}
+	if got := a.WarmKV(chunk); got != 3*chunk { // already there: nothing more
+		t.Fatalf("WarmKV again mapped %d bytes, want %d", got, 3*chunk)
+	}
+	b.WarmKV(chunk)
+	if n := sweep(pa); n != 1 {
+		t.Fatalf("%d chunks of the old block size after an idle sweep, want 1", n)
+	}
+	if n := sweep(pb); n != 1 {
+		t.Fatalf("%d chunks of the warmed block size, want 1", n)
+	}
+	c := a.NewCache() // the warmed memory serves caches
+	if err := c.reserve(1); err != nil {
+		t.Fatal(err)
+	}
+	if n, used := pa.stats(); n != 1 || used != 1 {
+		t.Fatalf("a cache's first block: %d chunks, %d blocks in use; want 1, 1", n, used)
+	}
+	c.Release()
+}
+
 // Many goroutines taking and returning blocks of one pool never share a
 // block (run with -race).
 func TestKVPoolConcurrent(t *testing.T) {

@@ -16,3 +16,10 @@ func (m Mem) Bytes() []byte { return m.h.b }
 
 // Free returns the memory now.
 func (m Mem) Free() { m.h.free() }
+
+// Populate faults the memory in now, ahead of its first writes, without
+// changing its contents (MADV_POPULATE_WRITE; where the kernel lacks it,
+// by writing a zero to every page, so only call it before anything else
+// uses the memory). It blocks for as long as the faults take: a caller
+// that wants them off its path runs it on a goroutine of its own.
+func (m Mem) Populate() { m.h.populate() }

@@ -12,3 +12,5 @@ func (h *offHeap) free() {
 		h.b = nil
 	}
 }
+
+func (h *offHeap) populate() {}

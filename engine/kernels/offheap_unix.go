@@ -50,3 +50,15 @@ func allocOffHeap(n int) *offHeap {
 	h.cleanup = runtime.AddCleanup(h, func(m []byte) { _ = unix.Munmap(m) }, m)
 	return h
 }
+
+func (h *offHeap) populate() {
+	if h == nil || len(h.b) == 0 || h.m == nil { // heap memory: the Go runtime faulted it in
+		return
+	}
+	if unix.Madvise(h.b, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	for i := 0; i < len(h.b); i += 4096 { // kernels before 5.14
+		h.b[i] = 0
+	}
+}

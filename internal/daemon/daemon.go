@@ -398,6 +398,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	hostID := fs.String("host-id", "", "the machine this worker runs on, as the coordinator counts machines: it keeps one micro-batch in flight per machine of the pipeline (default: /etc/machine-id, else the host name)")
 	idle := fs.Duration("session-idle-timeout", 10*time.Minute, "free a session's KV cache after this long unused")
 	reserve := fs.Uint64("reserve", controlplane.DefaultWorkerReserve, "bytes of --memory kept outside layers and KV caches (runtime, buffers, activations)")
+	kvWarm := fs.Uint64("kv-warm", 256<<20, "bytes of KV cache memory faulted in when layers load and kept mapped (at most the KV budget), so the first sessions' caches grow without page faults mid-step (0: off)")
 	heartbeat := fs.Duration("heartbeat", time.Second, "while a step computes, tell the coordinator this often that the worker is alive (keep well under the coordinator's --stage-timeout)")
 	maxStepRows := fs.Int("max-step-rows", 8192, "rows (tokens) one step may carry; published, so the coordinator cuts steps and replays to fit")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -500,7 +501,7 @@ func Worker(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("worker serving", "listen", lis.Addr().String(), "advertise", addr, "version", Version)
 	return controlplane.RunWorker(ctx, controlplane.WorkerConfig{
 		ID: *name, Address: addr, Version: Version, Model: *model, Cluster: *cluster, Threads: *threads,
-		MemoryFree: mem, Reserve: *reserve, Speed: *speed, Host: *hostID, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
+		MemoryFree: mem, Reserve: *reserve, KVWarm: *kvWarm, Speed: *speed, Host: *hostID, LeaseTTL: *leaseTTL, Etcd: cli, Stage: stageSrv, Logger: log,
 		Cache: cache, TransferRate: float64(wf.rate), PruneAfter: wf.pruneAfter, WeightsDial: weightsDial(nodeTLS),
 	})
 }

@@ -50,6 +50,11 @@ type WorkerConfig struct {
 	// Reserve is memory kept outside layers and KV caches (runtime,
 	// buffers, activations); default 256 MiB.
 	Reserve uint64
+	// KVWarm is KV cache memory mapped and faulted in when layers load
+	// (at most the KV budget) and kept while the worker runs, so that the
+	// first sessions do not fault memory in mid-step (engine.Model.WarmKV).
+	// 0: none.
+	KVWarm uint64
 	// Speed in layer-steps per second; 0 means measure it at start.
 	Speed float64
 	// Host names the machine the worker runs on (default: its
@@ -223,7 +228,13 @@ func followPlan(ctx context.Context, cfg WorkerConfig, layers layerProvider, mem
 		cfg.Stage.Install(m, plan.Epoch)
 		// KV caches get what the layers leave of the memory offered,
 		// less a fixed reserve for the runtime and buffers.
-		cfg.Stage.SetCacheBudget(max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20))
+		budget := max(int64(cfg.MemoryFree)-m.WeightBytes()-int64(cfg.Reserve), 64<<20)
+		cfg.Stage.SetCacheBudget(budget)
+		if cfg.KVWarm > 0 {
+			t := time.Now()
+			warm := m.WarmKV(min(int64(cfg.KVWarm), budget))
+			log.Info("KV cache memory warmed", "bytes", warm, "took", time.Since(t).Round(time.Millisecond).String())
+		}
 		log.Info("layers loaded", "epoch", plan.Epoch, "layers", want, "bytes", m.WeightBytes(), "took", time.Since(start).Round(time.Millisecond).String())
 		layers.loaded(want)
 	}

@@ -215,6 +215,11 @@ func TestPoolParksAndWakes(t *testing.T) {
 		time.Sleep(helperSpin + 2*time.Millisecond)
 		p.Close()
 		p.Close() // twice is harmless
+		var after atomic.Int32
+		p.Run(5, func(w, c int) { after.Add(1) }) // a closed pool still runs a loop, on the caller
+		if after.Load() != 5 {
+			t.Fatalf("a closed pool ran %d of 5 chunks", after.Load())
+		}
 		for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
 			if time.Now().After(deadline) {
 				t.Fatalf("%d goroutines after Close, %d before the pool", runtime.NumGoroutine(), before)

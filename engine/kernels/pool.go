@@ -129,7 +129,7 @@ func (p *Pool) Run(chunks int, fn func(worker, chunk int)) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.threads == 1 || chunks == 1 {
+	if p.threads == 1 || chunks == 1 || p.closed.Load() { // a closed pool has no helpers: the caller runs it all
 		for c := 0; c < chunks; c++ {
 			fn(0, c)
 		}

@@ -116,8 +116,8 @@ func (p *kvPool) newChunk() *kvChunk {
 	return c
 }
 
-// hold counts a cache that has taken its first block; release (or
-// unhold) counts it out.
+// hold counts a cache that has taken its first block; release counts it
+// out.
 func (p *kvPool) hold() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,17 +159,34 @@ func (p *kvPool) warmLocked() {
 }
 
 func (p *kvPool) warm() {
-	c := p.newChunk()
-	c.mem.Populate()
+	c := p.populatedChunk()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.addIdleLocked(c)
+	p.warming = false
+	p.warmLocked()
+}
+
+// populatedChunk maps a chunk and faults it in (without the lock: it
+// takes milliseconds).
+func (p *kvPool) populatedChunk() *kvChunk {
+	c := p.newChunk()
+	c.mem.Populate()
+	return c
+}
+
+// addIdleLocked adds a chunk none of whose blocks is handed out.
+func (p *kvPool) addIdleLocked(c *kvChunk) {
 	c.idleSince = time.Now()
 	p.chunks = append(p.chunks, c)
+	p.scheduleSweepLocked()
+}
+
+// scheduleSweepLocked makes sure a release of idle chunks is pending.
+func (p *kvPool) scheduleSweepLocked() {
 	if p.keep > 0 && p.sweep == nil {
 		p.sweep = time.AfterFunc(p.keep, p.releaseIdle)
 	}
-	p.warming = false
-	p.warmLocked()
 }
 
 // put returns blocks to their pool. Nothing may use them afterwards.
@@ -188,9 +205,8 @@ func (p *kvPool) put(blocks []kvBlock) {
 			c.idleSince = now
 			if p.keep <= 0 {
 				p.releaseIdleLocked(now)
-			} else if p.sweep == nil {
-				p.sweep = time.AfterFunc(p.keep, p.releaseIdle)
 			}
+			p.scheduleSweepLocked()
 		}
 	}
 }
@@ -213,12 +229,12 @@ func (p *kvPool) releaseIdleLocked(now time.Time) time.Duration {
 	var next time.Duration
 	kept, live := 0, p.chunks[:0]
 	for _, c := range p.chunks {
-		if c.used == 0 && kept < max(p.kept, 1) {
-			kept++
+		if c.used > 0 {
 			live = append(live, c)
 			continue
 		}
-		if c.used > 0 {
+		if kept < max(p.kept, 1) {
+			kept++
 			live = append(live, c)
 			continue
 		}
@@ -266,11 +282,9 @@ func (m *Model) WarmKV(bytes int64) int64 {
 		if have >= want {
 			return int64(have) * chunkBytes
 		}
-		c := p.newChunk()
-		c.mem.Populate()
+		c := p.populatedChunk()
 		p.mu.Lock()
-		c.idleSince = time.Now()
-		p.chunks = append(p.chunks, c)
+		p.addIdleLocked(c)
 		p.mu.Unlock()
 	}
 }

@@ -55,16 +55,15 @@ func avx512Set() kernelSet {
 		k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX512)
 		k.q5_K.x8Gemv = kx8Gemv(Q5_K, q5Kx8GemvAVX512)
 		k.q6_K.x8Gemv = kx8Gemv(Q6_K, q6Kx8GemvAVX512)
-		// Four calls of the AVX-512 gemv beat the AVX2 two-token tiles
-		// (same bits: every K-quant kernel gives the generic ones).
-		// BenchmarkKQuantPrefill (64 tokens, 2,560², AMD Zen 5),
-		// GFLOP/s: Q4_K 350–354 → 384, Q5_K 245–248 → 254, Q6_K
-		// 218–221 → 320; DecodeBatch, 32 streams: Q4_K_M 50.3 / 52.2 →
-		// 61.2 / 56.8 tok/s, Q4_0 with its Q6_K head 100.0 / 100.2 →
-		// 105.9 / 103.1; 8 streams unchanged.
-		k.q4_K.x8Tile = kx8Tile(Q4_K, kx8TileFromGemv(k.q4_K.x8Gemv))
-		k.q5_K.x8Tile = kx8Tile(Q5_K, kx8TileFromGemv(k.q5_K.x8Gemv))
-		k.q6_K.x8Tile = kx8Tile(Q6_K, kx8TileFromGemv(k.q6_K.x8Gemv))
+		// Four-token tiles (kx8_amd64.s): the weights' unpacking shared
+		// by the tokens, each token the gemv's sequence, so the generic
+		// bits. BenchmarkKQuantPrefill (64 tokens, 2,560², AMD Zen 5),
+		// GFLOP/s: the AVX2 two-token kernels Q4_K 350–354, Q5_K 245–248,
+		// Q6_K 218–221; four gemv calls 375–418, 243–254, 320–328; these
+		// tiles 451–523, 354–384, 365–378.
+		k.q4_K.x8Tile = kx8Tile(Q4_K, q4Kx8TileAVX512Asm)
+		k.q5_K.x8Tile = kx8Tile(Q5_K, q5Kx8TileAVX512Asm)
+		k.q6_K.x8Tile = kx8Tile(Q6_K, q6Kx8TileAVX512Asm)
 		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512
 		k.q4_K.tile, k.q5_K.tile, k.q6_K.tile = dotQ4KTileAVX512, dotQ5KTileAVX512, dotQ6KTileAVX512
 		k.x8 = true
@@ -233,6 +232,15 @@ func q4Kx8GemvAVX512(out *[8]float32, w, x []byte, blocks int) { q4Kx8GemvAVX512
 
 //go:noescape
 func q4Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
+
+//go:noescape
+func q4Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func q5Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func q6Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 
 func q5Kx8GemvAVX512(out *[8]float32, w, x []byte, blocks int) { q5Kx8GemvAVX512Asm(out, w, x, blocks) }
 func q6Kx8GemvAVX512(out *[8]float32, w, x []byte, blocks int) { q6Kx8GemvAVX512Asm(out, w, x, blocks) }

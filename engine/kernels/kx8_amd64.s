@@ -1511,6 +1511,166 @@ done:
 	RET
 
 
+// The four-token K x8 tiles (AVX-512) run the gemv's sequence for each of
+// four tokens while sharing the weights' work: a chunk is broadcast and
+// masked once and multiplied by each token's activations (VPERMD straight
+// from memory); a group's scales are widened once. Token t's Q8_K row is at
+// DI + t·R8 (R9 = 3·R8), its float accumulator Y12, Y13, Y29, Y30 in turn.
+// The integer sums are exact, so adding the groups in the order they end
+// (instead of the gemv's pairs) leaves them unchanged, and the float step is
+// KX8STEP4's, in its order: each row still gets the plain dot's bits.
+
+// KX8T4PF prefetches three lines of the next group's super-block, from byte
+// off of the current one's (R13 = the group's bytes ahead): a batch reads a
+// group from memory in its first tile call and from cache in the others.
+#define KX8T4PF(off) \
+	PREFETCHT1 off(SI)(R13*1); \
+	PREFETCHT1 off+64(SI)(R13*1); \
+	PREFETCHT1 off+128(SI)(R13*1)
+
+// Q4KT4CHUNK adds chunk q(SI) times each token's activations of dword idx
+// of its group (at xo + t·R8) to acc0 … acc3.
+#define Q4KT4CHUNK(q, xo, idx, acc0, acc1, acc2, acc3) \
+	VBROADCASTI64X4 q(SI), Z0; \
+	VPANDD          Z31, Z0, Z0; \
+	VPERMD          xo(DI), idx, Z1; \
+	VPDPBUSD        Z1, Z0, acc0; \
+	VPERMD          xo(DI)(R8*1), idx, Z3; \
+	VPDPBUSD        Z3, Z0, acc1; \
+	VPERMD          xo(DI)(R8*2), idx, Z1; \
+	VPDPBUSD        Z1, Z0, acc2; \
+	VPERMD          xo(DI)(R9*1), idx, Z3; \
+	VPDPBUSD        Z3, Z0, acc3
+
+// Q4KT4GROUP sums values 64j … 64j+63 of the super-block for the four tokens
+// into acc0 … acc3 (zeroed first) and multiplies them by the sub-blocks'
+// scales.
+#define Q4KT4GROUP(j, acc0, acc1, acc2, acc3) \
+	VPXORD     acc0, acc0, acc0; \
+	VPXORD     acc1, acc1, acc1; \
+	VPXORD     acc2, acc2, acc2; \
+	VPXORD     acc3, acc3, acc3; \
+	Q4KT4CHUNK(128+256*j, 4+64*j, Z16, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(160+256*j, 4+64*j, Z17, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(192+256*j, 4+64*j, Z18, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(224+256*j, 4+64*j, Z19, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(256+256*j, 4+64*j, Z20, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(288+256*j, 4+64*j, Z21, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(320+256*j, 4+64*j, Z22, acc0, acc1, acc2, acc3); \
+	Q4KT4CHUNK(352+256*j, 4+64*j, Z23, acc0, acc1, acc2, acc3); \
+	VPMOVZXBD  16*j(SP), Z2; \
+	VPMULLD    Z2, acc0, acc0; \
+	VPMULLD    Z2, acc1, acc1; \
+	VPMULLD    Z2, acc2, acc2; \
+	VPMULLD    Z2, acc3, acc3
+
+// KX8T4ADD adds the group sums Z4–Z7 to the super-block sums Z8–Z11.
+#define KX8T4ADD \
+	VPADDD Z4, Z8, Z8; \
+	VPADDD Z5, Z9, Z9; \
+	VPADDD Z6, Z10, Z10; \
+	VPADDD Z7, Z11, Z11
+
+// KX8T4MINS is KX8ZMINS for the token whose Q8_K row is at x: Σ m·bsum per
+// lane into ym (zm its zmm), with Z1–Z3 for scratch.
+#define KX8T4MINS(x, zm, ym) \
+	VMOVDQU       260(x), Y3; \
+	VPMADDWD      Y14, Y3, Y3; \
+	VPMOVZXBD     64(SP), Z2; \
+	VPERMD        Z3, Z24, Z1; \
+	VPMADDWD      Z1, Z2, zm; \
+	VPMOVZXBD     80(SP), Z2; \
+	VPERMD        Z3, Z25, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VPMOVZXBD     96(SP), Z2; \
+	VPERMD        Z3, Z26, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VPMOVZXBD     112(SP), Z2; \
+	VPERMD        Z3, Z27, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VEXTRACTI64X4 $1, zm, Y2; \
+	VPADDD        Y2, ym, ym
+
+// KX8T4END ends the super-block for one token as KX8ZSUM and KX8STEP4 do:
+// zs/ys its Σ sc·q·x (lanes 8–15 still times 16), zm/ym its mins' lanes
+// (scratch), x its Q8_K row, acc its float accumulator. KX8T4FIN is the
+// same for sums whose lanes 8–15 are not scaled (Q5_K).
+#define KX8T4END(x, zs, ys, zm, ym, acc) \
+	VPSRAVD       Z28, zs, zs; \
+	KX8T4FIN(x, zs, ys, zm, ym, acc)
+
+#define KX8T4FIN(x, zs, ys, zm, ym, acc) \
+	VEXTRACTI64X4 $1, zs, Y2; \
+	VPADDD        Y2, ys, ys; \
+	KX8T4MINS(x, zm, ym); \
+	VCVTDQ2PS     ys, ys; \
+	VCVTDQ2PS     ym, ym; \
+	VCVTPH2PS     0(SI), Y0; \
+	VCVTPH2PS     16(SI), Y1; \
+	VBROADCASTSS  0(x), Y2; \
+	VMULPS        Y2, Y0, Y0; \
+	VMULPS        Y2, Y1, Y1; \
+	VMULPS        ys, Y0, Y0; \
+	VMULPS        ym, Y1, Y1; \
+	VSUBPS        Y1, Y0, Y0; \
+	VADDPS        Y0, acc, acc
+
+// func q4Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+TEXT ·q4Kx8TileAVX512Asm(SB), NOSPLIT, $128-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	LEAQ   (R8)(R8*2), R9
+	IMUL3Q $1152, CX, R13
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y29, Y29, Y29
+	VXORPS Y30, Y30, Y30
+	TESTQ  CX, CX
+	JZ     done
+	KX8ZCONST
+	VMOVDQU64 kx8zq4m<>(SB), Z31
+
+loop:
+	KX8T4PF(0)
+	KX8ZSCALES
+	KX8T4PF(192)
+	Q4KT4GROUP(0, Z8, Z9, Z10, Z11)
+	KX8T4PF(384)
+	Q4KT4GROUP(1, Z4, Z5, Z6, Z7)
+	KX8T4ADD
+	KX8T4PF(576)
+	Q4KT4GROUP(2, Z4, Z5, Z6, Z7)
+	KX8T4ADD
+	KX8T4PF(768)
+	Q4KT4GROUP(3, Z4, Z5, Z6, Z7)
+	KX8T4ADD
+	KX8T4PF(960)
+	LEAQ (DI)(R8*1), R10
+	LEAQ (DI)(R8*2), R11
+	LEAQ (DI)(R9*1), R12
+	KX8T4END(DI, Z8, Y8, Z4, Y4, Y12)
+	KX8T4END(R10, Z9, Y9, Z5, Y5, Y13)
+	KX8T4END(R11, Z10, Y10, Z6, Y6, Y29)
+	KX8T4END(R12, Z11, Y11, Z7, Y7, Y30)
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VMOVUPS Y29, 64(AX)
+	VMOVUPS Y30, 96(AX)
+	VZEROUPPER
+	RET
+
 // Q5KZ is Q4KZ for Q5_K: the high nibbles are shifted down in lanes 8–15
 // (Z30: VPSRLVD by 4; only each byte's low four bits are kept) and each
 // value's fifth bit, bit 2j (2j+1) of the qh chunk at h(SI), is rotated to
@@ -1579,6 +1739,115 @@ loop:
 
 done:
 	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// kx8z10<> is 0x10 bytes (the Q5_K tile's mask of the fifth bit, read from
+// memory: the tile has no register left for it).
+DATA kx8z10<>+0(SB)/8, $0x1010101010101010
+DATA kx8z10<>+8(SB)/8, $0x1010101010101010
+DATA kx8z10<>+16(SB)/8, $0x1010101010101010
+DATA kx8z10<>+24(SB)/8, $0x1010101010101010
+DATA kx8z10<>+32(SB)/8, $0x1010101010101010
+DATA kx8z10<>+40(SB)/8, $0x1010101010101010
+DATA kx8z10<>+48(SB)/8, $0x1010101010101010
+DATA kx8z10<>+56(SB)/8, $0x1010101010101010
+GLOBL kx8z10<>(SB), RODATA|NOPTR, $64
+
+// Q5KT4CHUNK is Q5KZ's quants (qs chunk at q(SI), qh chunk at h(SI), group
+// j's rotation) made once and multiplied by the four tokens' activations.
+#define Q5KT4CHUNK(q, h, j, xo, idx) \
+	VBROADCASTI64X4 q(SI), Z0; \
+	VPSRLVD         Z30, Z0, Z0; \
+	VBROADCASTI64X4 h(SI), Z3; \
+	VPROLVD         kx8zrot5<>+64*j(SB), Z3, Z3; \
+	VPANDD          kx8z10<>(SB), Z3, Z3; \
+	VPTERNLOGD      $0xf8, Z31, Z0, Z3; \
+	VPERMD          xo(DI), idx, Z1; \
+	VPDPBUSD        Z1, Z3, Z4; \
+	VPERMD          xo(DI)(R8*1), idx, Z2; \
+	VPDPBUSD        Z2, Z3, Z5; \
+	VPERMD          xo(DI)(R8*2), idx, Z1; \
+	VPDPBUSD        Z1, Z3, Z6; \
+	VPERMD          xo(DI)(R9*1), idx, Z2; \
+	VPDPBUSD        Z2, Z3, Z7
+
+// Q5KT4GROUP is Q5KZGROUP for the four tokens: the group's sums in Z4–Z7,
+// scaled and added to Z8–Z11.
+#define Q5KT4GROUP(j, q0, q1, q2, q3, q4, q5, q6, q7) \
+	VPXORD     Z4, Z4, Z4; \
+	VPXORD     Z5, Z5, Z5; \
+	VPXORD     Z6, Z6, Z6; \
+	VPXORD     Z7, Z7, Z7; \
+	Q5KT4CHUNK(q0, 128, j, 4+64*j, Z16); \
+	Q5KT4CHUNK(q1, 192, j, 4+64*j, Z17); \
+	Q5KT4CHUNK(q2, 256, j, 4+64*j, Z18); \
+	Q5KT4CHUNK(q3, 320, j, 4+64*j, Z19); \
+	Q5KT4CHUNK(q4, 384, j, 4+64*j, Z20); \
+	Q5KT4CHUNK(q5, 448, j, 4+64*j, Z21); \
+	Q5KT4CHUNK(q6, 512, j, 4+64*j, Z22); \
+	Q5KT4CHUNK(q7, 576, j, 4+64*j, Z23); \
+	VPMOVZXBD  16*j(SP), Z2; \
+	VPMULLD    Z2, Z4, Z4; \
+	VPMULLD    Z2, Z5, Z5; \
+	VPMULLD    Z2, Z6, Z6; \
+	VPMULLD    Z2, Z7, Z7; \
+	KX8T4ADD
+
+// func q5Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+TEXT ·q5Kx8TileAVX512Asm(SB), NOSPLIT, $128-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	LEAQ   (R8)(R8*2), R9
+	IMUL3Q $1408, CX, R13
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y28, Y28, Y28
+	VXORPS Y29, Y29, Y29
+	TESTQ  CX, CX
+	JZ     done
+	KX8ZCONST
+	VMOVDQU64    kx8zsh<>(SB), Z30
+	VPBROADCASTD X15, Z31
+
+loop:
+	KX8T4PF(0)
+	KX8ZSCALES
+	KX8T4PF(192)
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	Q5KT4GROUP(0, 160, 224, 288, 352, 416, 480, 544, 608)
+	KX8T4PF(384)
+	KX8T4PF(576)
+	Q5KT4GROUP(1, 640, 672, 704, 736, 768, 800, 832, 864)
+	KX8T4PF(768)
+	KX8T4PF(960)
+	Q5KT4GROUP(2, 896, 928, 960, 992, 1024, 1056, 1088, 1120)
+	KX8T4PF(1152)
+	KX8T4PF(1344)
+	Q5KT4GROUP(3, 1152, 1184, 1216, 1248, 1280, 1312, 1344, 1376)
+	LEAQ (DI)(R8*1), R10
+	LEAQ (DI)(R8*2), R11
+	LEAQ (DI)(R9*1), R12
+	KX8T4FIN(DI, Z8, Y8, Z4, Y4, Y12)
+	KX8T4FIN(R10, Z9, Y9, Z5, Y5, Y13)
+	KX8T4FIN(R11, Z10, Y10, Z6, Y6, Y28)
+	KX8T4FIN(R12, Z11, Y11, Z7, Y7, Y29)
+	ADDQ $1408, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VMOVUPS Y28, 64(AX)
+	VMOVUPS Y29, 96(AX)
 	VZEROUPPER
 	RET
 
@@ -1699,6 +1968,183 @@ loop:
 
 done:
 	VMOVUPS Y12, (AX)
+	VZEROUPPER
+	RET
+
+// The Q6_K four-token tile runs Q6KZHALF's sums one at a time (p outer,
+// the four units inner) so that only four sums are alive, one per token
+// (Z4–Z7), each started at its token's −32·bsum (Z24–Z27), scaled and
+// added to the token's Z8–Z11; a unit's quants for the sum are made once
+// from its chunks (reloaded from cache per sum) for the four tokens.
+
+// Q6KT4Q adds the quants in Z3 times each token's activations of xo picked
+// by idx to Z4–Z7.
+#define Q6KT4Q(xo, idx) \
+	VPERMD   xo(DI), idx, Z1; \
+	VPDPBUSD Z1, Z3, Z4; \
+	VPERMD   xo(DI)(R8*1), idx, Z31; \
+	VPDPBUSD Z31, Z3, Z5; \
+	VPERMD   xo(DI)(R8*2), idx, Z1; \
+	VPDPBUSD Z1, Z3, Z6; \
+	VPERMD   xo(DI)(R9*1), idx, Z31; \
+	VPDPBUSD Z31, Z3, Z7
+
+// Q6KT4LO and Q6KT4HI load the low (ql chunks k, k+4 of the unit at u) or
+// high (ql at u+32) quarters' nibbles into Z0, and the unit's qh into Z2.
+#define Q6KT4LO(u) \
+	VMOVDQU      u(SI), Y0; \
+	VINSERTI64X4 $1, u+384(SI), Z0, Z0; \
+	VMOVDQU      u+64(SI), Y2; \
+	VINSERTI64X4 $1, u+448(SI), Z2, Z2
+
+#define Q6KT4HI(u) \
+	VMOVDQU      u+32(SI), Y0; \
+	VINSERTI64X4 $1, u+416(SI), Z0, Z0; \
+	VMOVDQU      u+64(SI), Y2; \
+	VINSERTI64X4 $1, u+448(SI), Z2, Z2
+
+// Q6KT4P0 … Q6KT4P3 are Q6KZUNIT's four sums of the unit at u (idx0 and
+// idx1 its activation indices; half h's activations).
+#define Q6KT4P0(u, h, idx0, idx1) \
+	Q6KT4LO(u); \
+	VPSLLW     $4, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	VPTERNLOGD $0xf8, Z15, Z0, Z3; \
+	Q6KT4Q(4+128*h, idx0)
+
+#define Q6KT4P1(u, h, idx0, idx1) \
+	Q6KT4HI(u); \
+	VPSLLW     $2, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	VPTERNLOGD $0xf8, Z15, Z0, Z3; \
+	Q6KT4Q(4+128*h, idx1)
+
+#define Q6KT4P2(u, h, idx0, idx1) \
+	Q6KT4LO(u); \
+	VPSRLW     $4, Z0, Z0; \
+	VPANDD     Z14, Z2, Z3; \
+	VPTERNLOGD $0xf8, Z15, Z0, Z3; \
+	Q6KT4Q(68+128*h, idx0)
+
+#define Q6KT4P3(u, h, idx0, idx1) \
+	Q6KT4HI(u); \
+	VPSRLW     $4, Z0, Z0; \
+	VPSRLW     $2, Z2, Z3; \
+	VPANDD     Z14, Z3, Z3; \
+	VPTERNLOGD $0xf8, Z15, Z0, Z3; \
+	Q6KT4Q(68+128*h, idx1)
+
+// Q6KT4SUM is sum p (0…3) of half h, pair P = 4h + p of sub-blocks, for
+// the four tokens: started at −32·bsum, the four units' quants added (unit
+// macro pm), scaled by the pair's scales and added to Z8–Z11.
+#define Q6KT4SUM(h, P, pm) \
+	VMOVDQU64 kx8zperm<>+512+64*P(SB), Z30; \
+	VPERMD    Z24, Z30, Z4; \
+	VPERMD    Z25, Z30, Z5; \
+	VPERMD    Z26, Z30, Z6; \
+	VPERMD    Z27, Z30, Z7; \
+	pm(144+768*h, h, Z16, Z20); \
+	pm(240+768*h, h, Z17, Z21); \
+	pm(336+768*h, h, Z18, Z22); \
+	pm(432+768*h, h, Z19, Z23); \
+	VPMOVSXBD 16+16*P(SI), Z3; \
+	VPMULLD   Z3, Z4, Z4; \
+	VPMULLD   Z3, Z5, Z5; \
+	VPMULLD   Z3, Z6, Z6; \
+	VPMULLD   Z3, Z7, Z7; \
+	KX8T4ADD
+
+// Q6KT4BS sets zb to −32 times the block sums of the Q8_K row at x.
+#define Q6KT4BS(x, zb) \
+	VPMOVSXWD 260(x), zb; \
+	VPSLLD    $5, zb, zb; \
+	VPSUBD    zb, Z31, zb
+
+// Q6KT4FIN ends the super-block for one token as the gemv does.
+#define Q6KT4FIN(x, zs, ys, acc) \
+	VEXTRACTI64X4 $1, zs, Y3; \
+	VPADDD        Y3, ys, ys; \
+	VCVTDQ2PS     ys, ys; \
+	VCVTPH2PS     0(SI), Y0; \
+	VBROADCASTSS  0(x), Y2; \
+	VMULPS        Y2, Y0, Y0; \
+	VMULPS        ys, Y0, Y0; \
+	VADDPS        Y0, acc, acc
+
+// func q6Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+TEXT ·q6Kx8TileAVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	LEAQ   (R8)(R8*2), R9
+	IMUL3Q $1680, CX, R13
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y28, Y28, Y28
+	VXORPS Y29, Y29, Y29
+	TESTQ  CX, CX
+	JZ     done
+	VMOVDQU64    kx8zperm6<>+0(SB), Z16
+	VMOVDQU64    kx8zperm6<>+64(SB), Z17
+	VMOVDQU64    kx8zperm6<>+128(SB), Z18
+	VMOVDQU64    kx8zperm6<>+192(SB), Z19
+	VMOVDQU64    kx8zperm6<>+256(SB), Z20
+	VMOVDQU64    kx8zperm6<>+320(SB), Z21
+	VMOVDQU64    kx8zperm6<>+384(SB), Z22
+	VMOVDQU64    kx8zperm6<>+448(SB), Z23
+	MOVL         $0x0f0f0f0f, DX
+	VMOVD        DX, X15
+	VPBROADCASTD X15, Z15
+	MOVL         $0x30303030, DX
+	VMOVD        DX, X14
+	VPBROADCASTD X14, Z14
+
+loop:
+	LEAQ   (DI)(R8*1), R10
+	LEAQ   (DI)(R8*2), R11
+	LEAQ   (DI)(R9*1), R12
+	VPXORD Z31, Z31, Z31
+	Q6KT4BS(DI, Z24)
+	Q6KT4BS(R10, Z25)
+	Q6KT4BS(R11, Z26)
+	Q6KT4BS(R12, Z27)
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	KX8T4PF(0)
+	Q6KT4SUM(0, 0, Q6KT4P0)
+	KX8T4PF(192)
+	Q6KT4SUM(0, 1, Q6KT4P1)
+	KX8T4PF(384)
+	Q6KT4SUM(0, 2, Q6KT4P2)
+	KX8T4PF(576)
+	Q6KT4SUM(0, 3, Q6KT4P3)
+	KX8T4PF(768)
+	Q6KT4SUM(1, 4, Q6KT4P0)
+	KX8T4PF(960)
+	Q6KT4SUM(1, 5, Q6KT4P1)
+	KX8T4PF(1152)
+	Q6KT4SUM(1, 6, Q6KT4P2)
+	KX8T4PF(1344)
+	Q6KT4SUM(1, 7, Q6KT4P3)
+	KX8T4PF(1536)
+	Q6KT4FIN(DI, Z8, Y8, Y12)
+	Q6KT4FIN(R10, Z9, Y9, Y13)
+	Q6KT4FIN(R11, Z10, Y10, Y28)
+	Q6KT4FIN(R12, Z11, Y11, Y29)
+	ADDQ $1680, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VMOVUPS Y28, 64(AX)
+	VMOVUPS Y29, 96(AX)
 	VZEROUPPER
 	RET
 

@@ -1515,7 +1515,8 @@ done:
 // four tokens while sharing the weights' work: a chunk is broadcast and
 // masked once and multiplied by each token's activations (VPERMD straight
 // from memory); a group's scales are widened once. Token t's Q8_K row is at
-// DI + t·R8 (R9 = 3·R8), its float accumulator Y12, Y13, Y29, Y30 in turn.
+// DI + t·R8 (R9 = 3·R8), its float accumulator Y12, Y13, then Y29, Y30
+// (Q4_K) or Y28, Y29 (Q5_K and Q6_K, which use Z30 otherwise).
 // The integer sums are exact, so adding the groups in the order they end
 // (instead of the gemv's pairs) leaves them unchanged, and the float step is
 // KX8STEP4's, in its order: each row still gets the plain dot's bits.

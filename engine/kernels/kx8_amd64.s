@@ -139,6 +139,25 @@ GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 	VSUBPS       Y1, Y0, Y0; \
 	VADDPS       Y0, Y12, Y12
 
+// KX8T4ENTER loads a tile's arguments (R13: the bytes of a group, bb per
+// super-block), zeroes its float accumulators Y12, Y13, a2, a3 and leaves
+// for done when there are no super-blocks. (Defined before every TEXT:
+// vet's argument check reads a macro as part of the function above it.)
+#define KX8T4ENTER(bb, a2, a3) \
+	MOVQ   out+0(FP), AX; \
+	MOVQ   w_base+8(FP), SI; \
+	MOVQ   x_base+32(FP), DI; \
+	MOVQ   nb+56(FP), CX; \
+	MOVQ   xstride+64(FP), R8; \
+	LEAQ   (R8)(R8*2), R9; \
+	IMUL3Q $bb, CX, R13; \
+	VXORPS Y12, Y12, Y12; \
+	VXORPS Y13, Y13, Y13; \
+	VXORPS a2, a2, a2; \
+	VXORPS a3, a3, a3; \
+	TESTQ  CX, CX; \
+	JZ     done
+
 // func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
 TEXT ·q4Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
 	MOVQ   out+0(FP), AX
@@ -1529,19 +1548,33 @@ done:
 	PREFETCHT1 off+64(SI)(R13*1); \
 	PREFETCHT1 off+128(SI)(R13*1)
 
+// KX8T4DOT adds the quants in zq times each token's activations at xo (+
+// t·R8) spread by idx to acc0 … acc3, with s0 and s1 for scratch.
+#define KX8T4DOT(xo, idx, zq, s0, s1, acc0, acc1, acc2, acc3) \
+	VPERMD   xo(DI), idx, s0; \
+	VPDPBUSD s0, zq, acc0; \
+	VPERMD   xo(DI)(R8*1), idx, s1; \
+	VPDPBUSD s1, zq, acc1; \
+	VPERMD   xo(DI)(R8*2), idx, s0; \
+	VPDPBUSD s0, zq, acc2; \
+	VPERMD   xo(DI)(R9*1), idx, s1; \
+	VPDPBUSD s1, zq, acc3
+
+// KX8T4OUT stores the four tokens' results of a tile (KX8T4ENTER).
+#define KX8T4OUT(a2, a3) \
+	VMOVUPS Y12, (AX); \
+	VMOVUPS Y13, 32(AX); \
+	VMOVUPS a2, 64(AX); \
+	VMOVUPS a3, 96(AX); \
+	VZEROUPPER; \
+	RET
+
 // Q4KT4CHUNK adds chunk q(SI) times each token's activations of dword idx
 // of its group (at xo + t·R8) to acc0 … acc3.
 #define Q4KT4CHUNK(q, xo, idx, acc0, acc1, acc2, acc3) \
 	VBROADCASTI64X4 q(SI), Z0; \
 	VPANDD          Z31, Z0, Z0; \
-	VPERMD          xo(DI), idx, Z1; \
-	VPDPBUSD        Z1, Z0, acc0; \
-	VPERMD          xo(DI)(R8*1), idx, Z3; \
-	VPDPBUSD        Z3, Z0, acc1; \
-	VPERMD          xo(DI)(R8*2), idx, Z1; \
-	VPDPBUSD        Z1, Z0, acc2; \
-	VPERMD          xo(DI)(R9*1), idx, Z3; \
-	VPDPBUSD        Z3, Z0, acc3
+	KX8T4DOT(xo, idx, Z0, Z1, Z3, acc0, acc1, acc2, acc3)
 
 // Q4KT4GROUP sums values 64j … 64j+63 of the super-block for the four tokens
 // into acc0 … acc3 (zeroed first) and multiplies them by the sub-blocks'
@@ -1621,19 +1654,7 @@ done:
 
 // func q4Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 TEXT ·q4Kx8TileAVX512Asm(SB), NOSPLIT, $128-72
-	MOVQ   out+0(FP), AX
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   nb+56(FP), CX
-	MOVQ   xstride+64(FP), R8
-	LEAQ   (R8)(R8*2), R9
-	IMUL3Q $1152, CX, R13
-	VXORPS Y12, Y12, Y12
-	VXORPS Y13, Y13, Y13
-	VXORPS Y29, Y29, Y29
-	VXORPS Y30, Y30, Y30
-	TESTQ  CX, CX
-	JZ     done
+	KX8T4ENTER(1152, Y29, Y30)
 	KX8ZCONST
 	VMOVDQU64 kx8zq4m<>(SB), Z31
 
@@ -1665,12 +1686,7 @@ loop:
 	JNZ  loop
 
 done:
-	VMOVUPS Y12, (AX)
-	VMOVUPS Y13, 32(AX)
-	VMOVUPS Y29, 64(AX)
-	VMOVUPS Y30, 96(AX)
-	VZEROUPPER
-	RET
+	KX8T4OUT(Y29, Y30)
 
 // Q5KZ is Q4KZ for Q5_K: the high nibbles are shifted down in lanes 8–15
 // (Z30: VPSRLVD by 4; only each byte's low four bits are kept) and each
@@ -1764,14 +1780,7 @@ GLOBL kx8z10<>(SB), RODATA|NOPTR, $64
 	VPROLVD         kx8zrot5<>+64*j(SB), Z3, Z3; \
 	VPANDD          kx8z10<>(SB), Z3, Z3; \
 	VPTERNLOGD      $0xf8, Z31, Z0, Z3; \
-	VPERMD          xo(DI), idx, Z1; \
-	VPDPBUSD        Z1, Z3, Z4; \
-	VPERMD          xo(DI)(R8*1), idx, Z2; \
-	VPDPBUSD        Z2, Z3, Z5; \
-	VPERMD          xo(DI)(R8*2), idx, Z1; \
-	VPDPBUSD        Z1, Z3, Z6; \
-	VPERMD          xo(DI)(R9*1), idx, Z2; \
-	VPDPBUSD        Z2, Z3, Z7
+	KX8T4DOT(xo, idx, Z3, Z1, Z2, Z4, Z5, Z6, Z7)
 
 // Q5KT4GROUP is Q5KZGROUP for the four tokens: the group's sums in Z4–Z7,
 // scaled and added to Z8–Z11.
@@ -1797,19 +1806,7 @@ GLOBL kx8z10<>(SB), RODATA|NOPTR, $64
 
 // func q5Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 TEXT ·q5Kx8TileAVX512Asm(SB), NOSPLIT, $128-72
-	MOVQ   out+0(FP), AX
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   nb+56(FP), CX
-	MOVQ   xstride+64(FP), R8
-	LEAQ   (R8)(R8*2), R9
-	IMUL3Q $1408, CX, R13
-	VXORPS Y12, Y12, Y12
-	VXORPS Y13, Y13, Y13
-	VXORPS Y28, Y28, Y28
-	VXORPS Y29, Y29, Y29
-	TESTQ  CX, CX
-	JZ     done
+	KX8T4ENTER(1408, Y28, Y29)
 	KX8ZCONST
 	VMOVDQU64    kx8zsh<>(SB), Z30
 	VPBROADCASTD X15, Z31
@@ -1845,12 +1842,7 @@ loop:
 	JNZ  loop
 
 done:
-	VMOVUPS Y12, (AX)
-	VMOVUPS Y13, 32(AX)
-	VMOVUPS Y28, 64(AX)
-	VMOVUPS Y29, 96(AX)
-	VZEROUPPER
-	RET
+	KX8T4OUT(Y28, Y29)
 
 // The Q6_K kernel pairs chunks k and k+4 of a unit (values 32j + 4k and
 // 32j + 4k + 16 of a half, sub-blocks 2j and 2j+1 of it) in lanes 0–7 and
@@ -1927,6 +1919,24 @@ done:
 	Q6KZSCALE(p2, Z6); \
 	Q6KZSCALE(p3, Z7)
 
+// Q6KZCONST loads the Q6_K kernels' constants: the VPERMD indices into
+// Z16–Z23, 0x0f bytes into Z15 and 0x30 bytes into Z14.
+#define Q6KZCONST \
+	VMOVDQU64    kx8zperm6<>+0(SB), Z16; \
+	VMOVDQU64    kx8zperm6<>+64(SB), Z17; \
+	VMOVDQU64    kx8zperm6<>+128(SB), Z18; \
+	VMOVDQU64    kx8zperm6<>+192(SB), Z19; \
+	VMOVDQU64    kx8zperm6<>+256(SB), Z20; \
+	VMOVDQU64    kx8zperm6<>+320(SB), Z21; \
+	VMOVDQU64    kx8zperm6<>+384(SB), Z22; \
+	VMOVDQU64    kx8zperm6<>+448(SB), Z23; \
+	MOVL         $0x0f0f0f0f, DX; \
+	VMOVD        DX, X15; \
+	VPBROADCASTD X15, Z15; \
+	MOVL         $0x30303030, DX; \
+	VMOVD        DX, X14; \
+	VPBROADCASTD X14, Z14
+
 // func q6Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
 TEXT ·q6Kx8GemvAVX512Asm(SB), NOSPLIT, $0-64
 	// A 2 KB boundary: where the linker put this loop across two 4 KB
@@ -1941,20 +1951,7 @@ TEXT ·q6Kx8GemvAVX512Asm(SB), NOSPLIT, $0-64
 	VXORPS Y12, Y12, Y12
 	TESTQ  CX, CX
 	JZ     done
-	VMOVDQU64    kx8zperm6<>+0(SB), Z16
-	VMOVDQU64    kx8zperm6<>+64(SB), Z17
-	VMOVDQU64    kx8zperm6<>+128(SB), Z18
-	VMOVDQU64    kx8zperm6<>+192(SB), Z19
-	VMOVDQU64    kx8zperm6<>+256(SB), Z20
-	VMOVDQU64    kx8zperm6<>+320(SB), Z21
-	VMOVDQU64    kx8zperm6<>+384(SB), Z22
-	VMOVDQU64    kx8zperm6<>+448(SB), Z23
-	MOVL         $0x0f0f0f0f, DX
-	VMOVD        DX, X15
-	VPBROADCASTD X15, Z15
-	MOVL         $0x30303030, DX
-	VMOVD        DX, X14
-	VPBROADCASTD X14, Z14
+	Q6KZCONST
 
 loop:
 	VPMOVSXWD 260(DI), Z13
@@ -1986,14 +1983,7 @@ done:
 // Q6KT4Q adds the quants in Z3 times each token's activations of xo picked
 // by idx to Z4–Z7.
 #define Q6KT4Q(xo, idx) \
-	VPERMD   xo(DI), idx, Z1; \
-	VPDPBUSD Z1, Z3, Z4; \
-	VPERMD   xo(DI)(R8*1), idx, Z31; \
-	VPDPBUSD Z31, Z3, Z5; \
-	VPERMD   xo(DI)(R8*2), idx, Z1; \
-	VPDPBUSD Z1, Z3, Z6; \
-	VPERMD   xo(DI)(R9*1), idx, Z31; \
-	VPDPBUSD Z31, Z3, Z7
+	KX8T4DOT(xo, idx, Z3, Z1, Z31, Z4, Z5, Z6, Z7)
 
 // Q6KT4LO and Q6KT4HI load the low (ql chunks k, k+4 of the unit at u) or
 // high (ql at u+32) quarters' nibbles into Z0, and the unit's qh into Z2.
@@ -2079,33 +2069,8 @@ done:
 
 // func q6Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 TEXT ·q6Kx8TileAVX512Asm(SB), NOSPLIT, $0-72
-	MOVQ   out+0(FP), AX
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   nb+56(FP), CX
-	MOVQ   xstride+64(FP), R8
-	LEAQ   (R8)(R8*2), R9
-	IMUL3Q $1680, CX, R13
-	VXORPS Y12, Y12, Y12
-	VXORPS Y13, Y13, Y13
-	VXORPS Y28, Y28, Y28
-	VXORPS Y29, Y29, Y29
-	TESTQ  CX, CX
-	JZ     done
-	VMOVDQU64    kx8zperm6<>+0(SB), Z16
-	VMOVDQU64    kx8zperm6<>+64(SB), Z17
-	VMOVDQU64    kx8zperm6<>+128(SB), Z18
-	VMOVDQU64    kx8zperm6<>+192(SB), Z19
-	VMOVDQU64    kx8zperm6<>+256(SB), Z20
-	VMOVDQU64    kx8zperm6<>+320(SB), Z21
-	VMOVDQU64    kx8zperm6<>+384(SB), Z22
-	VMOVDQU64    kx8zperm6<>+448(SB), Z23
-	MOVL         $0x0f0f0f0f, DX
-	VMOVD        DX, X15
-	VPBROADCASTD X15, Z15
-	MOVL         $0x30303030, DX
-	VMOVD        DX, X14
-	VPBROADCASTD X14, Z14
+	KX8T4ENTER(1680, Y28, Y29)
+	Q6KZCONST
 
 loop:
 	LEAQ   (DI)(R8*1), R10
@@ -2147,12 +2112,7 @@ loop:
 	JNZ  loop
 
 done:
-	VMOVUPS Y12, (AX)
-	VMOVUPS Y13, 32(AX)
-	VMOVUPS Y28, 64(AX)
-	VMOVUPS Y29, 96(AX)
-	VZEROUPPER
-	RET
+	KX8T4OUT(Y28, Y29)
 
 // The Q8_K activation quantizer (kdot.go's quantizeQ8K, the same bytes for
 // finite input): the maximum magnitude by VMAXPS (a NaN never wins, as in

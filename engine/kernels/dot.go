@@ -54,8 +54,14 @@ type kernelSet struct {
 	// kx8 tells that the set's products read K-quant matrices packed by
 	// eight rows (kx8.go); every set carries the K x8 kernels, as for x8.
 	kx8 bool
-	// tileRows×tileTokens is the float tile of tileParts and tilePartsH.
-	tileRows, tileTokens int
+	// tileRows×tileTokens is the float tile of tileParts (and of
+	// tilePartsH unless tileTokensH is set: then tileRows×tileTokensH).
+	tileRows, tileTokens, tileTokensH int
+	// f16OneChain tells that the set's F16 dots sum each row in one chain
+	// (the AVX-512 set), not as widening and f32 would: its F16 products
+	// then never widen rows for the float32 kernels, and batches smaller
+	// than an F16 tile go through tilePartsHRest.
+	f16OneChain bool
 	// tileParts, when not nil, computes tileRows×tileTokens blocks of dot
 	// products (rows of w, tokens of x, each ld floats apart) in parts along
 	// the columns, so that a part's rows and tokens stay in L1: a part covers

@@ -29,8 +29,9 @@ func avx512Set() kernelSet {
 	// tiles ran 22 % faster than the AVX-512 row tiles (docs/kernels.md).
 	useKX8AVX2(&k)
 	k.tileRows, k.tileTokens = 4, 3
-	k.tileParts, k.tilePartsH = dotF32Tile4x3PartsAVX512, dotF16Tile4x3PartsAVX512
-	k.tilePartsRest, k.tilePartsHRest = dotF32TileRestPartsAVX512, dotF16TileRestPartsAVX512
+	k.tileParts, k.tilePartsRest = dotF32Tile4x3PartsAVX512, dotF32TileRestPartsAVX512
+	k.tilePartsH, k.tilePartsHRest = dotF16Tile4x6PartsAVX512, dotF16TileRestPartsAVX512
+	k.tileTokensH, k.f16OneChain = 6, true
 	k.f16Rows4 = dotF16Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
@@ -71,13 +72,19 @@ func avx512Set() kernelSet {
 	return k
 }
 
-// The float dots accumulate in two 16-lane accumulators: whole 16-element
+// The float32 dots accumulate in two 16-lane accumulators: whole 16-element
 // chunk c goes to accumulator c mod 2, in order, and a final partial chunk
 // (zero-padded by a mask load) to the accumulator next in turn. They are
 // summed acc0+acc1, the high 8 lanes are added to the low 8, and those are
-// reduced by the AVX2 set's fixed tree. dotF16 and dotBF16 widen first and
-// follow the same sequence, as does the 4×3 tile for each of its twelve
-// pairs, so all of them agree bit for bit on equal inputs.
+// reduced by the AVX2 set's fixed tree. dotBF16 widens first and follows
+// the same sequence, as does the 4×3 tile for each of its twelve pairs, so
+// all of them agree bit for bit on equal inputs.
+//
+// The F16 dots accumulate in one 16-lane accumulator, chunk after chunk
+// (the partial one last), then reduce as above (f16OneChain): the 4×6 F16
+// tile holds 24 pairs that way, so a batch of up to six streams reads each
+// weight row in one pass (dot_avx512_amd64.s). The four-row decode kernel,
+// the tiles and the rest tiles follow that sequence for every pair.
 //
 // The integer dots take two blocks per 64-byte vector (lanes 0–7 block b,
 // 8–15 block b+1; an odd last block alone in lanes 0–7). VPDPBUSD
@@ -200,23 +207,23 @@ func dotF32TileRestPartsAVX512(acc []float32, w, x []float32, ld, n, flags, toke
 //go:noescape
 func dotTile4xNPartsAVX512(acc *float32, w, x []float32, ld, n, flags, tokens int)
 
-func dotF16Tile4x3PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
+func dotF16Tile4x6PartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {
 		return
 	}
-	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 32) {
-		panic("kernels: dotF16Tile4x3PartsAVX512: bad operands")
+	if !tilePartsOK(len(w), len(x), len(acc), 6, ld, n, flags, tiles, 32) {
+		panic("kernels: dotF16Tile4x6PartsAVX512: bad operands")
 	}
-	dotTile4x3PartsF16AVX512(&acc[0], w, x, ld, n, flags, tiles)
+	dotTile4x6PartsF16AVX512(&acc[0], w, x, ld, n, flags, tiles)
 }
 
 //go:noescape
-func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+func dotTile4x6PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
 
-// dotF16TileRestPartsAVX512 is dotF16Tile4x3PartsAVX512 for one tile of
-// one or two tokens, with the same bits.
+// dotF16TileRestPartsAVX512 is dotF16Tile4x6PartsAVX512 for one tile of
+// one to five tokens, with the same bits.
 func dotF16TileRestPartsAVX512(acc []float32, w []uint16, x []float32, ld, n, flags, tokens int) {
-	if tokens < 1 || tokens > 2 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
+	if tokens < 1 || tokens > 5 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
 		panic("kernels: dotF16TileRestPartsAVX512: bad operands")
 	}
 	dotTile4xNPartsF16AVX512(&acc[0], w, x, ld, n, flags, tokens)

@@ -87,45 +87,27 @@ TEXT ·dotF32AVX512Asm(SB), NOSPLIT, $0-52
 	RET
 
 // func dotF16AVX512Asm(a []uint16, b []float32) float32
+// One chain: each 16-value chunk in turn (the last one partial, masked)
+// into Z0, then dotF32's reduction (the F16 tiles' order, below).
 TEXT ·dotF16AVX512Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), SI
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
 	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
 	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
+	SHRQ   $4, DX
+	JZ     tail
 
 loop:
-	VCVTPH2PS   (SI), Z4
-	VCVTPH2PS   32(SI), Z5
-	VFMADD231PS (DI), Z4, Z0
-	VFMADD231PS 64(DI), Z5, Z1
-	ADDQ        $64, SI
-	ADDQ        $128, DI
-	DECQ        DX
-	JNZ         loop
-
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $16
-	JB          tail0
 	VCVTPH2PS   (SI), Z4
 	VFMADD231PS (DI), Z4, Z0
 	ADDQ        $32, SI
 	ADDQ        $64, DI
-	SUBQ        $16, CX
-	JZ          done
-	TAILK
-	VMOVDQU16.Z (SI), K1, Y4
-	VCVTPH2PS   Y4, Z4
-	VMOVUPS.Z   (DI), K1, Z5
-	VFMADD231PS Z5, Z4, Z1
-	JMP         done
+	DECQ        DX
+	JNZ         loop
 
-tail0:
-	TESTQ       CX, CX
+tail:
+	ANDQ        $15, CX
 	JZ          done
 	TAILK
 	VMOVDQU16.Z (SI), K1, Y4
@@ -134,7 +116,6 @@ tail0:
 	VFMADD231PS Z5, Z4, Z0
 
 done:
-	VADDPS Z1, Z0, Z0
 	HSUM16(Z0, Y0, X0, Y1, X1)
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
@@ -766,12 +747,12 @@ TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
 	MOVQ pstride+64(FP), R9
 	X8TILE(0x80808080, Q8X8W, 272, 40)
 
-// The 16-bit decode kernels for four rows at once: row i has accumulators
-// Z(2i) (even chunks) and Z(2i+1) (odd chunks) and follows dotF16AVX512Asm's
-// sequence exactly, so each result has that dot's bits; the activations
-// are loaded once for the four rows (Z16, Z17) and the eight independent
-// chains keep the FMA units busy. SI points at row 0, R8 is the row stride
-// in bytes, R9 three strides.
+// The F16 decode kernel for four rows at once: row i sums into Z(i) in
+// dotF16AVX512Asm's order, so each result has that dot's bits; the
+// activations are loaded once for the four rows (Z16, Z17) and the four
+// independent chains keep the FMA units busy enough for a stream from
+// memory. SI points at row 0, R8 is the row stride in bytes, R9 three
+// strides.
 
 #define R4CVT(off, k, z0, z2, z4, z6) \
 	VCVTPH2PS off(SI), z0; \
@@ -813,10 +794,6 @@ TEXT ·dotF16Rows4AVX512Asm(SB), NOSPLIT, $0-64
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
 	MOVQ   DX, BX
 	SHRQ   $5, BX
 	JZ     rest
@@ -830,8 +807,8 @@ loop:
 	VMOVUPS 64(DI), Z17
 	R4CVT(0, 0, Z8, Z10, Z12, Z14)
 	R4CVT(32, 0, Z9, Z11, Z13, Z15)
-	R4FMA(Z16, Z0, Z2, Z4, Z6)
-	R4FMA1(Z17, Z1, Z3, Z5, Z7)
+	R4FMA(Z16, Z0, Z1, Z2, Z3)
+	R4FMA1(Z17, Z0, Z1, Z2, Z3)
 	ADDQ    $64, SI
 	ADDQ    $128, DI
 	DECQ    BX
@@ -841,42 +818,32 @@ rest:
 	MOVQ DX, CX
 	ANDQ $31, CX
 	CMPQ CX, $16
-	JB   tail0
+	JB   tail
 	VMOVUPS (DI), Z16
 	R4CVT(0, 0, Z8, Z10, Z12, Z14)
-	R4FMA(Z16, Z0, Z2, Z4, Z6)
+	R4FMA(Z16, Z0, Z1, Z2, Z3)
 	ADDQ $32, SI
 	ADDQ $64, DI
 	SUBQ $16, CX
-	JZ   done
-	TAILK
-	VMOVUPS.Z (DI), K1, Z16
-	R4CVTK
-	R4FMA(Z16, Z1, Z3, Z5, Z7)
-	JMP  done
 
-tail0:
+tail:
 	TESTQ CX, CX
 	JZ    done
 	TAILK
 	VMOVUPS.Z (DI), K1, Z16
 	R4CVTK
-	R4FMA(Z16, Z0, Z2, Z4, Z6)
+	R4FMA(Z16, Z0, Z1, Z2, Z3)
 
 done:
-	VADDPS Z1, Z0, Z0
-	VADDPS Z3, Z2, Z2
-	VADDPS Z5, Z4, Z4
-	VADDPS Z7, Z6, Z6
 	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z1, Y1, X1, Y8, X8)
 	HSUM16(Z2, Y2, X2, Y8, X8)
-	HSUM16(Z4, Y4, X4, Y8, X8)
-	HSUM16(Z6, Y6, X6, Y8, X8)
+	HSUM16(Z3, Y3, X3, Y8, X8)
 	MOVQ   out+0(FP), DX
 	VMOVSS X0, 0(DX)
-	VMOVSS X2, 4(DX)
-	VMOVSS X4, 8(DX)
-	VMOVSS X6, 12(DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
 	VZEROUPPER
 	RET
 
@@ -1052,38 +1019,43 @@ nexttile:
 	VZEROUPPER
 	RET
 
-// The 4×3 tile parts with F16 rows, widened in registers (VCVTPH2PS is
-// exact, so the bits are those of widening first): rows are ld halves
-// apart (R15 bytes; AX walks row 3), tokens ld floats. Otherwise as
-// dotTile4x3PartsAVX512, with software prefetches: a batched decode step
-// streams the rows from memory once for a few token tiles, so the first
-// tile fetches its rows 2 KB ahead and the second, which reads them from
-// cache, fetches the next four rows (the row tile the product takes next),
-// keeping memory busy while the later tiles compute. 10,240×2,560 from
-// memory, 2 threads, GFLOP/s: 8 tokens 143–148 → 162–172 (ahead) →
-// 171–209 (and next); 4 tokens 88–118 → 118–140; 32 tokens 213–274 →
-// 227–291. F32 rows gained nothing from the first.
+// The F16 tiles sum each (row, token) pair in one chain, chunk after
+// chunk, as dotF16AVX512Asm does, so each pair has that dot's bits. One
+// chain per pair lets a tile hold 24 pairs in Z0–Z23: four rows by six
+// tokens, pair (row i, token t) in Z(4t+i). A batch of up to six streams
+// then reads a row tile in one pass (eight: one pass and a two-token
+// rest), so the rows stream from memory while nearly all the arithmetic
+// on them is done; with two chains per pair (the float32 tiles) a tile
+// holds twelve pairs, eight tokens take three passes and memory sits idle
+// in the later two (docs/kernels.md). Rows are ld halves apart (R15
+// bytes; SI walks row 0, AX row 3), widened into Z24–Z27; tokens are ld
+// floats apart (R8 bytes; DI walks token 0, R10 token 3), loaded into
+// Z28–Z31 in turn.
 
-// TLOADH loads the chunk at F16 byte offset offh of the four rows (widened)
-// and at float byte offset off of the three tokens.
-#define TLOADH(offh, off) \
-	VCVTPH2PS offh(SI), Z24; \
-	VCVTPH2PS offh(SI)(R15*1), Z25; \
-	VCVTPH2PS offh(SI)(R15*2), Z26; \
-	VCVTPH2PS offh(AX), Z27; \
-	VMOVUPS   off(DI), Z28; \
-	VMOVUPS   off(DI)(R8*1), Z29; \
-	VMOVUPS   off(DI)(R8*2), Z30
-
-// TAILK11 is TAILK with R11 for scratch (AX is the row-3 pointer here).
+// TAILK11 is TAILK with R11 for scratch (AX is the row-3 pointer in the F16 tiles).
 #define TAILK11 \
 	MOVL  $1, R11; \
 	SHLL  CX, R11; \
 	DECL  R11; \
 	KMOVW R11, K1
 
-// TLOADHK loads the partial chunk in the lanes of K1, zeros elsewhere.
-#define TLOADHK \
+// S4FMA multiplies token chunk zx by the four widened rows into a0…a3.
+#define S4FMA(zx, a0, a1, a2, a3) \
+	VFMADD231PS zx, Z24, a0; \
+	VFMADD231PS zx, Z25, a1; \
+	VFMADD231PS zx, Z26, a2; \
+	VFMADD231PS zx, Z27, a3
+
+// S4ROWS widens the chunk at F16 byte offset offh of the four rows.
+#define S4ROWS(offh) \
+	VCVTPH2PS offh(SI), Z24; \
+	VCVTPH2PS offh(SI)(R15*1), Z25; \
+	VCVTPH2PS offh(SI)(R15*2), Z26; \
+	VCVTPH2PS offh(AX), Z27
+
+// S4ROWSK widens the partial chunk of the four rows in the lanes of K1,
+// zeros elsewhere.
+#define S4ROWSK \
 	VMOVDQU16.Z (SI), K1, Y24; \
 	VMOVDQU16.Z (SI)(R15*1), K1, Y25; \
 	VMOVDQU16.Z (SI)(R15*2), K1, Y26; \
@@ -1091,23 +1063,125 @@ nexttile:
 	VCVTPH2PS   Y24, Z24; \
 	VCVTPH2PS   Y25, Z25; \
 	VCVTPH2PS   Y26, Z26; \
-	VCVTPH2PS   Y27, Z27; \
-	VMOVUPS.Z   (DI), K1, Z28; \
-	VMOVUPS.Z   (DI)(R8*1), K1, Z29; \
-	VMOVUPS.Z   (DI)(R8*2), K1, Z30
+	VCVTPH2PS   Y27, Z27
 
-// TSTEPH is one step of the F16 4×3 tile: 32 columns, even chunk into
-// the first twelve accumulators, odd into the others.
-#define TSTEPH \
-	TLOADH(0, 0); \
-	TFMA0; \
-	TLOADH(32, 64); \
-	TFMA1; \
+// S6CHUNK is one chunk of the 4×6 tile: the rows' chunk at F16 byte offset
+// offh, the tokens' at float byte offset off.
+#define S6CHUNK(offh, off) \
+	S4ROWS(offh); \
+	VMOVUPS off(DI), Z28; \
+	VMOVUPS off(DI)(R8*1), Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	VMOVUPS off(DI)(R8*2), Z30; \
+	S4FMA(Z29, Z4, Z5, Z6, Z7); \
+	VMOVUPS off(R10), Z31; \
+	S4FMA(Z30, Z8, Z9, Z10, Z11); \
+	VMOVUPS off(R10)(R8*1), Z28; \
+	S4FMA(Z31, Z12, Z13, Z14, Z15); \
+	VMOVUPS off(R10)(R8*2), Z29; \
+	S4FMA(Z28, Z16, Z17, Z18, Z19); \
+	S4FMA(Z29, Z20, Z21, Z22, Z23)
+
+// S6CHUNKK is S6CHUNK for the partial chunk in the lanes of K1.
+#define S6CHUNKK \
+	S4ROWSK; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (DI)(R8*1), K1, Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	VMOVUPS.Z (DI)(R8*2), K1, Z30; \
+	S4FMA(Z29, Z4, Z5, Z6, Z7); \
+	VMOVUPS.Z (R10), K1, Z31; \
+	S4FMA(Z30, Z8, Z9, Z10, Z11); \
+	VMOVUPS.Z (R10)(R8*1), K1, Z28; \
+	S4FMA(Z31, Z12, Z13, Z14, Z15); \
+	VMOVUPS.Z (R10)(R8*2), K1, Z29; \
+	S4FMA(Z28, Z16, Z17, Z18, Z19); \
+	S4FMA(Z29, Z20, Z21, Z22, Z23)
+
+// S6STEP is 32 columns of the 4×6 tile.
+#define S6STEP \
+	S6CHUNK(0, 0); \
+	S6CHUNK(32, 64); \
 	ADDQ $64, SI; \
-	ADDQ $64, AX
+	ADDQ $64, AX; \
+	ADDQ $128, DI; \
+	ADDQ $128, R10
 
-// func dotTile4x3PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
-TEXT ·dotTile4x3PartsF16AVX512(SB), NOSPLIT, $0-88
+// SADV moves the pointers past one chunk (tail of a last part).
+#define SADV \
+	ADDQ $32, SI; \
+	ADDQ $32, AX; \
+	ADDQ $64, DI; \
+	ADDQ $64, R10
+
+// SRED12 reduces Z0–Z11 (dotF16AVX512Asm's tree) and stores the twelve
+// results at BX on; Z12 is clobbered.
+#define SRED12 \
+	HSUM16(Z0, Y0, X0, Y12, X12); \
+	HSUM16(Z1, Y1, X1, Y12, X12); \
+	HSUM16(Z2, Y2, X2, Y12, X12); \
+	HSUM16(Z3, Y3, X3, Y12, X12); \
+	HSUM16(Z4, Y4, X4, Y12, X12); \
+	HSUM16(Z5, Y5, X5, Y12, X12); \
+	HSUM16(Z6, Y6, X6, Y12, X12); \
+	HSUM16(Z7, Y7, X7, Y12, X12); \
+	HSUM16(Z8, Y8, X8, Y12, X12); \
+	HSUM16(Z9, Y9, X9, Y12, X12); \
+	HSUM16(Z10, Y10, X10, Y12, X12); \
+	HSUM16(Z11, Y11, X11, Y12, X12); \
+	VMOVSS X0, 0(BX); \
+	VMOVSS X1, 4(BX); \
+	VMOVSS X2, 8(BX); \
+	VMOVSS X3, 12(BX); \
+	VMOVSS X4, 16(BX); \
+	VMOVSS X5, 20(BX); \
+	VMOVSS X6, 24(BX); \
+	VMOVSS X7, 28(BX); \
+	VMOVSS X8, 32(BX); \
+	VMOVSS X9, 36(BX); \
+	VMOVSS X10, 40(BX); \
+	VMOVSS X11, 44(BX)
+
+// SRED24 reduces the 24 accumulators and stores the results at acc[0…24)
+// (pair (i, t) at 4t+i); HSUM16 needs registers below 16, so Z12–Z23 are
+// moved down in turn.
+#define SRED24 \
+	VMOVAPS Z12, Z28; \
+	VMOVAPS Z13, Z29; \
+	VMOVAPS Z14, Z30; \
+	VMOVAPS Z15, Z31; \
+	SRED12; \
+	VMOVAPS Z28, Z0; \
+	VMOVAPS Z29, Z1; \
+	VMOVAPS Z30, Z2; \
+	VMOVAPS Z31, Z3; \
+	VMOVAPS Z16, Z4; \
+	VMOVAPS Z17, Z5; \
+	VMOVAPS Z18, Z6; \
+	VMOVAPS Z19, Z7; \
+	VMOVAPS Z20, Z8; \
+	VMOVAPS Z21, Z9; \
+	VMOVAPS Z22, Z10; \
+	VMOVAPS Z23, Z11; \
+	ADDQ    $48, BX; \
+	SRED12; \
+	SUBQ    $48, BX
+
+// S4PF(ins, p, q) prefetches with ins the line at p and the lines one and
+// two rows (R15 bytes) after it, and the line at q (row 3's).
+#define S4PF(ins, p, q) \
+	ins p; \
+	ins p(R15*1); \
+	ins p(R15*2); \
+	ins q
+
+// func dotTile4x6PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
+// One part (tileParts' contract) for tiles token tiles of six tokens in a
+// row (tile j's accumulators at acc+1536j bytes), the same four rows: one
+// call per row tile and part. As in the float32 tiles, the first token
+// tile prefetches its rows 2 KB ahead and the second (which reads them
+// from cache) the next four rows, the row tile the product takes next.
+TEXT ·dotTile4x6PartsF16AVX512(SB), NOSPLIT, $0-88
 	MOVQ acc+0(FP), BX
 	MOVQ w_base+8(FP), R13
 	MOVQ x_base+32(FP), R14
@@ -1116,15 +1190,15 @@ TEXT ·dotTile4x3PartsF16AVX512(SB), NOSPLIT, $0-88
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
 	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
 	MOVQ tiles+80(FP), R12
 
 tile:
-	MOVQ R13, SI
-	MOVQ R14, DI
-	LEAQ (SI)(R15*2), AX
-	ADDQ R15, AX
-	TESTQ $1, R10
+	MOVQ  R13, SI
+	MOVQ  R14, DI
+	LEAQ  (DI)(R9*1), R10
+	LEAQ  (SI)(R15*2), AX
+	ADDQ  R15, AX
+	TESTQ $1, flags+72(FP)
 	JZ    zero
 	TACC(TACCLOAD)
 	JMP   start
@@ -1138,99 +1212,218 @@ start:
 	JZ   rest
 	MOVQ tiles+80(FP), CX
 	SUBQ R12, CX
-	JZ   loop
+	JZ   first
 	CMPQ CX, $1
-	JEQ  nextloop
+	JEQ  second
 
 plain:
-	TSTEPH
-	ADDQ $128, DI
+	S6STEP
 	DECQ R11
 	JNZ  plain
 	JMP  rest
 
-loop:
-	PREFETCHT0 2048(SI)
-	PREFETCHT0 2048(SI)(R15*1)
-	PREFETCHT0 2048(SI)(R15*2)
-	PREFETCHT0 2048(AX)
-	TSTEPH
-	ADDQ $128, DI
+first:
+	S4PF(PREFETCHT0, 2048(SI), 2048(AX))
+	S6STEP
 	DECQ R11
-	JNZ  loop
+	JNZ  first
 	JMP  rest
 
-	// The tiles after the first read these rows from cache: fetch the
-	// next four rows (the row tile the product takes next) meanwhile.
-nextloop:
+second:
 	LEAQ (SI)(R15*4), CX
 
-nloop:
-	PREFETCHT1 (CX)
-	PREFETCHT1 (CX)(R15*1)
-	PREFETCHT1 (CX)(R15*2)
-	PREFETCHT1 (AX)(R15*4)
-	TSTEPH
+sloop:
+	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
+	S6STEP
 	ADDQ $64, CX
-	ADDQ $128, DI
 	DECQ R11
-	JNZ  nloop
+	JNZ  sloop
 
 rest:
-	TESTQ $2, R10
+	TESTQ $2, flags+72(FP)
 	JNZ   last
 	TACC(TACCSTORE)
-	JMP nexttile
+	JMP   nexttile
 
 last:
 	MOVQ DX, CX
 	ANDQ $31, CX
 	CMPQ CX, $16
-	JB   tail0
-	TLOADH(0, 0)
-	TFMA0
-	ADDQ $32, SI
-	ADDQ $32, AX
-	ADDQ $64, DI
+	JB   tail
+	S6CHUNK(0, 0)
+	SADV
 	SUBQ $16, CX
-	JZ   combine
-	TAILK11
-	TLOADHK
-	TFMA1
-	JMP  combine
 
-tail0:
+tail:
 	TESTQ CX, CX
-	JZ    combine
+	JZ    reduce
 	TAILK11
-	TLOADHK
-	TFMA0
+	S6CHUNKK
 
-combine:
-	VADDPS Z12, Z0, Z0
-	VADDPS Z13, Z1, Z1
-	VADDPS Z14, Z2, Z2
-	VADDPS Z15, Z3, Z3
-	VADDPS Z16, Z4, Z4
-	VADDPS Z17, Z5, Z5
-	VADDPS Z18, Z6, Z6
-	VADDPS Z19, Z7, Z7
-	VADDPS Z20, Z8, Z8
-	VADDPS Z21, Z9, Z9
-	VADDPS Z22, Z10, Z10
-	VADDPS Z23, Z11, Z11
-	HSUM16(Z0, Y0, X0, Y12, X12)
-	HSUM16(Z1, Y1, X1, Y12, X12)
-	HSUM16(Z2, Y2, X2, Y12, X12)
-	HSUM16(Z3, Y3, X3, Y12, X12)
-	HSUM16(Z4, Y4, X4, Y12, X12)
-	HSUM16(Z5, Y5, X5, Y12, X12)
-	HSUM16(Z6, Y6, X6, Y12, X12)
-	HSUM16(Z7, Y7, X7, Y12, X12)
-	HSUM16(Z8, Y8, X8, Y12, X12)
-	HSUM16(Z9, Y9, X9, Y12, X12)
-	HSUM16(Z10, Y10, X10, Y12, X12)
-	HSUM16(Z11, Y11, X11, Y12, X12)
+reduce:
+	SRED24
+
+nexttile:
+	ADDQ $1536, BX
+	LEAQ (R14)(R9*2), R14
+	DECQ R12
+	JNZ  tile
+	VZEROUPPER
+	RET
+
+// The rest tiles, for the one to five tokens left after the 4×6 tiles
+// (or a batch of fewer than six): four rows by two tokens (Z0–Z7) or by
+// five (Z0–Z19), pair (row i, token t) in Z(4t+i), summed as the 4×6 tile
+// sums it. Tokens past the last are computed as copies of it (their
+// results are not read). Token t is at DI, R9, R10, R12, R13; each pass
+// fetches the next four rows.
+
+// R2CHUNK and R5CHUNK are one chunk of two and five tokens (rows at F16
+// byte offset offh, tokens at float byte offset off).
+#define R2CHUNK(offh, off) \
+	S4ROWS(offh); \
+	VMOVUPS off(DI), Z28; \
+	VMOVUPS off(R9), Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	S4FMA(Z29, Z4, Z5, Z6, Z7)
+
+#define R5CHUNK(offh, off) \
+	S4ROWS(offh); \
+	VMOVUPS off(DI), Z28; \
+	VMOVUPS off(R9), Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	VMOVUPS off(R10), Z30; \
+	S4FMA(Z29, Z4, Z5, Z6, Z7); \
+	VMOVUPS off(R12), Z31; \
+	S4FMA(Z30, Z8, Z9, Z10, Z11); \
+	VMOVUPS off(R13), Z28; \
+	S4FMA(Z31, Z12, Z13, Z14, Z15); \
+	S4FMA(Z28, Z16, Z17, Z18, Z19)
+
+#define R2CHUNKK \
+	S4ROWSK; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (R9), K1, Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	S4FMA(Z29, Z4, Z5, Z6, Z7)
+
+#define R5CHUNKK \
+	S4ROWSK; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (R9), K1, Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	VMOVUPS.Z (R10), K1, Z30; \
+	S4FMA(Z29, Z4, Z5, Z6, Z7); \
+	VMOVUPS.Z (R12), K1, Z31; \
+	S4FMA(Z30, Z8, Z9, Z10, Z11); \
+	VMOVUPS.Z (R13), K1, Z28; \
+	S4FMA(Z31, Z12, Z13, Z14, Z15); \
+	S4FMA(Z28, Z16, Z17, Z18, Z19)
+
+// RADV(hb, fb) moves the row pointers hb bytes on and the token pointers
+// fb bytes.
+#define RADV(hb, fb) \
+	ADDQ $hb, SI; \
+	ADDQ $hb, AX; \
+	ADDQ $fb, DI; \
+	ADDQ $fb, R9; \
+	ADDQ $fb, R10; \
+	ADDQ $fb, R12; \
+	ADDQ $fb, R13
+
+// TACC8 and TACC20 are TACC for the first 8 and 20 accumulators.
+#define TACC8(op) \
+	op(0, Z0); op(64, Z1); op(128, Z2); op(192, Z3); \
+	op(256, Z4); op(320, Z5); op(384, Z6); op(448, Z7)
+
+#define TACC20(op) \
+	TACC8(op); \
+	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
+	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15); \
+	op(1024, Z16); op(1088, Z17); op(1152, Z18); op(1216, Z19)
+
+// RTOK(t, r) sets r to token min(t, R14)'s address (R14 = tokens−1).
+#define RTOK(t, r) \
+	MOVQ    $t, r; \
+	CMPQ    R14, r; \
+	CMOVQLT R14, r; \
+	IMULQ   R8, r; \
+	ADDQ    DI, r
+
+// func dotTile4xNPartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
+TEXT ·dotTile4xNPartsF16AVX512(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), SI
+	MOVQ x_base+32(FP), DI
+	MOVQ ld+56(FP), R8
+	LEAQ (R8)(R8*1), R15
+	SHLQ $2, R8
+	MOVQ tokens+80(FP), R14
+	DECQ R14
+	RTOK(1, R9)
+	RTOK(2, R10)
+	RTOK(3, R12)
+	RTOK(4, R13)
+	MOVQ n+64(FP), DX
+	LEAQ (SI)(R15*2), AX
+	ADDQ R15, AX
+	LEAQ (SI)(R15*4), CX
+	CMPQ R14, $2
+	JGE  five
+
+	TESTQ $1, flags+72(FP)
+	JZ    zero2
+	TACC8(TACCLOAD)
+	JMP   start2
+
+zero2:
+	TACC8(TACCZERO)
+
+start2:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest2
+
+loop2:
+	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
+	R2CHUNK(0, 0)
+	R2CHUNK(32, 64)
+	RADV(64, 128)
+	ADDQ $64, CX
+	DECQ R11
+	JNZ  loop2
+
+rest2:
+	TESTQ $2, flags+72(FP)
+	JNZ   last2
+	TACC8(TACCSTORE)
+	VZEROUPPER
+	RET
+
+last2:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail2
+	R2CHUNK(0, 0)
+	RADV(32, 64)
+	SUBQ $16, CX
+
+tail2:
+	TESTQ CX, CX
+	JZ    reduce2
+	TAILK11
+	R2CHUNKK
+
+reduce2:
+	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z1, Y1, X1, Y8, X8)
+	HSUM16(Z2, Y2, X2, Y8, X8)
+	HSUM16(Z3, Y3, X3, Y8, X8)
+	HSUM16(Z4, Y4, X4, Y8, X8)
+	HSUM16(Z5, Y5, X5, Y8, X8)
+	HSUM16(Z6, Y6, X6, Y8, X8)
+	HSUM16(Z7, Y7, X7, Y8, X8)
 	VMOVSS X0, 0(BX)
 	VMOVSS X1, 4(BX)
 	VMOVSS X2, 8(BX)
@@ -1239,47 +1432,86 @@ combine:
 	VMOVSS X5, 20(BX)
 	VMOVSS X6, 24(BX)
 	VMOVSS X7, 28(BX)
-	VMOVSS X8, 32(BX)
-	VMOVSS X9, 36(BX)
-	VMOVSS X10, 40(BX)
-	VMOVSS X11, 44(BX)
-
-nexttile:
-	ADDQ $1536, BX
-	ADDQ R9, R14
-	DECQ R12
-	JNZ  tile
 	VZEROUPPER
 	RET
 
-// The 4×2 tile parts with F16 rows, for the one or two tokens left after
-// the 4×3 tiles: pair (row i, token t) in Z(4t+i) for even chunks and
-// Z(8+4t+i) for odd ones, each as the 4×3 kernel sums it, so the bits are
-// the same. One token is computed as two equal ones (R8 = 0). It fetches
-// the next four rows as the 4×3 kernel's second tile does.
+five:
+	TESTQ $1, flags+72(FP)
+	JZ    zero5
+	TACC20(TACCLOAD)
+	JMP   start5
 
-// TLOADH2 loads the chunk at F16 byte offset offh of the four rows
-// (widened) and at float byte offset off of the two tokens.
-#define TLOADH2(offh, off) \
-	VCVTPH2PS offh(SI), Z24; \
-	VCVTPH2PS offh(SI)(R15*1), Z25; \
-	VCVTPH2PS offh(SI)(R15*2), Z26; \
-	VCVTPH2PS offh(AX), Z27; \
-	VMOVUPS   off(DI), Z28; \
-	VMOVUPS   off(DI)(R8*1), Z29
+zero5:
+	TACC20(TACCZERO)
 
-// TLOADHK2 loads the partial chunk in the lanes of K1, zeros elsewhere.
-#define TLOADHK2 \
-	VMOVDQU16.Z (SI), K1, Y24; \
-	VMOVDQU16.Z (SI)(R15*1), K1, Y25; \
-	VMOVDQU16.Z (SI)(R15*2), K1, Y26; \
-	VMOVDQU16.Z (AX), K1, Y27; \
-	VCVTPH2PS   Y24, Z24; \
-	VCVTPH2PS   Y25, Z25; \
-	VCVTPH2PS   Y26, Z26; \
-	VCVTPH2PS   Y27, Z27; \
-	VMOVUPS.Z   (DI), K1, Z28; \
-	VMOVUPS.Z   (DI)(R8*1), K1, Z29
+start5:
+	MOVQ DX, R11
+	SHRQ $5, R11
+	JZ   rest5
+
+loop5:
+	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
+	R5CHUNK(0, 0)
+	R5CHUNK(32, 64)
+	RADV(64, 128)
+	ADDQ $64, CX
+	DECQ R11
+	JNZ  loop5
+
+rest5:
+	TESTQ $2, flags+72(FP)
+	JNZ   last5
+	TACC20(TACCSTORE)
+	VZEROUPPER
+	RET
+
+last5:
+	MOVQ DX, CX
+	ANDQ $31, CX
+	CMPQ CX, $16
+	JB   tail5
+	R5CHUNK(0, 0)
+	RADV(32, 64)
+	SUBQ $16, CX
+
+tail5:
+	TESTQ CX, CX
+	JZ    reduce5
+	TAILK11
+	R5CHUNKK
+
+reduce5:
+	VMOVAPS Z12, Z28
+	VMOVAPS Z13, Z29
+	VMOVAPS Z14, Z30
+	VMOVAPS Z15, Z31
+	SRED12
+	VMOVAPS Z28, Z0
+	VMOVAPS Z29, Z1
+	VMOVAPS Z30, Z2
+	VMOVAPS Z31, Z3
+	VMOVAPS Z16, Z4
+	VMOVAPS Z17, Z5
+	VMOVAPS Z18, Z6
+	VMOVAPS Z19, Z7
+	HSUM16(Z0, Y0, X0, Y8, X8)
+	HSUM16(Z1, Y1, X1, Y8, X8)
+	HSUM16(Z2, Y2, X2, Y8, X8)
+	HSUM16(Z3, Y3, X3, Y8, X8)
+	HSUM16(Z4, Y4, X4, Y8, X8)
+	HSUM16(Z5, Y5, X5, Y8, X8)
+	HSUM16(Z6, Y6, X6, Y8, X8)
+	HSUM16(Z7, Y7, X7, Y8, X8)
+	VMOVSS X0, 48(BX)
+	VMOVSS X1, 52(BX)
+	VMOVSS X2, 56(BX)
+	VMOVSS X3, 60(BX)
+	VMOVSS X4, 64(BX)
+	VMOVSS X5, 68(BX)
+	VMOVSS X6, 72(BX)
+	VMOVSS X7, 76(BX)
+	VZEROUPPER
+	RET
 
 #define TFMA2(a0, a1, a2, a3, a4, a5, a6, a7) \
 	VFMADD231PS Z28, Z24, a0; \
@@ -1331,90 +1563,12 @@ nexttile:
 	VZEROUPPER; \
 	RET
 
-// func dotTile4xNPartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tokens int)
-TEXT ·dotTile4xNPartsF16AVX512(SB), NOSPLIT, $0-88
-	MOVQ acc+0(FP), BX
-	MOVQ w_base+8(FP), SI
-	MOVQ x_base+32(FP), DI
-	MOVQ ld+56(FP), R8
-	LEAQ (R8)(R8*1), R15
-	SHLQ $2, R8
-	CMPQ tokens+80(FP), $2
-	JEQ  two
-	XORQ R8, R8
-
-two:
-	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
-	LEAQ (SI)(R15*2), AX
-	ADDQ R15, AX
-	TESTQ $1, R10
-	JZ    zero2
-	TACC2(TACCLOAD)
-	JMP   start2
-
-zero2:
-	TACC2(TACCZERO)
-
-start2:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest2
-	LEAQ (SI)(R15*4), CX
-
-loop2:
-	PREFETCHT1 (CX)
-	PREFETCHT1 (CX)(R15*1)
-	PREFETCHT1 (CX)(R15*2)
-	PREFETCHT1 (AX)(R15*4)
-	TLOADH2(0, 0)
-	TFMA20
-	TLOADH2(32, 64)
-	TFMA21
-	ADDQ $64, SI
-	ADDQ $64, AX
-	ADDQ $64, CX
-	ADDQ $128, DI
-	DECQ R11
-	JNZ  loop2
-
-rest2:
-	TESTQ $2, R10
-	JNZ   last2
-	TACC2(TACCSTORE)
-	VZEROUPPER
-	RET
-
-last2:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail2
-	TLOADH2(0, 0)
-	TFMA20
-	ADDQ $32, SI
-	ADDQ $32, AX
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JZ   combine2
-	TAILK11
-	TLOADHK2
-	TFMA21
-	JMP  combine2
-
-tail2:
-	TESTQ CX, CX
-	JZ    combine2
-	TAILK11
-	TLOADHK2
-	TFMA20
-
-combine2:
-	TACC2END
-
-// The 4×2 tile parts with float32 rows: dotTile4xNPartsF16AVX512 on rows
-// read as they are (rows R8 bytes apart, R9 = 3·R8; the second token R12
-// bytes after the first, 0 for one token).
+// The 4×2 tile parts with float32 rows, for the one or two tokens left
+// after the 4×3 tiles: pair (row i, token t) in Z(4t+i) for even chunks
+// and Z(8+4t+i) for odd ones, each as the 4×3 kernel sums it, so the bits
+// are the same; it fetches the next four rows as the 4×3 kernel's second
+// tile does. Rows are read as they are (rows R8 bytes apart, R9 = 3·R8;
+// the second token R12 bytes after the first, 0 for one token).
 
 #define TLOAD2(off) \
 	VMOVUPS off(SI), Z24; \

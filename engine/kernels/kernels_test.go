@@ -349,7 +349,7 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 // tile, columns with every tail, within one part and over several) give
 // each token the bits of its own product, for float rows in every set:
 // the 4×3 tiles, the rest tiles of one or two tokens, whole rows for
-// batches (wholeRowTiles) and parts for longer ones, whatever prefetches
+// batches (wholeRowTokens) and parts for longer ones, whatever prefetches
 // each pass does.
 func TestMatMulBatchesBitIdenticalRandomShapes(t *testing.T) {
 	withEachKernelSet(t, func(t *testing.T) {

@@ -248,8 +248,11 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 	// small enough to stay in cache (16-bit rows widened once, unless the
 	// set's F16 tile widens them in registers), and pass every token over
 	// it, so each weight is read from memory once per call.
-	accN := tilePartScratch(k, tokens)
+	accN := tilePartScratch(k, tokens, m.DType == F16)
 	f16InRegs := m.DType == F16 && k.tilePartsH != nil && accN > 0 && (k.tilePartsHAlign == 0 || cols%k.tilePartsHAlign == 0)
+	if m.DType == F16 && k.f16OneChain && !f16InRegs {
+		panic("kernels: F16 product without the set's F16 tiles")
+	}
 	wide := 0 // widened rows (16-bit and K-quant weights) per worker
 	if m.DType != F32 && !f16InRegs {
 		wide = prefillBlock * cols
@@ -279,49 +282,59 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 // maxTile bounds the pairs of a quantized tile (qTileRows×qTileToks).
 const maxTile = 16
 
-// tilePartScratch is the accumulator space the tile parts need for a
-// product of tokens tokens with k (0 when k has none or a tile would not
-// fill).
-func tilePartScratch(k *kernelSet, tokens int) int {
-	if k.tileParts == nil || tokens < k.tileTokens {
-		return 0
+// tileDims returns the rows and tokens of k's float tiles for F16 rows
+// (f16, tilePartsH) or float32 ones (tileParts).
+func tileDims(k *kernelSet, f16 bool) (tr, tt int) {
+	if f16 && k.tileTokensH > 0 {
+		return k.tileRows, k.tileTokensH
 	}
-	return (tokens + k.tileTokens - 1) / k.tileTokens * prefillBlock / k.tileRows * tileAccFloats
+	return k.tileRows, k.tileTokens
 }
 
-// wholeRowTiles is the most token tiles (33 tokens with 3-token tiles)
-// for which tileBlock takes whole rows as one part: with few tokens to
-// reuse each weight, a product streams its weights from memory, and long
-// sequential rows keep the hardware prefetchers ahead. Measured on an
-// AMD Zen 5 (AVX-512), F16, 10,240×2,560 from memory, 2 threads: 8 tokens
-// 133–150 → 154–172 GFLOP/s, 32 tokens 217–254 → 252–268; the AVX2 set
-// the same either way. Prefill keeps its parts.
-const wholeRowTiles = 11
+// tilePartScratch is the accumulator space the tile parts need for a
+// product of tokens tokens with k, on F16 rows or float32 ones (0 when k
+// has none or a tile would not fill: a set whose F16 dots are its own,
+// f16OneChain, takes any batch through its rest tile instead).
+func tilePartScratch(k *kernelSet, tokens int, f16 bool) int {
+	tr, tt := tileDims(k, f16)
+	if k.tileParts == nil || tokens < 1 || tokens < tt && !(f16 && k.f16OneChain) {
+		return 0
+	}
+	return (tokens + tt - 1) / tt * prefillBlock / tr * tileAccFloats
+}
+
+// wholeRowTokens is the most tokens for which tileBlock takes whole rows
+// as one part: with few tokens to reuse each weight, a product streams its
+// weights from memory, and long sequential rows keep the hardware
+// prefetchers ahead. Measured on an AMD Zen 5 (AVX-512), F16,
+// 10,240×2,560 from memory, 2 threads: 8 tokens 133–150 → 154–172 GFLOP/s,
+// 32 tokens 217–254 → 252–268; the AVX2 set the same either way. Prefill
+// keeps its parts.
+const wholeRowTokens = 33
 
 // tileBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
-// whole tiles of k.tileRows rows among the nb rows of block (each of cols
-// values, float32 or F16 for parts) and every token t, and returns how
-// many rows that covered; y has rows values per token. It goes through the
-// columns tilePartLength at a time (whole rows for at most wholeRowTiles
-// tiles), then the row tiles, then the tokens: a
+// whole tiles of tr rows among the nb rows of block (each of cols values,
+// float32 or F16 for parts; tiles of tr×tt) and every token t, and returns
+// how many rows that covered; y has rows values per token. It goes through
+// the columns tilePartLength at a time (whole rows for at most
+// wholeRowTokens tokens), then the row tiles, then the tokens: a
 // part's rows stay in L1 while the token tiles stream from L2, one parts
 // call per part and row tile covering the tiles that start at a multiple
-// of tileTokens; when tileTokens does not divide the tokens, a last tile
+// of tt; when tt does not divide the tokens, a last tile
 // overlaps the one before it (its pairs are computed twice, with the same
 // bits), so no token falls to the slower single dot. Each tile's
 // accumulators live in accs (tilePartScratch) between parts; the results
 // are the set's dot bits, so the split does not show in the output.
 //
 // rest, when not nil, computes that last tile over only the tokens left
-// (fewer than tileTokens) instead.
-func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+// (fewer than tt) instead.
+func tileBlock[T float32 | uint16](tr, tt int, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
 	rest func(acc []float32, w []T, x []float32, ld, n, flags, tokens int),
 	y []float32, block []T, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) int {
-	tr, tt := k.tileRows, k.tileTokens
 	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
 	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
 	partLen := tilePartLength
-	if tiles <= wholeRowTiles {
+	if tokens <= wholeRowTokens {
 		partLen = max(cols, 1)
 	}
 	for k0 := 0; k0 == 0 || k0 < cols; k0 += partLen { // one part at least: it ends the tiles
@@ -375,7 +388,7 @@ func tileBlock[T float32 | uint16](k *kernelSet, parts func(acc []float32, w []T
 func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	i := 0
 	if len(accs) > 0 {
-		i = tileBlock(k, k.tileParts, k.tilePartsRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+		i = tileBlock(k.tileRows, k.tileTokens, k.tileParts, k.tilePartsRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
@@ -390,9 +403,10 @@ func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tok
 
 // dotBlockF16 is dotBlock for F16 rows, which k.tilePartsH widens in
 // registers; rows past the last tile go through k.f16, which gives the
-// same bits as widening and k.f32.
+// tiles' bits.
 func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
-	i := tileBlock(k, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+	tr, tt := tileDims(k, true)
+	i := tileBlock(tr, tt, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := k.f16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])

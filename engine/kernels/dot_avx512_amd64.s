@@ -416,32 +416,38 @@ done:
 	pair(Z16, Z13, Z19, a1); \
 	pair(Z17, Z14, Z20, a2)
 
-// QSTORE12 reduces Z0–Z11 as the dots do and stores them at (DX).
-#define QSTORE12 \
-	HSUM16(Z0, Y0, X0, Y12, X12); \
-	HSUM16(Z1, Y1, X1, Y12, X12); \
-	HSUM16(Z2, Y2, X2, Y12, X12); \
-	HSUM16(Z3, Y3, X3, Y12, X12); \
-	HSUM16(Z4, Y4, X4, Y12, X12); \
-	HSUM16(Z5, Y5, X5, Y12, X12); \
-	HSUM16(Z6, Y6, X6, Y12, X12); \
-	HSUM16(Z7, Y7, X7, Y12, X12); \
+// RED8(r) reduces Z0–Z7 as the dots do and stores the eight results at
+// (r) on; Z8 is clobbered.
+#define RED8(r) \
+	HSUM16(Z0, Y0, X0, Y8, X8); \
+	HSUM16(Z1, Y1, X1, Y8, X8); \
+	HSUM16(Z2, Y2, X2, Y8, X8); \
+	HSUM16(Z3, Y3, X3, Y8, X8); \
+	HSUM16(Z4, Y4, X4, Y8, X8); \
+	HSUM16(Z5, Y5, X5, Y8, X8); \
+	HSUM16(Z6, Y6, X6, Y8, X8); \
+	HSUM16(Z7, Y7, X7, Y8, X8); \
+	VMOVSS X0, 0(r); \
+	VMOVSS X1, 4(r); \
+	VMOVSS X2, 8(r); \
+	VMOVSS X3, 12(r); \
+	VMOVSS X4, 16(r); \
+	VMOVSS X5, 20(r); \
+	VMOVSS X6, 24(r); \
+	VMOVSS X7, 28(r)
+
+// RED12(r) reduces Z0–Z11 as the dots do and stores the twelve results at
+// (r) on; Z8 and Z12 are clobbered.
+#define RED12(r) \
 	HSUM16(Z8, Y8, X8, Y12, X12); \
 	HSUM16(Z9, Y9, X9, Y12, X12); \
 	HSUM16(Z10, Y10, X10, Y12, X12); \
 	HSUM16(Z11, Y11, X11, Y12, X12); \
-	VMOVSS X0, 0(DX); \
-	VMOVSS X1, 4(DX); \
-	VMOVSS X2, 8(DX); \
-	VMOVSS X3, 12(DX); \
-	VMOVSS X4, 16(DX); \
-	VMOVSS X5, 20(DX); \
-	VMOVSS X6, 24(DX); \
-	VMOVSS X7, 28(DX); \
-	VMOVSS X8, 32(DX); \
-	VMOVSS X9, 36(DX); \
-	VMOVSS X10, 40(DX); \
-	VMOVSS X11, 44(DX)
+	VMOVSS X8, 32(r); \
+	VMOVSS X9, 36(r); \
+	VMOVSS X10, 40(r); \
+	VMOVSS X11, 44(r); \
+	RED8(r)
 
 // func dotQ8_0Tile4x3AVX512Asm(out *[12]float32, w, x []byte, blocks int)
 //
@@ -497,7 +503,7 @@ one:
 
 done:
 	MOVQ out+0(FP), DX
-	QSTORE12
+	RED12(DX)
 	VZEROUPPER
 	RET
 
@@ -552,7 +558,7 @@ one:
 
 done:
 	MOVQ out+0(FP), DX
-	QSTORE12
+	RED12(DX)
 	VZEROUPPER
 	RET
 
@@ -986,30 +992,7 @@ combine:
 	VADDPS Z21, Z9, Z9
 	VADDPS Z22, Z10, Z10
 	VADDPS Z23, Z11, Z11
-	HSUM16(Z0, Y0, X0, Y12, X12)
-	HSUM16(Z1, Y1, X1, Y12, X12)
-	HSUM16(Z2, Y2, X2, Y12, X12)
-	HSUM16(Z3, Y3, X3, Y12, X12)
-	HSUM16(Z4, Y4, X4, Y12, X12)
-	HSUM16(Z5, Y5, X5, Y12, X12)
-	HSUM16(Z6, Y6, X6, Y12, X12)
-	HSUM16(Z7, Y7, X7, Y12, X12)
-	HSUM16(Z8, Y8, X8, Y12, X12)
-	HSUM16(Z9, Y9, X9, Y12, X12)
-	HSUM16(Z10, Y10, X10, Y12, X12)
-	HSUM16(Z11, Y11, X11, Y12, X12)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
-	VMOVSS X8, 32(BX)
-	VMOVSS X9, 36(BX)
-	VMOVSS X10, 40(BX)
-	VMOVSS X11, 44(BX)
+	RED12(BX)
 
 nexttile:
 	ADDQ $1536, BX
@@ -1114,43 +1097,16 @@ nexttile:
 	ADDQ $64, DI; \
 	ADDQ $64, R10
 
-// SRED12 reduces Z0–Z11 (dotF16AVX512Asm's tree) and stores the twelve
-// results at BX on; Z12 is clobbered.
-#define SRED12 \
-	HSUM16(Z0, Y0, X0, Y12, X12); \
-	HSUM16(Z1, Y1, X1, Y12, X12); \
-	HSUM16(Z2, Y2, X2, Y12, X12); \
-	HSUM16(Z3, Y3, X3, Y12, X12); \
-	HSUM16(Z4, Y4, X4, Y12, X12); \
-	HSUM16(Z5, Y5, X5, Y12, X12); \
-	HSUM16(Z6, Y6, X6, Y12, X12); \
-	HSUM16(Z7, Y7, X7, Y12, X12); \
-	HSUM16(Z8, Y8, X8, Y12, X12); \
-	HSUM16(Z9, Y9, X9, Y12, X12); \
-	HSUM16(Z10, Y10, X10, Y12, X12); \
-	HSUM16(Z11, Y11, X11, Y12, X12); \
-	VMOVSS X0, 0(BX); \
-	VMOVSS X1, 4(BX); \
-	VMOVSS X2, 8(BX); \
-	VMOVSS X3, 12(BX); \
-	VMOVSS X4, 16(BX); \
-	VMOVSS X5, 20(BX); \
-	VMOVSS X6, 24(BX); \
-	VMOVSS X7, 28(BX); \
-	VMOVSS X8, 32(BX); \
-	VMOVSS X9, 36(BX); \
-	VMOVSS X10, 40(BX); \
-	VMOVSS X11, 44(BX)
-
-// SRED24 reduces the 24 accumulators and stores the results at acc[0…24)
-// (pair (i, t) at 4t+i); HSUM16 needs registers below 16, so Z12–Z23 are
-// moved down in turn.
-#define SRED24 \
+// SRED20 reduces Z0–Z11, stores their results at acc[0…12), and moves
+// Z12–Z19 down to Z0–Z7 (HSUM16 needs registers below 16), ready for the
+// results from acc[12] on; SRED24 reduces all 24 accumulators (pair
+// (i, t) at acc[4t+i]).
+#define SRED20 \
 	VMOVAPS Z12, Z28; \
 	VMOVAPS Z13, Z29; \
 	VMOVAPS Z14, Z30; \
 	VMOVAPS Z15, Z31; \
-	SRED12; \
+	RED12(BX); \
 	VMOVAPS Z28, Z0; \
 	VMOVAPS Z29, Z1; \
 	VMOVAPS Z30, Z2; \
@@ -1158,13 +1114,16 @@ nexttile:
 	VMOVAPS Z16, Z4; \
 	VMOVAPS Z17, Z5; \
 	VMOVAPS Z18, Z6; \
-	VMOVAPS Z19, Z7; \
+	VMOVAPS Z19, Z7
+
+#define SRED24 \
+	SRED20; \
 	VMOVAPS Z20, Z8; \
 	VMOVAPS Z21, Z9; \
 	VMOVAPS Z22, Z10; \
 	VMOVAPS Z23, Z11; \
 	ADDQ    $48, BX; \
-	SRED12; \
+	RED12(BX); \
 	SUBQ    $48, BX
 
 // S4PF(ins, p, q) prefetches with ins the line at p and the lines one and
@@ -1416,22 +1375,7 @@ tail2:
 	R2CHUNKK
 
 reduce2:
-	HSUM16(Z0, Y0, X0, Y8, X8)
-	HSUM16(Z1, Y1, X1, Y8, X8)
-	HSUM16(Z2, Y2, X2, Y8, X8)
-	HSUM16(Z3, Y3, X3, Y8, X8)
-	HSUM16(Z4, Y4, X4, Y8, X8)
-	HSUM16(Z5, Y5, X5, Y8, X8)
-	HSUM16(Z6, Y6, X6, Y8, X8)
-	HSUM16(Z7, Y7, X7, Y8, X8)
-	VMOVSS X0, 0(BX)
-	VMOVSS X1, 4(BX)
-	VMOVSS X2, 8(BX)
-	VMOVSS X3, 12(BX)
-	VMOVSS X4, 16(BX)
-	VMOVSS X5, 20(BX)
-	VMOVSS X6, 24(BX)
-	VMOVSS X7, 28(BX)
+	RED8(BX)
 	VZEROUPPER
 	RET
 
@@ -1481,35 +1425,9 @@ tail5:
 	R5CHUNKK
 
 reduce5:
-	VMOVAPS Z12, Z28
-	VMOVAPS Z13, Z29
-	VMOVAPS Z14, Z30
-	VMOVAPS Z15, Z31
-	SRED12
-	VMOVAPS Z28, Z0
-	VMOVAPS Z29, Z1
-	VMOVAPS Z30, Z2
-	VMOVAPS Z31, Z3
-	VMOVAPS Z16, Z4
-	VMOVAPS Z17, Z5
-	VMOVAPS Z18, Z6
-	VMOVAPS Z19, Z7
-	HSUM16(Z0, Y0, X0, Y8, X8)
-	HSUM16(Z1, Y1, X1, Y8, X8)
-	HSUM16(Z2, Y2, X2, Y8, X8)
-	HSUM16(Z3, Y3, X3, Y8, X8)
-	HSUM16(Z4, Y4, X4, Y8, X8)
-	HSUM16(Z5, Y5, X5, Y8, X8)
-	HSUM16(Z6, Y6, X6, Y8, X8)
-	HSUM16(Z7, Y7, X7, Y8, X8)
-	VMOVSS X0, 48(BX)
-	VMOVSS X1, 52(BX)
-	VMOVSS X2, 56(BX)
-	VMOVSS X3, 60(BX)
-	VMOVSS X4, 64(BX)
-	VMOVSS X5, 68(BX)
-	VMOVSS X6, 72(BX)
-	VMOVSS X7, 76(BX)
+	SRED20
+	ADDQ    $48, BX
+	RED8(BX)
 	VZEROUPPER
 	RET
 
@@ -1544,22 +1462,7 @@ reduce5:
 	VADDPS Z13, Z5, Z5; \
 	VADDPS Z14, Z6, Z6; \
 	VADDPS Z15, Z7, Z7; \
-	HSUM16(Z0, Y0, X0, Y8, X8); \
-	HSUM16(Z1, Y1, X1, Y8, X8); \
-	HSUM16(Z2, Y2, X2, Y8, X8); \
-	HSUM16(Z3, Y3, X3, Y8, X8); \
-	HSUM16(Z4, Y4, X4, Y8, X8); \
-	HSUM16(Z5, Y5, X5, Y8, X8); \
-	HSUM16(Z6, Y6, X6, Y8, X8); \
-	HSUM16(Z7, Y7, X7, Y8, X8); \
-	VMOVSS X0, 0(BX); \
-	VMOVSS X1, 4(BX); \
-	VMOVSS X2, 8(BX); \
-	VMOVSS X3, 12(BX); \
-	VMOVSS X4, 16(BX); \
-	VMOVSS X5, 20(BX); \
-	VMOVSS X6, 24(BX); \
-	VMOVSS X7, 28(BX); \
+	RED8(BX); \
 	VZEROUPPER; \
 	RET
 

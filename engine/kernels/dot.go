@@ -83,6 +83,10 @@ type kernelSet struct {
 	// than tileTokens tokens (the last of a batch that tileTokens does not
 	// divide, otherwise computed as an overlapping whole tile).
 	tilePartsHRest func(acc []float32, w []uint16, x []float32, ld, n, flags, tokens int)
+	// batchPart, when not 0, is the part length (a multiple of
+	// tilePartAlign) for batches of decode streams that pass over a row
+	// tile three times or more (wholeRowTokens); 0 keeps whole rows.
+	batchPart int
 	// tilePartsHAlign, when not 0, is the column multiple tilePartsH needs
 	// in every part, the last too (it has no partial-chunk tail): matrices
 	// with other widths widen their rows first.

@@ -32,6 +32,17 @@ func avx512Set() kernelSet {
 	k.tileParts, k.tilePartsRest = dotF32Tile4x3PartsAVX512, dotF32TileRestPartsAVX512
 	k.tilePartsH, k.tilePartsHRest = dotF16Tile4x6PartsAVX512, dotF16TileRestPartsAVX512
 	k.tileTokensH, k.f16OneChain = 6, true
+	// Batches of three passes or more in 512-column parts: on a Zen 5,
+	// from memory, 2 threads, GFLOP/s, whole rows against parts: float32
+	// rows, 8 tokens (three passes of the 4×3 tiles) 130–141 against
+	// 148–158 on 10,240×2,560 and 2,560×10,240, 32 tokens 146–204 against
+	// 185–252; F16, 32 tokens (six passes of the 4×6 tiles) on 2,560×10,240
+	// 226–242 against 277–284 (10,240×2,560: 286–298 either way). Two
+	// passes stay whole: float32 at 4 tokens 95–104 against 88–96, F16 at
+	// 12 tokens on 2,560×10,240 295 against 246–255. The AVX2 kernels on
+	// the same CPU lost 2–5 % with parts at 8 tokens, so that set keeps
+	// whole rows.
+	k.batchPart = 512
 	k.f16Rows4 = dotF16Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512

@@ -349,8 +349,8 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 // tile, columns with every tail, within one part and over several) give
 // each token the bits of its own product, for float rows in every set:
 // the 4×3 tiles, the rest tiles of one or two tokens, whole rows for
-// batches (wholeRowTokens) and parts for longer ones, whatever prefetches
-// each pass does.
+// batches (wholeRowTokens; in parts of batchPart past two passes) and
+// parts for longer ones, whatever prefetches each pass does.
 func TestMatMulBatchesBitIdenticalRandomShapes(t *testing.T) {
 	withEachKernelSet(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(11, 12))

@@ -303,21 +303,24 @@ func tilePartScratch(k *kernelSet, tokens int, f16 bool) int {
 	return (tokens + tt - 1) / tt * prefillBlock / tr * tileAccFloats
 }
 
-// wholeRowTokens is the most tokens for which tileBlock takes whole rows
-// as one part: with few tokens to reuse each weight, a product streams its
-// weights from memory, and long sequential rows keep the hardware
-// prefetchers ahead. Measured on an AMD Zen 5 (AVX-512), F16,
-// 10,240×2,560 from memory, 2 threads: 8 tokens 133–150 → 154–172 GFLOP/s,
-// 32 tokens 217–254 → 252–268; the AVX2 set the same either way. Prefill
-// keeps its parts.
+// wholeRowTokens is the most tokens for which tileBlock treats a product as
+// a batch of decode streams rather than a prefill: with few tokens to
+// reuse each weight, a product streams its weights from memory, and whole
+// rows as one part keep the hardware prefetchers ahead (AMD Zen 5, F16,
+// 10,240×2,560 from memory, 2 threads: 8 tokens 133–150 → 154–172 GFLOP/s
+// on the 4×3 tiles against 1,024-column parts). A set with batchPart
+// takes parts of that many columns instead when a batch passes over a row
+// tile three times or more (token tiles, the rest tile included), so that
+// a part's rows and tokens stay in L1 between the passes. Prefill keeps
+// parts of tilePartLength.
 const wholeRowTokens = 33
 
 // tileBlock computes y[t][r0+i] = block row i · x[t] + bias[r0+i] for the
 // whole tiles of tr rows among the nb rows of block (each of cols values,
 // float32 or F16 for parts; tiles of tr×tt) and every token t, and returns
 // how many rows that covered; y has rows values per token. It goes through
-// the columns tilePartLength at a time (whole rows for at most
-// wholeRowTokens tokens), then the row tiles, then the tokens: a
+// the columns a part at a time (whole rows, batchPart or tilePartLength
+// columns: see wholeRowTokens), then the row tiles, then the tokens: a
 // part's rows stay in L1 while the token tiles stream from L2, one parts
 // call per part and row tile covering the tiles that start at a multiple
 // of tt; when tt does not divide the tokens, a last tile
@@ -328,13 +331,17 @@ const wholeRowTokens = 33
 //
 // rest, when not nil, computes that last tile over only the tokens left
 // (fewer than tt) instead.
-func tileBlock[T float32 | uint16](tr, tt int, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+func tileBlock[T float32 | uint16](tr, tt, batchPart int, parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
 	rest func(acc []float32, w []T, x []float32, ld, n, flags, tokens int),
 	y []float32, block []T, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) int {
 	tiles, regular, rts := (tokens+tt-1)/tt, tokens/tt, nb/tr
 	acc := func(ri, j int) []float32 { return accs[(ri*tiles+j)*tileAccFloats:] }
 	partLen := tilePartLength
-	if tokens <= wholeRowTokens {
+	switch {
+	case tokens > wholeRowTokens:
+	case tiles > 2 && batchPart > 0:
+		partLen = batchPart
+	default:
 		partLen = max(cols, 1)
 	}
 	for k0 := 0; k0 == 0 || k0 < cols; k0 += partLen { // one part at least: it ends the tiles
@@ -388,7 +395,7 @@ func tileBlock[T float32 | uint16](tr, tt int, parts func(acc []float32, w []T, 
 func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	i := 0
 	if len(accs) > 0 {
-		i = tileBlock(k.tileRows, k.tileTokens, k.tileParts, k.tilePartsRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+		i = tileBlock(k.tileRows, k.tileTokens, k.batchPart, k.tileParts, k.tilePartsRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	}
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
@@ -406,7 +413,7 @@ func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tok
 // tiles' bits.
 func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
 	tr, tt := tileDims(k, true)
-	i := tileBlock(tr, tt, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+	i := tileBlock(tr, tt, k.batchPart, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := k.f16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])

@@ -320,8 +320,9 @@ func BenchmarkKQuantMatVecDRAM(b *testing.B) {
 }
 
 // BenchmarkBatchMatMulDRAM is a batched decode step's products: 1 to 32
-// tokens (6 and 12: whole AVX-512 F16 tiles) against 10,240×2,560
-// matrices streamed from memory (F32, F16 and Q4_0 repacked, about 400 MB of each, F16 and F32 in large-page aligned
+// tokens (2–5: the AVX-512 F16 rest tiles alone; 6 and 12: whole F16
+// tiles) against 10,240×2,560 matrices streamed from memory (F32, F16 and
+// Q4_0 repacked, about 400 MB of each, F16 and F32 in large-page aligned
 // memory as a model load leaves them), each set that has tiles, in GFLOP/s
 // of the tokens' work. It shows whether the tiles keep memory streaming
 // while later token tiles compute from cache (the prefetches of
@@ -335,7 +336,7 @@ func BenchmarkBatchMatMulDRAM(b *testing.B) {
 			continue
 		}
 		for _, dt := range []DType{F32, F16, Q4_0} {
-			for _, tokens := range []int{1, 2, 4, 6, 8, 12, 32} {
+			for _, tokens := range []int{1, 2, 3, 4, 5, 6, 8, 12, 32} {
 				b.Run(fmt.Sprintf("%s/%v/tokens=%d", k.name, dt, tokens), func(b *testing.B) {
 					useKernels(b, k)
 					ms := make([]Matrix, max(1, int(400e6)/(rows*dt.RowBytes(cols))))

@@ -206,19 +206,18 @@ done:
 	VMOVUPS.Z (DI)(R8*1), K1, Z29; \
 	VMOVUPS.Z (DI)(R8*2), K1, Z30
 
+// S4FMA multiplies token chunk zx by the four rows in Z24–Z27 (widened
+// where they are F16) into a0…a3; every float tile is built of it.
+#define S4FMA(zx, a0, a1, a2, a3) \
+	VFMADD231PS zx, Z24, a0; \
+	VFMADD231PS zx, Z25, a1; \
+	VFMADD231PS zx, Z26, a2; \
+	VFMADD231PS zx, Z27, a3
+
 #define TFMA(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) \
-	VFMADD231PS Z28, Z24, a0; \
-	VFMADD231PS Z28, Z25, a1; \
-	VFMADD231PS Z28, Z26, a2; \
-	VFMADD231PS Z28, Z27, a3; \
-	VFMADD231PS Z29, Z24, a4; \
-	VFMADD231PS Z29, Z25, a5; \
-	VFMADD231PS Z29, Z26, a6; \
-	VFMADD231PS Z29, Z27, a7; \
-	VFMADD231PS Z30, Z24, a8; \
-	VFMADD231PS Z30, Z25, a9; \
-	VFMADD231PS Z30, Z26, a10; \
-	VFMADD231PS Z30, Z27, a11
+	S4FMA(Z28, a0, a1, a2, a3); \
+	S4FMA(Z29, a4, a5, a6, a7); \
+	S4FMA(Z30, a8, a9, a10, a11)
 
 #define TFMA0 TFMA(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11)
 #define TFMA1 TFMA(Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
@@ -1022,13 +1021,6 @@ nexttile:
 	DECL  R11; \
 	KMOVW R11, K1
 
-// S4FMA multiplies token chunk zx by the four widened rows into a0…a3.
-#define S4FMA(zx, a0, a1, a2, a3) \
-	VFMADD231PS zx, Z24, a0; \
-	VFMADD231PS zx, Z25, a1; \
-	VFMADD231PS zx, Z26, a2; \
-	VFMADD231PS zx, Z27, a3
-
 // S4ROWS widens the chunk at F16 byte offset offh of the four rows.
 #define S4ROWS(offh) \
 	VCVTPH2PS offh(SI), Z24; \
@@ -1432,14 +1424,8 @@ reduce5:
 	RET
 
 #define TFMA2(a0, a1, a2, a3, a4, a5, a6, a7) \
-	VFMADD231PS Z28, Z24, a0; \
-	VFMADD231PS Z28, Z25, a1; \
-	VFMADD231PS Z28, Z26, a2; \
-	VFMADD231PS Z28, Z27, a3; \
-	VFMADD231PS Z29, Z24, a4; \
-	VFMADD231PS Z29, Z25, a5; \
-	VFMADD231PS Z29, Z26, a6; \
-	VFMADD231PS Z29, Z27, a7
+	S4FMA(Z28, a0, a1, a2, a3); \
+	S4FMA(Z29, a4, a5, a6, a7)
 
 #define TFMA20 TFMA2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 #define TFMA21 TFMA2(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)

@@ -348,7 +348,9 @@ func testMatMulRowByRowBitIdentical(t *testing.T) {
 // Batches of 1 to 40 tokens over random shapes (rows not a multiple of the
 // tile, columns with every tail, within one part and over several) give
 // each token the bits of its own product, for float rows in every set:
-// the 4×3 tiles, the rest tiles of one or two tokens, whole rows for
+// the 4×3 tiles (4×6 for AVX-512 F16), the rest tiles (of one or two
+// tokens; one to five for AVX-512 F16, which take small batches alone),
+// whole rows for
 // batches (wholeRowTokens; in parts of batchPart past two passes) and
 // parts for longer ones, whatever prefetches each pass does.
 func TestMatMulBatchesBitIdenticalRandomShapes(t *testing.T) {

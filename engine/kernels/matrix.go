@@ -297,7 +297,7 @@ func tileDims(k *kernelSet, f16 bool) (tr, tt int) {
 // f16OneChain, takes any batch through its rest tile instead).
 func tilePartScratch(k *kernelSet, tokens int, f16 bool) int {
 	tr, tt := tileDims(k, f16)
-	if k.tileParts == nil || tokens < 1 || tokens < tt && !(f16 && k.f16OneChain) {
+	if k.tileParts == nil || tokens < tt && !(f16 && k.f16OneChain) {
 		return 0
 	}
 	return (tokens + tt - 1) / tt * prefillBlock / tr * tileAccFloats

@@ -54,14 +54,12 @@ type kernelSet struct {
 	// kx8 tells that the set's products read K-quant matrices packed by
 	// eight rows (kx8.go); every set carries the K x8 kernels, as for x8.
 	kx8 bool
-	// tileRows×tileTokens is the float tile of tileParts (and of
-	// tilePartsH unless tileTokensH is set: then tileRows×tileTokensH).
-	tileRows, tileTokens, tileTokensH int
-	// f16OneChain tells that the set's F16 dots sum each row in one chain
-	// (the AVX-512 set), not as widening and f32 would: its F16 products
-	// then never widen rows for the float32 kernels, and batches smaller
-	// than an F16 tile go through tilePartsHRest.
-	f16OneChain bool
+	// tileRows×tileTokens is the float tile of tileParts and tilePartsH.
+	tileRows, tileTokens int
+	// oneChain tells that the set's float dots sum each row in one chain
+	// (the AVX-512 set), so that its tiles hold 24 pairs: batches smaller
+	// than a tile then go through the rest tiles too, not single dots.
+	oneChain bool
 	// tileParts, when not nil, computes tileRows×tileTokens blocks of dot
 	// products (rows of w, tokens of x, each ld floats apart) in parts along
 	// the columns, so that a part's rows and tokens stay in L1: a part covers
@@ -92,9 +90,14 @@ type kernelSet struct {
 	// with other widths widen their rows first.
 	tilePartsHAlign int
 	// f16Rows4, when not nil, sets out[i] = f16(row i of w, x) for four
-	// rows of len(x) values back to back, bit for bit: decode with F16
-	// weights, the activations loaded once for four rows.
-	f16Rows4 func(out *[4]float32, w []uint16, x []float32)
+	// rows of len(x) values, stride values apart, bit for bit: decode with
+	// F16 weights, the activations loaded once for four rows.
+	f16Rows4 func(out *[4]float32, w []uint16, x []float32, stride int)
+	// bf16Rows4 and f32Rows4 are f16Rows4 for BF16 and float32 rows (sets
+	// whose single-row dots sum in one chain need them: one chain alone is
+	// slower than memory).
+	bf16Rows4 func(out *[4]float32, w []uint16, x []float32, stride int)
+	f32Rows4  func(out *[4]float32, w, x []float32, stride int)
 	// widenF16, when not nil, converts fp16 values to float32 exactly as
 	// f16Table does (but for NaN payloads: signalling NaNs come back quiet,
 	// as in the set's f16); the prefill path widens weight rows with it.

@@ -108,22 +108,22 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 //go:noescape
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
-func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32) {
+func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
 	n := len(x)
-	if len(w) < 4*n {
+	if stride < n || len(w) < 3*stride+n {
 		panic("kernels: dotF16Rows4AVX2: short operands")
 	}
 	if n%8 != 0 { // the tail is the single-row dot's
 		for i := range out {
-			out[i] = dotF16AVX2Asm(w[i*n:(i+1)*n], x)
+			out[i] = dotF16AVX2Asm(w[i*stride:i*stride+n], x)
 		}
 		return
 	}
-	dotF16Rows4AVX2Asm(out, w, x, n)
+	dotF16Rows4AVX2Asm(out, w, x, n, stride)
 }
 
 //go:noescape
-func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n int)
+func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
 
 func quantizeQ8_0AVX2(dst []byte, x []float32) {
 	blocks := len(x) / QK

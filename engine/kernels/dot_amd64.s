@@ -646,14 +646,15 @@ ret:
 	VZEROUPPER
 	RET
 
-// func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n int)
-// dotF16AVX2Asm for four rows (n values each, back to back, n a multiple
-// of 8) at once: each row its own accumulator, the activations loaded once.
-TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-64
+// func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+// dotF16AVX2Asm for four rows (n values each, stride values apart, n a
+// multiple of 8) at once: each row its own accumulator, the activations
+// loaded once.
+TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-72
 	MOVQ   w_base+8(FP), SI
 	MOVQ   x_base+32(FP), DI
 	MOVQ   n+56(FP), DX
-	MOVQ   DX, R8
+	MOVQ   stride+64(FP), R8
 	SHLQ   $1, R8
 	LEAQ   (R8)(R8*2), R9
 	VXORPS Y0, Y0, Y0

@@ -28,22 +28,20 @@ func avx512Set() kernelSet {
 	// a Q4_K_M file against 25 for the AVX-512 row dots, and their prefill
 	// tiles ran 22 % faster than the AVX-512 row tiles (docs/kernels.md).
 	useKX8AVX2(&k)
-	k.tileRows, k.tileTokens = 4, 3
-	k.tileParts, k.tilePartsRest = dotF32Tile4x3PartsAVX512, dotF32TileRestPartsAVX512
+	k.tileRows, k.tileTokens, k.oneChain = 4, 6, true
+	k.tileParts, k.tilePartsRest = dotF32Tile4x6PartsAVX512, dotF32TileRestPartsAVX512
 	k.tilePartsH, k.tilePartsHRest = dotF16Tile4x6PartsAVX512, dotF16TileRestPartsAVX512
-	k.tileTokensH, k.f16OneChain = 6, true
 	// Batches of three passes or more in 512-column parts: on a Zen 5,
 	// from memory, 2 threads, GFLOP/s, whole rows against parts: float32
-	// rows, 8 tokens (three passes of the 4×3 tiles) 130–141 against
-	// 148–158 on 10,240×2,560 and 2,560×10,240, 32 tokens 146–204 against
-	// 185–252; F16, 32 tokens (six passes of the 4×6 tiles) on 2,560×10,240
-	// 226–242 against 277–284 (10,240×2,560: 286–298 either way). Two
-	// passes stay whole: float32 at 4 tokens 95–104 against 88–96, F16 at
-	// 12 tokens on 2,560×10,240 295 against 246–255. The AVX2 kernels on
-	// the same CPU lost 2–5 % with parts at 8 tokens, so that set keeps
-	// whole rows.
+	// rows, 8 tokens (three passes of the earlier 4×3 tiles) 130–141
+	// against 148–158 on 10,240×2,560 and 2,560×10,240, 32 tokens 146–204
+	// against 185–252; F16, 32 tokens (six passes of the 4×6 tiles) on
+	// 2,560×10,240 226–242 against 277–284 (10,240×2,560: 286–298 either
+	// way). Two passes stay whole: F16 at 12 tokens on 2,560×10,240 295
+	// against 246–255. The AVX2 kernels on the same CPU lost 2–5 % with
+	// parts at 8 tokens, so that set keeps whole rows.
 	k.batchPart = 512
-	k.f16Rows4 = dotF16Rows4AVX512
+	k.f16Rows4, k.bf16Rows4, k.f32Rows4 = dotF16Rows4AVX512, dotBF16Rows4AVX512, dotF32Rows4AVX512
 	k.widenF16 = widenF16AVX512
 	k.axpy = axpyAVX512
 	k.dotsF32, k.axpyRows = dotsF32AVX512Asm, axpyRowsAVX512Asm
@@ -83,19 +81,15 @@ func avx512Set() kernelSet {
 	return k
 }
 
-// The float32 dots accumulate in two 16-lane accumulators: whole 16-element
-// chunk c goes to accumulator c mod 2, in order, and a final partial chunk
-// (zero-padded by a mask load) to the accumulator next in turn. They are
-// summed acc0+acc1, the high 8 lanes are added to the low 8, and those are
-// reduced by the AVX2 set's fixed tree. dotBF16 widens first and follows
-// the same sequence, as does the 4×3 tile for each of its twelve pairs, so
-// all of them agree bit for bit on equal inputs.
-//
-// The F16 dots accumulate in one 16-lane accumulator, chunk after chunk
-// (the partial one last), then reduce as above (f16OneChain): the 4×6 F16
-// tile holds 24 pairs that way, so a batch of up to six streams reads each
-// weight row in one pass (dot_avx512_amd64.s). The four-row decode kernel,
-// the tiles and the rest tiles follow that sequence for every pair.
+// The float dots (float32, F16 and BF16, the last two widened exactly)
+// accumulate in one 16-lane accumulator, chunk after chunk (a final
+// partial chunk zero-padded by a mask load), then the high 8 lanes are
+// added to the low 8 and those are reduced by the AVX2 set's fixed tree
+// (oneChain). The 4×6 tiles (float32 and F16 rows) and their rest tiles
+// follow that sequence for each pair, as do the four-row decode kernels,
+// so all of them agree bit for bit on equal inputs; one chain per
+// pair lets a tile hold 24 pairs, so a batch of up to six streams reads
+// each row tile once (dot_avx512_amd64.s).
 //
 // The integer dots take two blocks per 64-byte vector (lanes 0–7 block b,
 // 8–15 block b+1; an odd last block alone in lanes 0–7). VPDPBUSD
@@ -166,16 +160,38 @@ func q8x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 //go:noescape
 func q8x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
 
-func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32) {
+func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32, stride int) {
 	n := len(x)
-	if len(w) < 4*n {
+	if stride < n || len(w) < 3*stride+n {
 		panic("kernels: dotF16Rows4AVX512: short operands")
 	}
-	dotF16Rows4AVX512Asm(out, w, x, n)
+	dotF16Rows4AVX512Asm(out, w, x, n, stride)
 }
 
 //go:noescape
-func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)
+func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+
+func dotBF16Rows4AVX512(out *[4]float32, w []uint16, x []float32, stride int) {
+	n := len(x)
+	if stride < n || len(w) < 3*stride+n {
+		panic("kernels: dotBF16Rows4AVX512: short operands")
+	}
+	dotBF16Rows4AVX512Asm(out, w, x, n, stride)
+}
+
+//go:noescape
+func dotBF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+
+func dotF32Rows4AVX512(out *[4]float32, w, x []float32, stride int) {
+	n := len(x)
+	if stride < n || len(w) < 3*stride+n {
+		panic("kernels: dotF32Rows4AVX512: short operands")
+	}
+	dotF32Rows4AVX512Asm(out, w, x, n, stride)
+}
+
+//go:noescape
+func dotF32Rows4AVX512Asm(out *[4]float32, w, x []float32, n, stride int)
 
 func quantizeQ8_0AVX512(dst []byte, x []float32) {
 	blocks := len(x) / QK
@@ -193,23 +209,23 @@ func axpyAVX512(y []float32, a float32, x []float32) { axpyAVX512Asm(y, a, x[:le
 //go:noescape
 func axpyAVX512Asm(y []float32, a float32, x []float32)
 
-func dotF32Tile4x3PartsAVX512(acc []float32, w, x []float32, ld, n, flags, tiles int) {
+func dotF32Tile4x6PartsAVX512(acc []float32, w, x []float32, ld, n, flags, tiles int) {
 	if tiles <= 0 {
 		return
 	}
-	if !tilePartsOK(len(w), len(x), len(acc), 3, ld, n, flags, tiles, 32) {
-		panic("kernels: dotF32Tile4x3PartsAVX512: bad operands")
+	if !tilePartsOK(len(w), len(x), len(acc), 6, ld, n, flags, tiles, 32) {
+		panic("kernels: dotF32Tile4x6PartsAVX512: bad operands")
 	}
-	dotTile4x3PartsAVX512(&acc[0], w, x, ld, n, flags, tiles)
+	dotTile4x6PartsAVX512(&acc[0], w, x, ld, n, flags, tiles)
 }
 
 //go:noescape
-func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
+func dotTile4x6PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
 
-// dotF32TileRestPartsAVX512 is dotF32Tile4x3PartsAVX512 for one tile of
-// one or two tokens, with the same bits.
+// dotF32TileRestPartsAVX512 is dotF32Tile4x6PartsAVX512 for one tile of
+// one to five tokens, with the same bits.
 func dotF32TileRestPartsAVX512(acc []float32, w, x []float32, ld, n, flags, tokens int) {
-	if tokens < 1 || tokens > 2 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
+	if tokens < 1 || tokens > 5 || !tilePartsOK(len(w), len(x), len(acc), tokens, ld, n, flags, 1, 32) {
 		panic("kernels: dotF32TileRestPartsAVX512: bad operands")
 	}
 	dotTile4xNPartsAVX512(&acc[0], w, x, ld, n, flags, tokens)

@@ -32,49 +32,213 @@
 	KMOVW AX, K1
 
 // DOTF32 is the dot product of the CX float32s at SI and DI into X0, in
-// two chains (even and odd 16-float chunks); SI, DI, CX, DX, AX, K1, Z0,
-// Z1, Z4 and Z5 are clobbered. dotF32AVX512Asm and dotsF32AVX512Asm share
-// it, so their bits agree. Its labels are local to the function using it.
+// one chain (each 16-float chunk in turn, the partial one last, masked);
+// SI, DI, CX, DX, AX, K1, Z0, Z1, Z4 and Z5 are clobbered.
+// dotF32AVX512Asm and dotsF32AVX512Asm share it, so their bits agree. Its
+// labels are local to the function using it.
 #define DOTF32 \
 	VPXORD Z0, Z0, Z0; \
-	VPXORD Z1, Z1, Z1; \
 	MOVQ   CX, DX; \
-	SHRQ   $5, DX; \
-	JZ     dotrest; \
+	SHRQ   $4, DX; \
+	JZ     dottail; \
 dotloop: \
-	VMOVUPS     (SI), Z4; \
-	VMOVUPS     64(SI), Z5; \
-	VFMADD231PS (DI), Z4, Z0; \
-	VFMADD231PS 64(DI), Z5, Z1; \
-	ADDQ        $128, SI; \
-	ADDQ        $128, DI; \
-	DECQ        DX; \
-	JNZ         dotloop; \
-dotrest: \
-	ANDQ        $31, CX; \
-	CMPQ        CX, $16; \
-	JB          dottail0; \
 	VMOVUPS     (SI), Z4; \
 	VFMADD231PS (DI), Z4, Z0; \
 	ADDQ        $64, SI; \
 	ADDQ        $64, DI; \
-	SUBQ        $16, CX; \
-	JZ          dotdone; \
-	TAILK; \
-	VMOVUPS.Z   (SI), K1, Z4; \
-	VMOVUPS.Z   (DI), K1, Z5; \
-	VFMADD231PS Z5, Z4, Z1; \
-	JMP         dotdone; \
-dottail0: \
-	TESTQ       CX, CX; \
+	DECQ        DX; \
+	JNZ         dotloop; \
+dottail: \
+	ANDQ        $15, CX; \
 	JZ          dotdone; \
 	TAILK; \
 	VMOVUPS.Z   (SI), K1, Z4; \
 	VMOVUPS.Z   (DI), K1, Z5; \
 	VFMADD231PS Z5, Z4, Z0; \
 dotdone: \
-	VADDPS Z1, Z0, Z0; \
 	HSUM16(Z0, Y0, X0, Y1, X1)
+
+// The one-chain tiles (F16 and float32 rows; see "The float tiles sum each
+// pair in one chain" below) are written once as macros over the way a
+// row's chunk is loaded: rows(off) loads the chunk at byte offset off of
+// the four rows into Z24–Z27 (widening F16), rowsk the partial chunk in
+// the lanes of K1, rb is a chunk's bytes in a row (32 for F16, 64 for
+// float32), pfown and pfnext prefetch a step's lines of the rows 2 KB
+// ahead and of the next row tile. (Macros that name the arguments stand
+// before the first TEXT, as vet's asmdecl check reads them.)
+
+// ONECHAIN6 is the body of the 4×6 tile parts after its prologue: BX acc,
+// R13 row 0, R14 token 0, R15 the row stride and R8 the token stride in
+// bytes; R9 = 3·R8.
+#define ONECHAIN6(rows, rowsk, rb, pfown, pfnext) \
+	LEAQ (R8)(R8*2), R9; \
+	MOVQ n+64(FP), DX; \
+	MOVQ tiles+80(FP), R12; \
+tile: \
+	MOVQ  R13, SI; \
+	MOVQ  R14, DI; \
+	LEAQ  (DI)(R9*1), R10; \
+	LEAQ  (SI)(R15*2), AX; \
+	ADDQ  R15, AX; \
+	TESTQ $1, flags+72(FP); \
+	JZ    zero; \
+	TACC(TACCLOAD); \
+	JMP   start; \
+zero: \
+	TACC(TACCZERO); \
+start: \
+	MOVQ DX, R11; \
+	SHRQ $5, R11; \
+	JZ   rest; \
+	MOVQ tiles+80(FP), CX; \
+	SUBQ R12, CX; \
+	JZ   first; \
+	CMPQ CX, $1; \
+	JEQ  second; \
+plain: \
+	S6STEP(rows, rb); \
+	DECQ R11; \
+	JNZ  plain; \
+	JMP  rest; \
+first: \
+	pfown; \
+	S6STEP(rows, rb); \
+	DECQ R11; \
+	JNZ  first; \
+	JMP  rest; \
+second: \
+	LEAQ (SI)(R15*4), CX; \
+sloop: \
+	pfnext; \
+	S6STEP(rows, rb); \
+	ADDQ $(2*rb), CX; \
+	DECQ R11; \
+	JNZ  sloop; \
+rest: \
+	TESTQ $2, flags+72(FP); \
+	JNZ   last; \
+	TACC(TACCSTORE); \
+	JMP   nexttile; \
+last: \
+	MOVQ DX, CX; \
+	ANDQ $31, CX; \
+	CMPQ CX, $16; \
+	JB   tail; \
+	S6CHUNK(rows, 0, 0); \
+	SADV(rb); \
+	SUBQ $16, CX; \
+tail: \
+	TESTQ CX, CX; \
+	JZ    reduce; \
+	TAILK11; \
+	S6CHUNKK(rowsk); \
+reduce: \
+	SRED24; \
+nexttile: \
+	ADDQ $1536, BX; \
+	LEAQ (R14)(R9*2), R14; \
+	DECQ R12; \
+	JNZ  tile; \
+	VZEROUPPER; \
+	RET
+
+// ONECHAINREST is the body of the rest tile parts after its prologue: BX
+// acc, SI row 0, DI token 0, R15 the row stride and R8 the token stride in
+// bytes.
+#define ONECHAINREST(rows, rowsk, rb, pfnext) \
+	MOVQ tokens+80(FP), R14; \
+	DECQ R14; \
+	RTOK(1, R9); \
+	RTOK(2, R10); \
+	RTOK(3, R12); \
+	RTOK(4, R13); \
+	MOVQ n+64(FP), DX; \
+	LEAQ (SI)(R15*2), AX; \
+	ADDQ R15, AX; \
+	LEAQ (SI)(R15*4), CX; \
+	CMPQ R14, $4; \
+	JGE  five; \
+	CMPQ R14, $2; \
+	JGE  four; \
+	RESTN(rows, rowsk, rb, pfnext, TACC8, R2CHUNK, R2CHUNKK, RED8(BX), zero2, start2, loop2, rest2, last2, tail2, reduce2); \
+four: \
+	RESTN(rows, rowsk, rb, pfnext, TACC16, R4CHUNK, R4CHUNKK, SRED16, zero4, start4, loop4, rest4, last4, tail4, reduce4); \
+five: \
+	RESTN(rows, rowsk, rb, pfnext, TACC20, R5CHUNK, R5CHUNKK, RED20, zero5, start5, loop5, rest5, last5, tail5, reduce5)
+
+// RED20 reduces the twenty pairs of a five-token rest tile (Z0–Z19).
+#define RED20 \
+	SRED20; \
+	ADDQ $48, BX; \
+	RED8(BX)
+
+// RESTN is one register set of the rest tile parts (two, four or five
+// tokens): tacc(op) applies op to its accumulators' slots in acc, chunk
+// and chunkk run a chunk (the partial one in the lanes of K1) of the
+// tokens against the four rows, red reduces and stores the pairs; the
+// labels are passed in, as each expansion needs its own.
+#define RESTN(rows, rowsk, rb, pfnext, tacc, chunk, chunkk, red, zero, start, loop, rest, last, tail, reduce) \
+	TESTQ $1, flags+72(FP); \
+	JZ    zero; \
+	tacc(TACCLOAD); \
+	JMP   start; \
+zero: \
+	tacc(TACCZERO); \
+start: \
+	MOVQ DX, R11; \
+	SHRQ $5, R11; \
+	JZ   rest; \
+loop: \
+	pfnext; \
+	chunk(rows, 0, 0); \
+	chunk(rows, rb, 64); \
+	RADV((2*rb), 128); \
+	ADDQ $(2*rb), CX; \
+	DECQ R11; \
+	JNZ  loop; \
+rest: \
+	TESTQ $2, flags+72(FP); \
+	JNZ   last; \
+	tacc(TACCSTORE); \
+	VZEROUPPER; \
+	RET; \
+last: \
+	MOVQ DX, CX; \
+	ANDQ $31, CX; \
+	CMPQ CX, $16; \
+	JB   tail; \
+	chunk(rows, 0, 0); \
+	RADV(rb, 64); \
+	SUBQ $16, CX; \
+tail: \
+	TESTQ CX, CX; \
+	JZ    reduce; \
+	TAILK11; \
+	chunkk(rowsk); \
+reduce: \
+	red; \
+	VZEROUPPER; \
+	RET
+
+// ROWS4ENTRY loads the four-row decode kernels' operands (see ROWS4): a
+// row stride of stride values, each 1 << shift bytes. ROWS4EXIT stores the
+// four dots at out and returns.
+#define ROWS4ENTRY(shift) \
+	MOVQ w_base+8(FP), SI; \
+	MOVQ x_base+32(FP), DI; \
+	MOVQ n+56(FP), DX; \
+	MOVQ stride+64(FP), R8; \
+	SHLQ $shift, R8; \
+	LEAQ (R8)(R8*2), R9
+
+#define ROWS4EXIT \
+	MOVQ   out+0(FP), DX; \
+	VMOVSS X0, 0(DX); \
+	VMOVSS X1, 4(DX); \
+	VMOVSS X2, 8(DX); \
+	VMOVSS X3, 12(DX); \
+	VZEROUPPER; \
+	RET
 
 // func dotF32AVX512Asm(a, b []float32) float32
 TEXT ·dotF32AVX512Asm(SB), NOSPLIT, $0-52
@@ -122,49 +286,28 @@ done:
 	RET
 
 // func dotBF16AVX512Asm(a []uint16, b []float32) float32
+// dotF32's chain on the widened values (a bfloat16 is the high half of a
+// float32).
 TEXT ·dotBF16AVX512Asm(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), SI
 	MOVQ   a_len+8(FP), CX
 	MOVQ   b_base+24(FP), DI
 	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
 	MOVQ   CX, DX
-	SHRQ   $5, DX
-	JZ     rest
+	SHRQ   $4, DX
+	JZ     tail
 
 loop:
-	VPMOVZXWD   (SI), Z4
-	VPMOVZXWD   32(SI), Z5
-	VPSLLD      $16, Z4, Z4
-	VPSLLD      $16, Z5, Z5
-	VFMADD231PS (DI), Z4, Z0
-	VFMADD231PS 64(DI), Z5, Z1
-	ADDQ        $64, SI
-	ADDQ        $128, DI
-	DECQ        DX
-	JNZ         loop
-
-rest:
-	ANDQ        $31, CX
-	CMPQ        CX, $16
-	JB          tail0
 	VPMOVZXWD   (SI), Z4
 	VPSLLD      $16, Z4, Z4
 	VFMADD231PS (DI), Z4, Z0
 	ADDQ        $32, SI
 	ADDQ        $64, DI
-	SUBQ        $16, CX
-	JZ          done
-	TAILK
-	VMOVDQU16.Z (SI), K1, Y4
-	VPMOVZXWD   Y4, Z4
-	VPSLLD      $16, Z4, Z4
-	VMOVUPS.Z   (DI), K1, Z5
-	VFMADD231PS Z5, Z4, Z1
-	JMP         done
+	DECQ        DX
+	JNZ         loop
 
-tail0:
-	TESTQ       CX, CX
+tail:
+	ANDQ        $15, CX
 	JZ          done
 	TAILK
 	VMOVDQU16.Z (SI), K1, Y4
@@ -174,53 +317,10 @@ tail0:
 	VFMADD231PS Z5, Z4, Z0
 
 done:
-	VADDPS Z1, Z0, Z0
 	HSUM16(Z0, Y0, X0, Y1, X1)
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
 	RET
-
-// The 4×3 float tile: pair (row i, token t) has accumulators Z(4t+i)
-// (even chunks) and Z(12+4t+i) (odd chunks). Rows load into Z24–Z27,
-// tokens into Z28–Z30; SI, DI point at the chunk in row 0 and token 0, R8
-// is the row stride in bytes, R9 three strides.
-
-// TLOAD loads the chunk at byte offset off of the four rows and three
-// tokens.
-#define TLOAD(off) \
-	VMOVUPS off(SI), Z24; \
-	VMOVUPS off(SI)(R8*1), Z25; \
-	VMOVUPS off(SI)(R8*2), Z26; \
-	VMOVUPS off(SI)(R9*1), Z27; \
-	VMOVUPS off(DI), Z28; \
-	VMOVUPS off(DI)(R8*1), Z29; \
-	VMOVUPS off(DI)(R8*2), Z30
-
-// TLOADK loads the partial chunk in the lanes of K1, zeros elsewhere.
-#define TLOADK \
-	VMOVUPS.Z (SI), K1, Z24; \
-	VMOVUPS.Z (SI)(R8*1), K1, Z25; \
-	VMOVUPS.Z (SI)(R8*2), K1, Z26; \
-	VMOVUPS.Z (SI)(R9*1), K1, Z27; \
-	VMOVUPS.Z (DI), K1, Z28; \
-	VMOVUPS.Z (DI)(R8*1), K1, Z29; \
-	VMOVUPS.Z (DI)(R8*2), K1, Z30
-
-// S4FMA multiplies token chunk zx by the four rows in Z24–Z27 (widened
-// where they are F16) into a0…a3; every float tile is built of it.
-#define S4FMA(zx, a0, a1, a2, a3) \
-	VFMADD231PS zx, Z24, a0; \
-	VFMADD231PS zx, Z25, a1; \
-	VFMADD231PS zx, Z26, a2; \
-	VFMADD231PS zx, Z27, a3
-
-#define TFMA(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) \
-	S4FMA(Z28, a0, a1, a2, a3); \
-	S4FMA(Z29, a4, a5, a6, a7); \
-	S4FMA(Z30, a8, a9, a10, a11)
-
-#define TFMA0 TFMA(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11)
-#define TFMA1 TFMA(Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
 
 // The integer dots and tiles. Registers: token x in Z12–Z14, its
 // −bias·Σx in Z15–Z17 and its scales (lanes 0–7 block b, 8–15 block b+1)
@@ -752,14 +852,17 @@ TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
 	MOVQ pstride+64(FP), R9
 	X8TILE(0x80808080, Q8X8W, 272, 40)
 
-// The F16 decode kernel for four rows at once: row i sums into Z(i) in
-// dotF16AVX512Asm's order, so each result has that dot's bits; the
-// activations are loaded once for the four rows (Z16, Z17) and the four
-// independent chains keep the FMA units busy enough for a stream from
-// memory. SI points at row 0, R8 is the row stride in bytes, R9 three
-// strides.
+// The decode kernels for four rows at once (F16, BF16 and float32 rows):
+// row i sums into Z(i) in the set's single-row dot order, so each result
+// has that dot's bits; the activations are loaded once for the four rows
+// (Z16, Z17) and the four independent chains keep the FMA units busy
+// enough for a stream from memory (one chain alone waits on its FMA's
+// latency: 16 values per 4 cycles, below a core's share of memory
+// bandwidth for 16-bit rows). SI points at row 0, R8 is the stride between
+// the four rows in bytes (a quarter of a chunk of rows: see Matrix.plan),
+// R9 three strides.
 
-#define R4CVT(off, k, z0, z2, z4, z6) \
+#define R4CVT(off, z0, z2, z4, z6) \
 	VCVTPH2PS off(SI), z0; \
 	VCVTPH2PS off(SI)(R8*1), z2; \
 	VCVTPH2PS off(SI)(R8*2), z4; \
@@ -787,79 +890,116 @@ TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
 	VFMADD231PS zx, Z13, a2; \
 	VFMADD231PS zx, Z15, a3
 
-// func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n int)
-TEXT ·dotF16Rows4AVX512Asm(SB), NOSPLIT, $0-64
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   n+56(FP), DX
-	MOVQ   DX, R8
-	SHLQ   $1, R8
-	LEAQ   (R8)(R8*2), R9
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	MOVQ   DX, BX
-	SHRQ   $5, BX
-	JZ     rest
-
-loop:
-	PREFETCHT0 1024(SI)
-	PREFETCHT0 1024(SI)(R8*1)
-	PREFETCHT0 1024(SI)(R8*2)
-	PREFETCHT0 1024(SI)(R9*1)
-	VMOVUPS (DI), Z16
-	VMOVUPS 64(DI), Z17
-	R4CVT(0, 0, Z8, Z10, Z12, Z14)
-	R4CVT(32, 0, Z9, Z11, Z13, Z15)
-	R4FMA(Z16, Z0, Z1, Z2, Z3)
-	R4FMA1(Z17, Z0, Z1, Z2, Z3)
-	ADDQ    $64, SI
-	ADDQ    $128, DI
-	DECQ    BX
-	JNZ     loop
-
-rest:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail
-	VMOVUPS (DI), Z16
-	R4CVT(0, 0, Z8, Z10, Z12, Z14)
-	R4FMA(Z16, Z0, Z1, Z2, Z3)
-	ADDQ $32, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-
-tail:
-	TESTQ CX, CX
-	JZ    done
-	TAILK
-	VMOVUPS.Z (DI), K1, Z16
-	R4CVTK
-	R4FMA(Z16, Z0, Z1, Z2, Z3)
-
-done:
-	HSUM16(Z0, Y0, X0, Y8, X8)
-	HSUM16(Z1, Y1, X1, Y8, X8)
-	HSUM16(Z2, Y2, X2, Y8, X8)
+// ROWS4 is the body of the four-row decode kernels after their prologue
+// (SI row 0, DI x, DX n, R8 the row stride in bytes, R9 three strides):
+// each row's dot in one chain, Z0–Z3, exactly the set's single-row dot.
+// load(off, z0, z2, z4, z6) puts the chunk at byte offset off of the four
+// rows in z0…z6 as float32 (Z8–Z15), loadk the partial chunk in the lanes
+// of K1 into Z8, Z10, Z12, Z14; rb is a chunk's bytes in a row.
+#define ROWS4(load, loadk, rb) \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	MOVQ   DX, BX; \
+	SHRQ   $5, BX; \
+	JZ     rest; \
+loop: \
+	PREFETCHT0 (32*rb)(SI); \
+	PREFETCHT0 (32*rb)(SI)(R8*1); \
+	PREFETCHT0 (32*rb)(SI)(R8*2); \
+	PREFETCHT0 (32*rb)(SI)(R9*1); \
+	VMOVUPS (DI), Z16; \
+	VMOVUPS 64(DI), Z17; \
+	load(0, Z8, Z10, Z12, Z14); \
+	load(rb, Z9, Z11, Z13, Z15); \
+	R4FMA(Z16, Z0, Z1, Z2, Z3); \
+	R4FMA1(Z17, Z0, Z1, Z2, Z3); \
+	ADDQ    $(2*rb), SI; \
+	ADDQ    $128, DI; \
+	DECQ    BX; \
+	JNZ     loop; \
+rest: \
+	MOVQ DX, CX; \
+	ANDQ $31, CX; \
+	CMPQ CX, $16; \
+	JB   tail; \
+	VMOVUPS (DI), Z16; \
+	load(0, Z8, Z10, Z12, Z14); \
+	R4FMA(Z16, Z0, Z1, Z2, Z3); \
+	ADDQ $rb, SI; \
+	ADDQ $64, DI; \
+	SUBQ $16, CX; \
+tail: \
+	TESTQ CX, CX; \
+	JZ    done; \
+	TAILK; \
+	VMOVUPS.Z (DI), K1, Z16; \
+	loadk; \
+	R4FMA(Z16, Z0, Z1, Z2, Z3); \
+done: \
+	HSUM16(Z0, Y0, X0, Y8, X8); \
+	HSUM16(Z1, Y1, X1, Y8, X8); \
+	HSUM16(Z2, Y2, X2, Y8, X8); \
 	HSUM16(Z3, Y3, X3, Y8, X8)
-	MOVQ   out+0(FP), DX
-	VMOVSS X0, 0(DX)
-	VMOVSS X1, 4(DX)
-	VMOVSS X2, 8(DX)
-	VMOVSS X3, 12(DX)
-	VZEROUPPER
-	RET
 
-// The 4×3 float tile runs in parts along the columns: a part runs the
-// pairs' FMAs over n columns (a multiple of 32 unless it is the last part)
-// with the 24 accumulators loaded from acc (flags&1; zero otherwise) and
-// stored back to acc, or, in the last part (flags&2), ends with the masked
-// tail, the combination acc0+acc1 and dotF32's reduction, the twelve
-// results stored at acc[0…11]. A pair thus sees exactly dotF32AVX512Asm's
-// sequence, whatever the parts, while a part's rows and tokens stay in L1;
-// one part over all n columns is the whole tile.
+// B4LOAD widens the BF16 chunk at byte offset off of the four rows;
+// B4LOADK the partial one in the lanes of K1.
+#define B4LOAD(off, z0, z2, z4, z6) \
+	VPMOVZXWD off(SI), z0; \
+	VPMOVZXWD off(SI)(R8*1), z2; \
+	VPMOVZXWD off(SI)(R8*2), z4; \
+	VPMOVZXWD off(SI)(R9*1), z6; \
+	VPSLLD    $16, z0, z0; \
+	VPSLLD    $16, z2, z2; \
+	VPSLLD    $16, z4, z4; \
+	VPSLLD    $16, z6, z6
+
+#define B4LOADK \
+	VMOVDQU16.Z (SI), K1, Y8; \
+	VMOVDQU16.Z (SI)(R8*1), K1, Y10; \
+	VMOVDQU16.Z (SI)(R8*2), K1, Y12; \
+	VMOVDQU16.Z (SI)(R9*1), K1, Y14; \
+	VPMOVZXWD   Y8, Z8; \
+	VPMOVZXWD   Y10, Z10; \
+	VPMOVZXWD   Y12, Z12; \
+	VPMOVZXWD   Y14, Z14; \
+	VPSLLD      $16, Z8, Z8; \
+	VPSLLD      $16, Z10, Z10; \
+	VPSLLD      $16, Z12, Z12; \
+	VPSLLD      $16, Z14, Z14
+
+// F4LOAD loads the float32 chunk at byte offset off of the four rows;
+// F4LOADK the partial one in the lanes of K1.
+#define F4LOAD(off, z0, z2, z4, z6) \
+	VMOVUPS off(SI), z0; \
+	VMOVUPS off(SI)(R8*1), z2; \
+	VMOVUPS off(SI)(R8*2), z4; \
+	VMOVUPS off(SI)(R9*1), z6
+
+#define F4LOADK \
+	VMOVUPS.Z (SI), K1, Z8; \
+	VMOVUPS.Z (SI)(R8*1), K1, Z10; \
+	VMOVUPS.Z (SI)(R8*2), K1, Z12; \
+	VMOVUPS.Z (SI)(R9*1), K1, Z14
+
+// func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+TEXT ·dotF16Rows4AVX512Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(1)
+	ROWS4(R4CVT, R4CVTK, 32)
+	ROWS4EXIT
+
+// func dotBF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+TEXT ·dotBF16Rows4AVX512Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(1)
+	ROWS4(B4LOAD, B4LOADK, 32)
+	ROWS4EXIT
+
+// func dotF32Rows4AVX512Asm(out *[4]float32, w []float32, x []float32, n, stride int)
+TEXT ·dotF32Rows4AVX512Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(2)
+	ROWS4(F4LOAD, F4LOADK, 64)
+	ROWS4EXIT
 
 // TACC(op) applies op(offset, reg) to the 24 accumulators' slots in acc (BX).
 #define TACC(op) \
@@ -874,146 +1014,6 @@ done:
 #define TACCSTORE(off, z) VMOVUPS z, off(BX)
 #define TACCZERO(off, z) VPXORD z, z, z
 
-// TPFNEXT32 prefetches the two lines of each of the four float32 rows at
-// CX (rows R8 bytes apart, R9 = 3·R8): the next row tile, 128 bytes a step.
-#define TPFNEXT32 \
-	PREFETCHT1 (CX); \
-	PREFETCHT1 64(CX); \
-	PREFETCHT1 (CX)(R8*1); \
-	PREFETCHT1 64(CX)(R8*1); \
-	PREFETCHT1 (CX)(R8*2); \
-	PREFETCHT1 64(CX)(R8*2); \
-	PREFETCHT1 (CX)(R9*1); \
-	PREFETCHT1 64(CX)(R9*1)
-
-// func dotTile4x3PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
-// One part for tiles token tiles in a row (tile j's tokens 3j, 3j+1, 3j+2,
-// its accumulators at acc+384j), the same four rows: one call per row tile
-// and part. Rows and tokens are ld floats apart.
-TEXT ·dotTile4x3PartsAVX512(SB), NOSPLIT, $0-88
-	MOVQ acc+0(FP), BX
-	MOVQ w_base+8(FP), R13
-	MOVQ x_base+32(FP), R14
-	MOVQ ld+56(FP), R8
-	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R9
-	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
-	MOVQ tiles+80(FP), R12
-
-tile:
-	MOVQ R13, SI
-	MOVQ R14, DI
-	TESTQ $1, R10
-	JZ    zero
-	TACC(TACCLOAD)
-	JMP   start
-
-zero:
-	TACC(TACCZERO)
-
-start:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest
-	MOVQ tiles+80(FP), CX
-	SUBQ R12, CX
-	CMPQ CX, $1
-	JNE  loop
-
-	// The second tile reads these rows from cache: fetch the next four
-	// rows (the row tile the product takes next) meanwhile, as the F16
-	// kernel below does.
-	LEAQ (SI)(R8*4), CX
-
-nloop:
-	TPFNEXT32
-	TLOAD(0)
-	TFMA0
-	TLOAD(64)
-	TFMA1
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, CX
-	DECQ R11
-	JNZ  nloop
-	JMP  rest
-
-loop:
-	TLOAD(0)
-	TFMA0
-	TLOAD(64)
-	TFMA1
-	ADDQ $128, SI
-	ADDQ $128, DI
-	DECQ R11
-	JNZ  loop
-
-rest:
-	TESTQ $2, R10
-	JNZ   last
-	TACC(TACCSTORE)
-	JMP nexttile
-
-last:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail0
-	TLOAD(0)
-	TFMA0
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JZ   combine
-	TAILK
-	TLOADK
-	TFMA1
-	JMP  combine
-
-tail0:
-	TESTQ CX, CX
-	JZ    combine
-	TAILK
-	TLOADK
-	TFMA0
-
-combine:
-	VADDPS Z12, Z0, Z0
-	VADDPS Z13, Z1, Z1
-	VADDPS Z14, Z2, Z2
-	VADDPS Z15, Z3, Z3
-	VADDPS Z16, Z4, Z4
-	VADDPS Z17, Z5, Z5
-	VADDPS Z18, Z6, Z6
-	VADDPS Z19, Z7, Z7
-	VADDPS Z20, Z8, Z8
-	VADDPS Z21, Z9, Z9
-	VADDPS Z22, Z10, Z10
-	VADDPS Z23, Z11, Z11
-	RED12(BX)
-
-nexttile:
-	ADDQ $1536, BX
-	ADDQ R9, R14
-	DECQ R12
-	JNZ  tile
-	VZEROUPPER
-	RET
-
-// The F16 tiles sum each (row, token) pair in one chain, chunk after
-// chunk, as dotF16AVX512Asm does, so each pair has that dot's bits. One
-// chain per pair lets a tile hold 24 pairs in Z0–Z23: four rows by six
-// tokens, pair (row i, token t) in Z(4t+i). A batch of up to six streams
-// then reads a row tile in one pass (eight: one pass and a two-token
-// rest), so the rows stream from memory while nearly all the arithmetic
-// on them is done; with two chains per pair (the float32 tiles) a tile
-// holds twelve pairs, eight tokens take three passes and memory sits idle
-// in the later two (docs/kernels.md). Rows are ld halves apart (R15
-// bytes; SI walks row 0, AX row 3), widened into Z24–Z27; tokens are ld
-// floats apart (R8 bytes; DI walks token 0, R10 token 3), loaded into
-// Z28–Z31 in turn.
-
 // TAILK11 is TAILK with R11 for scratch (AX is the row-3 pointer in the F16 tiles).
 #define TAILK11 \
 	MOVL  $1, R11; \
@@ -1021,16 +1021,30 @@ nexttile:
 	DECL  R11; \
 	KMOVW R11, K1
 
-// S4ROWS widens the chunk at F16 byte offset offh of the four rows.
-#define S4ROWS(offh) \
-	VCVTPH2PS offh(SI), Z24; \
-	VCVTPH2PS offh(SI)(R15*1), Z25; \
-	VCVTPH2PS offh(SI)(R15*2), Z26; \
-	VCVTPH2PS offh(AX), Z27
+// S4FMA multiplies token chunk zx by the four widened rows into a0…a3.
+#define S4FMA(zx, a0, a1, a2, a3) \
+	VFMADD231PS zx, Z24, a0; \
+	VFMADD231PS zx, Z25, a1; \
+	VFMADD231PS zx, Z26, a2; \
+	VFMADD231PS zx, Z27, a3
 
-// S4ROWSK widens the partial chunk of the four rows in the lanes of K1,
-// zeros elsewhere.
-#define S4ROWSK \
+// H4ROWS widens the chunk at byte offset off of the four F16 rows; F4ROWS
+// loads that of four float32 rows.
+#define H4ROWS(off) \
+	VCVTPH2PS off(SI), Z24; \
+	VCVTPH2PS off(SI)(R15*1), Z25; \
+	VCVTPH2PS off(SI)(R15*2), Z26; \
+	VCVTPH2PS off(AX), Z27
+
+#define F4ROWS(off) \
+	VMOVUPS off(SI), Z24; \
+	VMOVUPS off(SI)(R15*1), Z25; \
+	VMOVUPS off(SI)(R15*2), Z26; \
+	VMOVUPS off(AX), Z27
+
+// H4ROWSK and F4ROWSK load the partial chunk of the four rows in the
+// lanes of K1, zeros elsewhere.
+#define H4ROWSK \
 	VMOVDQU16.Z (SI), K1, Y24; \
 	VMOVDQU16.Z (SI)(R15*1), K1, Y25; \
 	VMOVDQU16.Z (SI)(R15*2), K1, Y26; \
@@ -1040,10 +1054,16 @@ nexttile:
 	VCVTPH2PS   Y26, Z26; \
 	VCVTPH2PS   Y27, Z27
 
-// S6CHUNK is one chunk of the 4×6 tile: the rows' chunk at F16 byte offset
-// offh, the tokens' at float byte offset off.
-#define S6CHUNK(offh, off) \
-	S4ROWS(offh); \
+#define F4ROWSK \
+	VMOVUPS.Z (SI), K1, Z24; \
+	VMOVUPS.Z (SI)(R15*1), K1, Z25; \
+	VMOVUPS.Z (SI)(R15*2), K1, Z26; \
+	VMOVUPS.Z (AX), K1, Z27
+
+// S6CHUNK is one chunk of the 4×6 tile: the rows' chunk at byte offset
+// offr, the tokens' at byte offset off.
+#define S6CHUNK(rows, offr, off) \
+	rows(offr); \
 	VMOVUPS off(DI), Z28; \
 	VMOVUPS off(DI)(R8*1), Z29; \
 	S4FMA(Z28, Z0, Z1, Z2, Z3); \
@@ -1058,8 +1078,8 @@ nexttile:
 	S4FMA(Z29, Z20, Z21, Z22, Z23)
 
 // S6CHUNKK is S6CHUNK for the partial chunk in the lanes of K1.
-#define S6CHUNKK \
-	S4ROWSK; \
+#define S6CHUNKK(rowsk) \
+	rowsk; \
 	VMOVUPS.Z (DI), K1, Z28; \
 	VMOVUPS.Z (DI)(R8*1), K1, Z29; \
 	S4FMA(Z28, Z0, Z1, Z2, Z3); \
@@ -1074,18 +1094,18 @@ nexttile:
 	S4FMA(Z29, Z20, Z21, Z22, Z23)
 
 // S6STEP is 32 columns of the 4×6 tile.
-#define S6STEP \
-	S6CHUNK(0, 0); \
-	S6CHUNK(32, 64); \
-	ADDQ $64, SI; \
-	ADDQ $64, AX; \
+#define S6STEP(rows, rb) \
+	S6CHUNK(rows, 0, 0); \
+	S6CHUNK(rows, rb, 64); \
+	ADDQ $(2*rb), SI; \
+	ADDQ $(2*rb), AX; \
 	ADDQ $128, DI; \
 	ADDQ $128, R10
 
 // SADV moves the pointers past one chunk (tail of a last part).
-#define SADV \
-	ADDQ $32, SI; \
-	ADDQ $32, AX; \
+#define SADV(rb) \
+	ADDQ $rb, SI; \
+	ADDQ $rb, AX; \
 	ADDQ $64, DI; \
 	ADDQ $64, R10
 
@@ -1108,6 +1128,26 @@ nexttile:
 	VMOVAPS Z18, Z6; \
 	VMOVAPS Z19, Z7
 
+// SRED16 reduces the sixteen pairs of a four-token rest tile (Z0–Z15).
+#define SRED16 \
+	VMOVAPS Z12, Z28; \
+	VMOVAPS Z13, Z29; \
+	VMOVAPS Z14, Z30; \
+	VMOVAPS Z15, Z31; \
+	RED12(BX); \
+	VMOVAPS Z28, Z0; \
+	VMOVAPS Z29, Z1; \
+	VMOVAPS Z30, Z2; \
+	VMOVAPS Z31, Z3; \
+	HSUM16(Z0, Y0, X0, Y8, X8); \
+	HSUM16(Z1, Y1, X1, Y8, X8); \
+	HSUM16(Z2, Y2, X2, Y8, X8); \
+	HSUM16(Z3, Y3, X3, Y8, X8); \
+	VMOVSS X0, 48(BX); \
+	VMOVSS X1, 52(BX); \
+	VMOVSS X2, 56(BX); \
+	VMOVSS X3, 60(BX)
+
 #define SRED24 \
 	SRED20; \
 	VMOVAPS Z20, Z8; \
@@ -1126,6 +1166,18 @@ nexttile:
 	ins p(R15*2); \
 	ins q
 
+// The prefetches of a step: pfown fetches the rows' lines 2 KB ahead,
+// pfnext the next row tile's (CX walks its row 0): one line a row for F16
+// (H), two for float32 (F).
+#define PFOWNH S4PF(PREFETCHT0, 2048(SI), 2048(AX))
+#define PFNEXTH S4PF(PREFETCHT1, (CX), (AX)(R15*4))
+#define PFOWNF \
+	S4PF(PREFETCHT0, 2048(SI), 2048(AX)); \
+	S4PF(PREFETCHT0, 2112(SI), 2112(AX))
+#define PFNEXTF \
+	S4PF(PREFETCHT1, (CX), (AX)(R15*4)); \
+	S4PF(PREFETCHT1, 64(CX), 64(AX)(R15*4))
+
 // func dotTile4x6PartsF16AVX512(acc *float32, w []uint16, x []float32, ld, n, flags, tiles int)
 // One part (tileParts' contract) for tiles token tiles of six tokens in a
 // row (tile j's accumulators at acc+1536j bytes), the same four rows: one
@@ -1139,88 +1191,17 @@ TEXT ·dotTile4x6PartsF16AVX512(SB), NOSPLIT, $0-88
 	MOVQ ld+56(FP), R8
 	LEAQ (R8)(R8*1), R15
 	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R9
-	MOVQ n+64(FP), DX
-	MOVQ tiles+80(FP), R12
+	ONECHAIN6(H4ROWS, H4ROWSK, 32, PFOWNH, PFNEXTH)
 
-tile:
-	MOVQ  R13, SI
-	MOVQ  R14, DI
-	LEAQ  (DI)(R9*1), R10
-	LEAQ  (SI)(R15*2), AX
-	ADDQ  R15, AX
-	TESTQ $1, flags+72(FP)
-	JZ    zero
-	TACC(TACCLOAD)
-	JMP   start
-
-zero:
-	TACC(TACCZERO)
-
-start:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest
-	MOVQ tiles+80(FP), CX
-	SUBQ R12, CX
-	JZ   first
-	CMPQ CX, $1
-	JEQ  second
-
-plain:
-	S6STEP
-	DECQ R11
-	JNZ  plain
-	JMP  rest
-
-first:
-	S4PF(PREFETCHT0, 2048(SI), 2048(AX))
-	S6STEP
-	DECQ R11
-	JNZ  first
-	JMP  rest
-
-second:
-	LEAQ (SI)(R15*4), CX
-
-sloop:
-	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
-	S6STEP
-	ADDQ $64, CX
-	DECQ R11
-	JNZ  sloop
-
-rest:
-	TESTQ $2, flags+72(FP)
-	JNZ   last
-	TACC(TACCSTORE)
-	JMP   nexttile
-
-last:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail
-	S6CHUNK(0, 0)
-	SADV
-	SUBQ $16, CX
-
-tail:
-	TESTQ CX, CX
-	JZ    reduce
-	TAILK11
-	S6CHUNKK
-
-reduce:
-	SRED24
-
-nexttile:
-	ADDQ $1536, BX
-	LEAQ (R14)(R9*2), R14
-	DECQ R12
-	JNZ  tile
-	VZEROUPPER
-	RET
+// func dotTile4x6PartsAVX512(acc *float32, w, x []float32, ld, n, flags, tiles int)
+TEXT ·dotTile4x6PartsAVX512(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), BX
+	MOVQ w_base+8(FP), R13
+	MOVQ x_base+32(FP), R14
+	MOVQ ld+56(FP), R8
+	SHLQ $2, R8
+	MOVQ R8, R15
+	ONECHAIN6(F4ROWS, F4ROWSK, 64, PFOWNF, PFNEXTF)
 
 // The rest tiles, for the one to five tokens left after the 4×6 tiles
 // (or a batch of fewer than six): four rows by two tokens (Z0–Z7) or by
@@ -1229,17 +1210,22 @@ nexttile:
 // results are not read). Token t is at DI, R9, R10, R12, R13; each pass
 // fetches the next four rows.
 
-// R2CHUNK and R5CHUNK are one chunk of two and five tokens (rows at F16
-// byte offset offh, tokens at float byte offset off).
-#define R2CHUNK(offh, off) \
-	S4ROWS(offh); \
+// R2CHUNK and R5CHUNK are one chunk of two and five tokens (rows at byte
+// offset offr, tokens at byte offset off).
+#define R2CHUNK(rows, offr, off) \
+	rows(offr); \
 	VMOVUPS off(DI), Z28; \
 	VMOVUPS off(R9), Z29; \
 	S4FMA(Z28, Z0, Z1, Z2, Z3); \
 	S4FMA(Z29, Z4, Z5, Z6, Z7)
 
-#define R5CHUNK(offh, off) \
-	S4ROWS(offh); \
+#define R5CHUNK(rows, offr, off) \
+	R4CHUNK(rows, offr, off); \
+	VMOVUPS off(R13), Z28; \
+	S4FMA(Z28, Z16, Z17, Z18, Z19)
+
+#define R4CHUNK(rows, offr, off) \
+	rows(offr); \
 	VMOVUPS off(DI), Z28; \
 	VMOVUPS off(R9), Z29; \
 	S4FMA(Z28, Z0, Z1, Z2, Z3); \
@@ -1247,19 +1233,10 @@ nexttile:
 	S4FMA(Z29, Z4, Z5, Z6, Z7); \
 	VMOVUPS off(R12), Z31; \
 	S4FMA(Z30, Z8, Z9, Z10, Z11); \
-	VMOVUPS off(R13), Z28; \
-	S4FMA(Z31, Z12, Z13, Z14, Z15); \
-	S4FMA(Z28, Z16, Z17, Z18, Z19)
+	S4FMA(Z31, Z12, Z13, Z14, Z15)
 
-#define R2CHUNKK \
-	S4ROWSK; \
-	VMOVUPS.Z (DI), K1, Z28; \
-	VMOVUPS.Z (R9), K1, Z29; \
-	S4FMA(Z28, Z0, Z1, Z2, Z3); \
-	S4FMA(Z29, Z4, Z5, Z6, Z7)
-
-#define R5CHUNKK \
-	S4ROWSK; \
+#define R4CHUNKK(rowsk) \
+	rowsk; \
 	VMOVUPS.Z (DI), K1, Z28; \
 	VMOVUPS.Z (R9), K1, Z29; \
 	S4FMA(Z28, Z0, Z1, Z2, Z3); \
@@ -1267,8 +1244,18 @@ nexttile:
 	S4FMA(Z29, Z4, Z5, Z6, Z7); \
 	VMOVUPS.Z (R12), K1, Z31; \
 	S4FMA(Z30, Z8, Z9, Z10, Z11); \
+	S4FMA(Z31, Z12, Z13, Z14, Z15)
+
+#define R2CHUNKK(rowsk) \
+	rowsk; \
+	VMOVUPS.Z (DI), K1, Z28; \
+	VMOVUPS.Z (R9), K1, Z29; \
+	S4FMA(Z28, Z0, Z1, Z2, Z3); \
+	S4FMA(Z29, Z4, Z5, Z6, Z7)
+
+#define R5CHUNKK(rowsk) \
+	R4CHUNKK(rowsk); \
 	VMOVUPS.Z (R13), K1, Z28; \
-	S4FMA(Z31, Z12, Z13, Z14, Z15); \
 	S4FMA(Z28, Z16, Z17, Z18, Z19)
 
 // RADV(hb, fb) moves the row pointers hb bytes on and the token pointers
@@ -1282,15 +1269,18 @@ nexttile:
 	ADDQ $fb, R12; \
 	ADDQ $fb, R13
 
-// TACC8 and TACC20 are TACC for the first 8 and 20 accumulators.
+// TACC8, TACC16 and TACC20 are TACC for the first 8, 16 and 20 accumulators.
 #define TACC8(op) \
 	op(0, Z0); op(64, Z1); op(128, Z2); op(192, Z3); \
 	op(256, Z4); op(320, Z5); op(384, Z6); op(448, Z7)
 
-#define TACC20(op) \
+#define TACC16(op) \
 	TACC8(op); \
 	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
-	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15); \
+	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15)
+
+#define TACC20(op) \
+	TACC16(op); \
 	op(1024, Z16); op(1088, Z17); op(1152, Z18); op(1216, Z19)
 
 // RTOK(t, r) sets r to token min(t, R14)'s address (R14 = tokens−1).
@@ -1309,171 +1299,7 @@ TEXT ·dotTile4xNPartsF16AVX512(SB), NOSPLIT, $0-88
 	MOVQ ld+56(FP), R8
 	LEAQ (R8)(R8*1), R15
 	SHLQ $2, R8
-	MOVQ tokens+80(FP), R14
-	DECQ R14
-	RTOK(1, R9)
-	RTOK(2, R10)
-	RTOK(3, R12)
-	RTOK(4, R13)
-	MOVQ n+64(FP), DX
-	LEAQ (SI)(R15*2), AX
-	ADDQ R15, AX
-	LEAQ (SI)(R15*4), CX
-	CMPQ R14, $2
-	JGE  five
-
-	TESTQ $1, flags+72(FP)
-	JZ    zero2
-	TACC8(TACCLOAD)
-	JMP   start2
-
-zero2:
-	TACC8(TACCZERO)
-
-start2:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest2
-
-loop2:
-	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
-	R2CHUNK(0, 0)
-	R2CHUNK(32, 64)
-	RADV(64, 128)
-	ADDQ $64, CX
-	DECQ R11
-	JNZ  loop2
-
-rest2:
-	TESTQ $2, flags+72(FP)
-	JNZ   last2
-	TACC8(TACCSTORE)
-	VZEROUPPER
-	RET
-
-last2:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail2
-	R2CHUNK(0, 0)
-	RADV(32, 64)
-	SUBQ $16, CX
-
-tail2:
-	TESTQ CX, CX
-	JZ    reduce2
-	TAILK11
-	R2CHUNKK
-
-reduce2:
-	RED8(BX)
-	VZEROUPPER
-	RET
-
-five:
-	TESTQ $1, flags+72(FP)
-	JZ    zero5
-	TACC20(TACCLOAD)
-	JMP   start5
-
-zero5:
-	TACC20(TACCZERO)
-
-start5:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest5
-
-loop5:
-	S4PF(PREFETCHT1, (CX), (AX)(R15*4))
-	R5CHUNK(0, 0)
-	R5CHUNK(32, 64)
-	RADV(64, 128)
-	ADDQ $64, CX
-	DECQ R11
-	JNZ  loop5
-
-rest5:
-	TESTQ $2, flags+72(FP)
-	JNZ   last5
-	TACC20(TACCSTORE)
-	VZEROUPPER
-	RET
-
-last5:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail5
-	R5CHUNK(0, 0)
-	RADV(32, 64)
-	SUBQ $16, CX
-
-tail5:
-	TESTQ CX, CX
-	JZ    reduce5
-	TAILK11
-	R5CHUNKK
-
-reduce5:
-	SRED20
-	ADDQ    $48, BX
-	RED8(BX)
-	VZEROUPPER
-	RET
-
-#define TFMA2(a0, a1, a2, a3, a4, a5, a6, a7) \
-	S4FMA(Z28, a0, a1, a2, a3); \
-	S4FMA(Z29, a4, a5, a6, a7)
-
-#define TFMA20 TFMA2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-#define TFMA21 TFMA2(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)
-
-// TACC2 is TACC for the sixteen accumulators of the 4×2 tile.
-#define TACC2(op) \
-	op(0, Z0); op(64, Z1); op(128, Z2); op(192, Z3); \
-	op(256, Z4); op(320, Z5); op(384, Z6); op(448, Z7); \
-	op(512, Z8); op(576, Z9); op(640, Z10); op(704, Z11); \
-	op(768, Z12); op(832, Z13); op(896, Z14); op(960, Z15)
-
-// TACC2END adds the 4×2 tile's two chains, reduces each pair and stores
-// the eight results token-major at BX.
-#define TACC2END \
-	VADDPS Z8, Z0, Z0; \
-	VADDPS Z9, Z1, Z1; \
-	VADDPS Z10, Z2, Z2; \
-	VADDPS Z11, Z3, Z3; \
-	VADDPS Z12, Z4, Z4; \
-	VADDPS Z13, Z5, Z5; \
-	VADDPS Z14, Z6, Z6; \
-	VADDPS Z15, Z7, Z7; \
-	RED8(BX); \
-	VZEROUPPER; \
-	RET
-
-// The 4×2 tile parts with float32 rows, for the one or two tokens left
-// after the 4×3 tiles: pair (row i, token t) in Z(4t+i) for even chunks
-// and Z(8+4t+i) for odd ones, each as the 4×3 kernel sums it, so the bits
-// are the same; it fetches the next four rows as the 4×3 kernel's second
-// tile does. Rows are read as they are (rows R8 bytes apart, R9 = 3·R8;
-// the second token R12 bytes after the first, 0 for one token).
-
-#define TLOAD2(off) \
-	VMOVUPS off(SI), Z24; \
-	VMOVUPS off(SI)(R8*1), Z25; \
-	VMOVUPS off(SI)(R8*2), Z26; \
-	VMOVUPS off(SI)(R9*1), Z27; \
-	VMOVUPS off(DI), Z28; \
-	VMOVUPS off(DI)(R12*1), Z29
-
-#define TLOADK2 \
-	VMOVUPS.Z (SI), K1, Z24; \
-	VMOVUPS.Z (SI)(R8*1), K1, Z25; \
-	VMOVUPS.Z (SI)(R8*2), K1, Z26; \
-	VMOVUPS.Z (SI)(R9*1), K1, Z27; \
-	VMOVUPS.Z (DI), K1, Z28; \
-	VMOVUPS.Z (DI)(R12*1), K1, Z29
+	ONECHAINREST(H4ROWS, H4ROWSK, 32, PFNEXTH)
 
 // func dotTile4xNPartsAVX512(acc *float32, w, x []float32, ld, n, flags, tokens int)
 TEXT ·dotTile4xNPartsAVX512(SB), NOSPLIT, $0-88
@@ -1482,73 +1308,8 @@ TEXT ·dotTile4xNPartsAVX512(SB), NOSPLIT, $0-88
 	MOVQ x_base+32(FP), DI
 	MOVQ ld+56(FP), R8
 	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R9
-	MOVQ R8, R12
-	CMPQ tokens+80(FP), $2
-	JEQ  two32
-	XORQ R12, R12
-
-two32:
-	MOVQ n+64(FP), DX
-	MOVQ flags+72(FP), R10
-	TESTQ $1, R10
-	JZ    zero32
-	TACC2(TACCLOAD)
-	JMP   start32
-
-zero32:
-	TACC2(TACCZERO)
-
-start32:
-	MOVQ DX, R11
-	SHRQ $5, R11
-	JZ   rest32
-	LEAQ (SI)(R8*4), CX
-
-loop32:
-	TPFNEXT32
-	TLOAD2(0)
-	TFMA20
-	TLOAD2(64)
-	TFMA21
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, CX
-	DECQ R11
-	JNZ  loop32
-
-rest32:
-	TESTQ $2, R10
-	JNZ   last32
-	TACC2(TACCSTORE)
-	VZEROUPPER
-	RET
-
-last32:
-	MOVQ DX, CX
-	ANDQ $31, CX
-	CMPQ CX, $16
-	JB   tail32
-	TLOAD2(0)
-	TFMA20
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JZ   combine32
-	TAILK
-	TLOADK2
-	TFMA21
-	JMP  combine32
-
-tail32:
-	TESTQ CX, CX
-	JZ    combine32
-	TAILK
-	TLOADK2
-	TFMA20
-
-combine32:
-	TACC2END
+	MOVQ R8, R15
+	ONECHAINREST(F4ROWS, F4ROWSK, 64, PFNEXTF)
 
 // func quantizeQ8_0AVX512Asm(dst []byte, x []float32)
 // QuantizeQ8_0 for whole blocks, bit for bit on finite input: amax by

@@ -197,8 +197,7 @@ func absDotQ(dt DType, w, x []byte) float64 {
 
 // The 16-bit dots and the tile kernel must give dotF32's bits on the same
 // (widened) values, and the F16 tiles the F16 dot's: decode and prefill
-// then agree exactly. A set whose F16 dots sum in their own order
-// (f16OneChain) is held to its F16 dot only.
+// then agree exactly.
 func TestDotBitIdentity(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, k := range kernelSets() {
@@ -211,7 +210,7 @@ func TestDotBitIdentity(t *testing.T) {
 					wh[i], wbf[i] = F16ToF32(h[i]), BF16ToF32(bf[i])
 				}
 				b := randVec(r, n)
-				if got, want := k.f16(h, b), k.f32(wh, b); !k.f16OneChain && math.Float32bits(got) != math.Float32bits(want) {
+				if got, want := k.f16(h, b), k.f32(wh, b); math.Float32bits(got) != math.Float32bits(want) {
 					t.Errorf("n=%d: dotF16 %v, dotF32 of the widened row %v", n, got, want)
 				}
 				if got, want := k.bf16(bf, b), k.f32(wbf, b); math.Float32bits(got) != math.Float32bits(want) {
@@ -220,48 +219,49 @@ func TestDotBitIdentity(t *testing.T) {
 				if k.tileParts == nil {
 					continue
 				}
-				// One part over the whole row is the whole tile.
+				// One part over the whole row is the whole tile; the rest
+				// tile likewise for every smaller token count.
 				tr, tt := k.tileRows, k.tileTokens
-				w, x := randVec(r, tr*n), randVec(r, tt*n)
 				out := make([]float32, tileAccFloats)
-				k.tileParts(out, w, x, n, n, tileLast, 1)
-				for tk := 0; tk < tt; tk++ {
-					for i := 0; i < tr; i++ {
-						want := k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n])
-						if got := out[tk*tr+i]; math.Float32bits(got) != math.Float32bits(want) {
-							t.Errorf("n=%d: tile row %d token %d: %v, dotF32 %v", n, i, tk, got, want)
+				check := func(name string, hasRest bool, tile func(tokens int), dot func(i, tk int) float32) {
+					for tokens := 1; tokens <= tt; tokens++ {
+						if tokens < tt && !hasRest {
+							continue
+						}
+						clear(out)
+						tile(tokens)
+						for tk := 0; tk < tokens; tk++ {
+							for i := 0; i < tr; i++ {
+								if got, want := out[tk*tr+i], dot(i, tk); math.Float32bits(got) != math.Float32bits(want) {
+									t.Errorf("n=%d, %d tokens: %s tile row %d token %d: %v, dot %v", n, tokens, name, i, tk, got, want)
+								}
+							}
 						}
 					}
 				}
-				if k.tilePartsH == nil {
+				w, x := randVec(r, tr*n), randVec(r, tt*n)
+				check("float32", k.tilePartsRest != nil, func(tokens int) {
+					if tokens == tt {
+						k.tileParts(out, w, x, n, n, tileLast, 1)
+					} else {
+						k.tilePartsRest(out, w, x, n, n, tileLast, tokens)
+					}
+				}, func(i, tk int) float32 { return k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
+				if k.tilePartsH == nil || n%8 != 0 && k.tilePartsHAlign != 0 {
 					continue
 				}
 				// The F16 tile and its rest tile for every token count.
-				tr, tt = tileDims(&k, true)
 				hw := make([]uint16, tr*n)
 				for i := range hw {
 					hw[i] = randHalf(r)
 				}
-				x = randVec(r, tt*n)
-				for tokens := 1; tokens <= tt; tokens++ {
-					if tokens < tt && k.tilePartsHRest == nil || n%8 != 0 && k.tilePartsHAlign != 0 {
-						continue
-					}
-					clear(out)
+				check("F16", k.tilePartsHRest != nil, func(tokens int) {
 					if tokens == tt {
 						k.tilePartsH(out, hw, x, n, n, tileLast, 1)
 					} else {
 						k.tilePartsHRest(out, hw, x, n, n, tileLast, tokens)
 					}
-					for tk := 0; tk < tokens; tk++ {
-						for i := 0; i < tr; i++ {
-							want := k.f16(hw[i*n:(i+1)*n], x[tk*n:(tk+1)*n])
-							if got := out[tk*tr+i]; math.Float32bits(got) != math.Float32bits(want) {
-								t.Errorf("n=%d, %d tokens: F16 tile row %d token %d: %v, dotF16 %v", n, tokens, i, tk, got, want)
-							}
-						}
-					}
-				}
+				}, func(i, tk int) float32 { return k.f16(hw[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
 			}
 		})
 	}
@@ -465,16 +465,14 @@ func BenchmarkTileParts(b *testing.B) {
 		}
 		const tiles = 3
 		tr, tt := k.tileRows, k.tileTokens
-		_, ttH := tileDims(&k, true)
 		w := randVec(r, tr*n)
 		h := make([]uint16, len(w))
 		for i, v := range w {
 			h[i] = F32ToF16(v)
 		}
-		x := randVec(r, tiles*max(tt, ttH)*n)
+		x := randVec(r, tiles*tt*n)
 		acc := make([]float32, tiles*tileAccFloats)
 		flops := float64(2 * tr * tt * tiles * n)
-		flopsH := float64(2 * tr * ttH * tiles * n)
 		b.Run(k.name+"/F32", func(b *testing.B) {
 			for b.Loop() {
 				k.tileParts(acc, w, x, n, n, 0, tiles)
@@ -486,7 +484,7 @@ func BenchmarkTileParts(b *testing.B) {
 				for b.Loop() {
 					k.tilePartsH(acc, h, x, n, n, 0, tiles)
 				}
-				b.ReportMetric(flopsH*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
 	}

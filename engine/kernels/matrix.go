@@ -215,25 +215,39 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 	}
 	if tokens == 1 && !m.DType.Quantized() {
 		// Decode: stream each weight row once.
-		rows4 := k.f16Rows4
-		if m.DType != F16 {
-			rows4 = nil
+		// The four-row kernels take rows a quarter of the chunk apart
+		// (r, r+q, r+2q, r+3q for r in the first quarter), so each of the
+		// four streams from memory runs on through q consecutive rows: with
+		// four adjacent rows, three streams ended every four rows and the
+		// prefetchers started them again.
+		var rows4 func(out *[4]float32, r, q int)
+		switch {
+		case m.DType == F16 && k.f16Rows4 != nil:
+			w := m.u16()
+			rows4 = func(out *[4]float32, r, q int) { k.f16Rows4(out, w[r*cols:(r+3*q+1)*cols], x, q*cols) }
+		case m.DType == BF16 && k.bf16Rows4 != nil:
+			w := m.u16()
+			rows4 = func(out *[4]float32, r, q int) { k.bf16Rows4(out, w[r*cols:(r+3*q+1)*cols], x, q*cols) }
+		case m.DType == F32 && k.f32Rows4 != nil:
+			w := m.f32()
+			rows4 = func(out *[4]float32, r, q int) { k.f32Rows4(out, w[r*cols:(r+3*q+1)*cols], x, q*cols) }
 		}
 		return chunks, func(worker, c int) {
 			lo, hi := c*chunk, min((c+1)*chunk, m.Rows)
 			r := lo
-			if rows4 != nil {
+			if q := (hi - lo) / 4; rows4 != nil && q > 0 {
 				var out [4]float32
-				w := m.u16()
-				for ; r+4 <= hi; r += 4 {
-					rows4(&out, w[r*cols:(r+4)*cols], x)
+				for ; r < lo+q; r++ {
+					rows4(&out, r, q)
 					for i, v := range out {
+						ri := r + i*q
 						if bias != nil {
-							v += bias[r+i]
+							v += bias[ri]
 						}
-						y[r+i] = v
+						y[ri] = v
 					}
 				}
+				r = lo + 4*q
 			}
 			for ; r < hi; r++ {
 				v := m.dot(k, r, x)
@@ -248,11 +262,8 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 	// small enough to stay in cache (16-bit rows widened once, unless the
 	// set's F16 tile widens them in registers), and pass every token over
 	// it, so each weight is read from memory once per call.
-	accN := tilePartScratch(k, tokens, m.DType == F16)
+	accN := tilePartScratch(k, tokens)
 	f16InRegs := m.DType == F16 && k.tilePartsH != nil && accN > 0 && (k.tilePartsHAlign == 0 || cols%k.tilePartsHAlign == 0)
-	if m.DType == F16 && k.f16OneChain && !f16InRegs {
-		panic("kernels: F16 product without the set's F16 tiles")
-	}
 	wide := 0 // widened rows (16-bit and K-quant weights) per worker
 	if m.DType != F32 && !f16InRegs {
 		wide = prefillBlock * cols
@@ -282,22 +293,13 @@ func (m Matrix) plan(p *Pool, k *kernelSet, y, x, bias []float32, tokens int, ac
 // maxTile bounds the pairs of a quantized tile (qTileRows×qTileToks).
 const maxTile = 16
 
-// tileDims returns the rows and tokens of k's float tiles for F16 rows
-// (f16, tilePartsH) or float32 ones (tileParts).
-func tileDims(k *kernelSet, f16 bool) (tr, tt int) {
-	if f16 && k.tileTokensH > 0 {
-		return k.tileRows, k.tileTokensH
-	}
-	return k.tileRows, k.tileTokens
-}
-
 // tilePartScratch is the accumulator space the tile parts need for a
-// product of tokens tokens with k, on F16 rows or float32 ones (0 when k
-// has none or a tile would not fill: a set whose F16 dots are its own,
-// f16OneChain, takes any batch through its rest tile instead).
-func tilePartScratch(k *kernelSet, tokens int, f16 bool) int {
-	tr, tt := tileDims(k, f16)
-	if k.tileParts == nil || tokens < tt && !(f16 && k.f16OneChain) {
+// product of tokens tokens with k (0 when k has none or a tile would not
+// fill: a set whose dots sum in one chain takes any batch through its rest
+// tiles instead).
+func tilePartScratch(k *kernelSet, tokens int) int {
+	tr, tt := k.tileRows, k.tileTokens
+	if k.tileParts == nil || tokens < tt && !k.oneChain {
 		return 0
 	}
 	return (tokens + tt - 1) / tt * prefillBlock / tr * tileAccFloats
@@ -412,8 +414,7 @@ func dotBlock(k *kernelSet, y, block, x, bias []float32, r0, nb, rows, cols, tok
 // registers; rows past the last tile go through k.f16, which gives the
 // tiles' bits.
 func dotBlockF16(k *kernelSet, y []float32, block []uint16, x, bias []float32, r0, nb, rows, cols, tokens int, accs []float32) {
-	tr, tt := tileDims(k, true)
-	i := tileBlock(tr, tt, k.batchPart, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
+	i := tileBlock(k.tileRows, k.tileTokens, k.batchPart, k.tilePartsH, k.tilePartsHRest, y, block, x, bias, r0, nb, rows, cols, tokens, accs)
 	for ; i < nb; i++ {
 		for t := 0; t < tokens; t++ {
 			v := k.f16(block[i*cols:(i+1)*cols], x[t*cols:(t+1)*cols])

@@ -6,31 +6,49 @@ import (
 	"testing"
 )
 
-// The four-row F16 decode kernel gives the set's single-row dot bits for
-// every row and length (all tails), on any halves (Inf and NaN included).
-func TestF16Rows4BitIdentical(t *testing.T) {
+// The four-row decode kernels (F16, BF16 and float32 rows) give the set's
+// single-row dot bits for every row and length (all tails), rows adjacent
+// or further apart, on any 16-bit values (Inf and NaN included).
+func TestRows4BitIdentical(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
 	for _, k := range kernelSets() {
-		if k.f16Rows4 == nil {
+		if k.f16Rows4 == nil && k.bf16Rows4 == nil && k.f32Rows4 == nil {
 			continue
 		}
 		t.Run(k.name, func(t *testing.T) {
 			for _, n := range dotLengths() {
-				w := make([]uint16, 4*n)
-				for i := range w {
-					if i%97 == 5 {
-						w[i] = uint16(r.Uint32()) // any half, NaN and Inf included
-					} else {
-						w[i] = randHalf(r)
+				for _, stride := range []int{n, n + 5, 3*n + 16} {
+					w := make([]uint16, 3*stride+n)
+					for i := range w {
+						if i%97 == 5 {
+							w[i] = uint16(r.Uint32()) // any half, NaN and Inf included
+						} else {
+							w[i] = randHalf(r)
+						}
 					}
-				}
-				x := randVec(r, n)
-				var out [4]float32
-				k.f16Rows4(&out, w, x)
-				for i := range out {
-					want := k.f16(w[i*n:(i+1)*n], x)
-					if math.Float32bits(out[i]) != math.Float32bits(want) && !(isNaN(out[i]) && isNaN(want)) {
-						t.Fatalf("n=%d row %d: %v, single-row dot %v", n, i, out[i], want)
+					wf := randVec(r, 3*stride+n)
+					x := randVec(r, n)
+					check := func(name string, rows4 func(out *[4]float32), dot func(i int) float32) {
+						var out [4]float32
+						rows4(&out)
+						for i := range out {
+							want := dot(i)
+							if math.Float32bits(out[i]) != math.Float32bits(want) && !(isNaN(out[i]) && isNaN(want)) {
+								t.Fatalf("%s n=%d stride=%d row %d: %v, single-row dot %v", name, n, stride, i, out[i], want)
+							}
+						}
+					}
+					if k.f16Rows4 != nil {
+						check("f16", func(out *[4]float32) { k.f16Rows4(out, w, x, stride) },
+							func(i int) float32 { return k.f16(w[i*stride:i*stride+n], x) })
+					}
+					if k.bf16Rows4 != nil {
+						check("bf16", func(out *[4]float32) { k.bf16Rows4(out, w, x, stride) },
+							func(i int) float32 { return k.bf16(w[i*stride:i*stride+n], x) })
+					}
+					if k.f32Rows4 != nil {
+						check("f32", func(out *[4]float32) { k.f32Rows4(out, wf, x, stride) },
+							func(i int) float32 { return k.f32(wf[i*stride:i*stride+n], x) })
 					}
 				}
 			}

@@ -290,9 +290,8 @@ func (s *safetensorsSource) Matrix(name string, rows, cols int) (kernels.Matrix,
 	if err := m.Check(); err != nil {
 		return kernels.Matrix{}, fmt.Errorf("%w: %s: tensor %q: %v", ErrWeights, t.File, name, err)
 	}
-	// A tensor off a 64-byte boundary (the file's header decides) is
-	// copied to aligned memory (Repacked): the mapped pages need not stay
-	// resident as well.
+	// A float tensor is copied to aligned, large-page memory (Repacked):
+	// the mapped pages need not stay resident as well.
 	if m = m.Repacked(); m.IsRepacked() && !copied {
 		s.set.Release(t)
 		return m, nil

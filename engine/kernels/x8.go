@@ -5,7 +5,6 @@ import (
 	"math"
 	"runtime"
 	"sync"
-	"unsafe"
 
 	"github.com/phalanx-llm/phalanx/engine/mmapfile"
 )
@@ -87,11 +86,11 @@ func x8Tile(dt DType, pb int, kernel func(out *[32]float32, w, p []byte, blocks,
 // kernels in use read fastest, or m itself when there is none (the layouts
 // exist for Q4_0 and Q8_0, on kernel sets whose products read them:
 // kernelSet.x8, and for Q4_K, Q5_K and Q6_K: kernelSet.kx8, kx8.go). The copy is made once, at load time; m.Data stays valid
-// and is what Row and the other sets read. A float matrix whose data starts
-// off a 64-byte boundary is copied to aligned memory instead, and m.Data
-// is then that copy (see misaligned).
+// and is what Row and the other sets read. A float matrix is copied to
+// aligned, large-page memory instead, and m.Data is then that copy (see
+// wantsCopy).
 func (m Matrix) Repacked() Matrix {
-	if m.x8mem == nil && m.misaligned() {
+	if m.x8mem == nil && m.wantsCopy() {
 		return m.alignedCopy()
 	}
 	kq := active.kquant(m.DType) != nil
@@ -126,24 +125,22 @@ func (m Matrix) Repacked() Matrix {
 	return m
 }
 
-// vectorAlign is the alignment the float kernels' weight loads want: an
-// AVX-512 load of 64 bytes that starts off a cache line reads two lines.
-const vectorAlign = 64
-
-// misaligned reports whether m is a float matrix whose data starts off a
-// vectorAlign boundary for a set with vector kernels. Safetensors files
-// align their data to 8 bytes only (the header's length decides the
-// rest): a full-size F16 Phi-2 whose tensors started 48 bytes past a cache
-// line decoded at 3.5–3.9 tok/s on an AVX-512 machine, the same bytes
-// aligned at 7.5–7.9.
-func (m Matrix) misaligned() bool {
-	return !m.DType.Quantized() && len(m.Data) > 0 && active.name != genericKernels.name &&
-		uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))%vectorAlign != 0
+// wantsCopy reports whether m is a float matrix that a set with vector
+// kernels reads from a copy in large-page memory (alignedCopy) rather than
+// in place. Safetensors files align their data to 8 bytes only (the
+// header's length decides the rest): a full-size F16 Phi-2 whose tensors
+// started 48 bytes past a cache line decoded at 3.5–3.9 tok/s on an
+// AVX-512 machine, the same bytes aligned at 7.5–7.9. Aligned data is
+// copied too: a mapped file's page cache has 4 KB pages, a TLB miss every
+// 4 KB of a stream, and an aligned F16 GGUF decoded at 8.7–9.0 tok/s read
+// in place against 9.7–10.6 from the copy (docs/kernels.md).
+func (m Matrix) wantsCopy() bool {
+	return !m.DType.Quantized() && len(m.Data) > 0 && active.name != genericKernels.name
 }
 
-// alignedCopy is m with its data copied to aligned memory outside the Go
-// heap (held as the repacked copies are: Free releases it, and m.Data with
-// it). The copy is split over the cores, as packing is.
+// alignedCopy is m with its data copied to aligned, large-page memory
+// outside the Go heap (held as the repacked copies are: Free releases it,
+// and m.Data with it). The copy is split over the cores, as packing is.
 func (m Matrix) alignedCopy() Matrix {
 	mmapfile.Populate(m.Data)
 	mem := allocOffHeap(len(m.Data))

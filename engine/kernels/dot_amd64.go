@@ -31,7 +31,7 @@ func avx2Set() kernelSet {
 	k.tilePartsHRest = dotF16TileRestPartsAVX2
 	k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX2, dotQ5KAVX2, dotQ6KAVX2
 	useKX8AVX2(&k)
-	k.f16Rows4 = dotF16Rows4AVX2
+	k.f16Rows4, k.bf16Rows4, k.f32Rows4 = dotF16Rows4AVX2, dotBF16Rows4AVX2, dotF32Rows4AVX2
 	k.widenF16 = widenF16AVX2
 	k.axpy = axpyAVX2
 	k.dotsF32, k.axpyRows = dotsF32AVX2Asm, axpyRowsAVX2Asm
@@ -108,22 +108,43 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 //go:noescape
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
-func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
+// rows4AVX2 runs a four-row kernel (n a multiple of 8) or, for other
+// lengths, the one-row dot four times: the tail is the one-row dot's.
+func rows4AVX2[T uint16 | float32](name string, out *[4]float32, w []T, x []float32, stride int,
+	asm func(out *[4]float32, w []T, x []float32, n, stride int), dot func(w []T, x []float32) float32) {
 	n := len(x)
 	if stride < n || len(w) < 3*stride+n {
-		panic("kernels: dotF16Rows4AVX2: short operands")
+		panic("kernels: " + name + ": short operands")
 	}
-	if n%8 != 0 { // the tail is the single-row dot's
+	if n%8 != 0 {
 		for i := range out {
-			out[i] = dotF16AVX2Asm(w[i*stride:i*stride+n], x)
+			out[i] = dot(w[i*stride:i*stride+n], x)
 		}
 		return
 	}
-	dotF16Rows4AVX2Asm(out, w, x, n, stride)
+	asm(out, w, x, n, stride)
+}
+
+func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
+	rows4AVX2("dotF16Rows4AVX2", out, w, x, stride, dotF16Rows4AVX2Asm, dotF16AVX2Asm)
+}
+
+func dotBF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
+	rows4AVX2("dotBF16Rows4AVX2", out, w, x, stride, dotBF16Rows4AVX2Asm, dotBF16AVX2Asm)
+}
+
+func dotF32Rows4AVX2(out *[4]float32, w, x []float32, stride int) {
+	rows4AVX2("dotF32Rows4AVX2", out, w, x, stride, dotF32Rows4AVX2Asm, dotF32AVX2Asm)
 }
 
 //go:noescape
 func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+
+//go:noescape
+func dotBF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+
+//go:noescape
+func dotF32Rows4AVX2Asm(out *[4]float32, w, x []float32, n, stride int)
 
 func quantizeQ8_0AVX2(dst []byte, x []float32) {
 	blocks := len(x) / QK

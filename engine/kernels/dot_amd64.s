@@ -2,6 +2,7 @@
 
 #include "go_asm.h"
 #include "textflag.h"
+#include "rows4_amd64.h"
 
 // tailMask<>+32-4r holds r all-ones lanes followed by zeros: the mask of
 // a partial chunk of r < 8 floats.
@@ -646,55 +647,82 @@ ret:
 	VZEROUPPER
 	RET
 
-// func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
-// dotF16AVX2Asm for four rows (n values each, stride values apart, n a
-// multiple of 8) at once: each row its own accumulator, the activations
-// loaded once.
-TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-72
-	MOVQ   w_base+8(FP), SI
-	MOVQ   x_base+32(FP), DI
-	MOVQ   n+56(FP), DX
-	MOVQ   stride+64(FP), R8
-	SHLQ   $1, R8
-	LEAQ   (R8)(R8*2), R9
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	SHRQ   $3, DX
-	JZ     done
-
-loop:
-	PREFETCHT0  1024(SI)
-	PREFETCHT0  1024(SI)(R8*1)
-	PREFETCHT0  1024(SI)(R8*2)
-	PREFETCHT0  1024(SI)(R9*1)
-	VMOVUPS     (DI), Y8
-	VCVTPH2PS   (SI), Y4
-	VCVTPH2PS   (SI)(R8*1), Y5
-	VCVTPH2PS   (SI)(R8*2), Y6
-	VCVTPH2PS   (SI)(R9*1), Y7
-	VFMADD231PS Y8, Y4, Y0
-	VFMADD231PS Y8, Y5, Y1
-	VFMADD231PS Y8, Y6, Y2
-	VFMADD231PS Y8, Y7, Y3
-	ADDQ        $16, SI
-	ADDQ        $32, DI
-	DECQ        DX
-	JNZ         loop
-
-done:
-	HSUM8(Y0, X0, X8)
-	HSUM8(Y1, X1, X8)
-	HSUM8(Y2, X2, X8)
+// The four-row decode kernels (F16, BF16 and float32 rows): the set's
+// one-row dot for four rows (n values each, stride values apart, n a
+// multiple of 8; the Go wrappers take other lengths to the one-row dot) at
+// once, each row its own accumulator, the activations loaded once. A
+// single chain waits on its FMA's latency, 8 values per 4 cycles: slower
+// than memory for 16-bit rows. ROWS4AVX2 is the body after the operands'
+// loads (SI row 0, DI x, DX n, R8 the row stride in bytes, R9 three);
+// load(off) puts the chunk at byte offset off of the four rows into Y4–Y7
+// as float32, rb is a chunk's bytes in a row.
+#define ROWS4AVX2(load, rb) \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	SHRQ   $3, DX; \
+	JZ     done; \
+loop: \
+	PREFETCHT0  (64*rb)(SI); \
+	PREFETCHT0  (64*rb)(SI)(R8*1); \
+	PREFETCHT0  (64*rb)(SI)(R8*2); \
+	PREFETCHT0  (64*rb)(SI)(R9*1); \
+	VMOVUPS     (DI), Y8; \
+	load; \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y8, Y5, Y1; \
+	VFMADD231PS Y8, Y6, Y2; \
+	VFMADD231PS Y8, Y7, Y3; \
+	ADDQ        $rb, SI; \
+	ADDQ        $32, DI; \
+	DECQ        DX; \
+	JNZ         loop; \
+done: \
+	HSUM8(Y0, X0, X8); \
+	HSUM8(Y1, X1, X8); \
+	HSUM8(Y2, X2, X8); \
 	HSUM8(Y3, X3, X8)
-	MOVQ   out+0(FP), DX
-	VMOVSS X0, 0(DX)
-	VMOVSS X1, 4(DX)
-	VMOVSS X2, 8(DX)
-	VMOVSS X3, 12(DX)
-	VZEROUPPER
-	RET
+
+#define H4AVX2 \
+	VCVTPH2PS (SI), Y4; \
+	VCVTPH2PS (SI)(R8*1), Y5; \
+	VCVTPH2PS (SI)(R8*2), Y6; \
+	VCVTPH2PS (SI)(R9*1), Y7
+
+#define B4AVX2 \
+	VPMOVZXWD (SI), Y4; \
+	VPMOVZXWD (SI)(R8*1), Y5; \
+	VPMOVZXWD (SI)(R8*2), Y6; \
+	VPMOVZXWD (SI)(R9*1), Y7; \
+	VPSLLD    $16, Y4, Y4; \
+	VPSLLD    $16, Y5, Y5; \
+	VPSLLD    $16, Y6, Y6; \
+	VPSLLD    $16, Y7, Y7
+
+#define F4AVX2 \
+	VMOVUPS (SI), Y4; \
+	VMOVUPS (SI)(R8*1), Y5; \
+	VMOVUPS (SI)(R8*2), Y6; \
+	VMOVUPS (SI)(R9*1), Y7
+
+// func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(1)
+	ROWS4AVX2(H4AVX2, 16)
+	ROWS4EXIT
+
+// func dotBF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
+TEXT ·dotBF16Rows4AVX2Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(1)
+	ROWS4AVX2(B4AVX2, 16)
+	ROWS4EXIT
+
+// func dotF32Rows4AVX2Asm(out *[4]float32, w []float32, x []float32, n, stride int)
+TEXT ·dotF32Rows4AVX2Asm(SB), NOSPLIT, $0-72
+	ROWS4ENTRY(2)
+	ROWS4AVX2(F4AVX2, 32)
+	ROWS4EXIT
 
 // func quantizeQ8_0AVX2Asm(dst []byte, x []float32)
 // QuantizeQ8_0 for whole blocks, bit for bit on finite input; see

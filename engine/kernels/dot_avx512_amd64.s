@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "rows4_amd64.h"
 
 // See dot_avx512_amd64.go for the accumulation order every kernel here
 // follows.
@@ -217,26 +218,6 @@ tail: \
 	chunkk(rowsk); \
 reduce: \
 	red; \
-	VZEROUPPER; \
-	RET
-
-// ROWS4ENTRY loads the four-row decode kernels' operands (see ROWS4): a
-// row stride of stride values, each 1 << shift bytes. ROWS4EXIT stores the
-// four dots at out and returns.
-#define ROWS4ENTRY(shift) \
-	MOVQ w_base+8(FP), SI; \
-	MOVQ x_base+32(FP), DI; \
-	MOVQ n+56(FP), DX; \
-	MOVQ stride+64(FP), R8; \
-	SHLQ $shift, R8; \
-	LEAQ (R8)(R8*2), R9
-
-#define ROWS4EXIT \
-	MOVQ   out+0(FP), DX; \
-	VMOVSS X0, 0(DX); \
-	VMOVSS X1, 4(DX); \
-	VMOVSS X2, 8(DX); \
-	VMOVSS X3, 12(DX); \
 	VZEROUPPER; \
 	RET
 

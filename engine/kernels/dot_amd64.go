@@ -108,17 +108,18 @@ func dotQ8_0AVX2Asm(w, x []byte) float32
 //go:noescape
 func dotQ4_0AVX2Asm(w, x []byte) float32
 
-// rows4AVX2 runs a four-row kernel (n a multiple of 8) or, for other
-// lengths, the one-row dot four times: the tail is the one-row dot's.
-func rows4AVX2[T uint16 | float32](name string, out *[4]float32, w []T, x []float32, stride int,
-	asm func(out *[4]float32, w []T, x []float32, n, stride int), dot func(w []T, x []float32) float32) {
+// rows4 checks a four-row kernel's operands and runs it; with tailDot set,
+// lengths that are not a multiple of 8 (which the avx2 kernels do not take)
+// go to that one-row dot four times instead: the tail is the one-row dot's.
+func rows4[T uint16 | float32](name string, out *[4]float32, w []T, x []float32, stride int,
+	asm func(out *[4]float32, w []T, x []float32, n, stride int), tailDot func(w []T, x []float32) float32) {
 	n := len(x)
 	if stride < n || len(w) < 3*stride+n {
 		panic("kernels: " + name + ": short operands")
 	}
-	if n%8 != 0 {
+	if tailDot != nil && n%8 != 0 {
 		for i := range out {
-			out[i] = dot(w[i*stride:i*stride+n], x)
+			out[i] = tailDot(w[i*stride:i*stride+n], x)
 		}
 		return
 	}
@@ -126,15 +127,15 @@ func rows4AVX2[T uint16 | float32](name string, out *[4]float32, w []T, x []floa
 }
 
 func dotF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
-	rows4AVX2("dotF16Rows4AVX2", out, w, x, stride, dotF16Rows4AVX2Asm, dotF16AVX2Asm)
+	rows4("dotF16Rows4AVX2", out, w, x, stride, dotF16Rows4AVX2Asm, dotF16AVX2Asm)
 }
 
 func dotBF16Rows4AVX2(out *[4]float32, w []uint16, x []float32, stride int) {
-	rows4AVX2("dotBF16Rows4AVX2", out, w, x, stride, dotBF16Rows4AVX2Asm, dotBF16AVX2Asm)
+	rows4("dotBF16Rows4AVX2", out, w, x, stride, dotBF16Rows4AVX2Asm, dotBF16AVX2Asm)
 }
 
 func dotF32Rows4AVX2(out *[4]float32, w, x []float32, stride int) {
-	rows4AVX2("dotF32Rows4AVX2", out, w, x, stride, dotF32Rows4AVX2Asm, dotF32AVX2Asm)
+	rows4("dotF32Rows4AVX2", out, w, x, stride, dotF32Rows4AVX2Asm, dotF32AVX2Asm)
 }
 
 //go:noescape

@@ -664,10 +664,7 @@ ret:
 	SHRQ   $3, DX; \
 	JZ     done; \
 loop: \
-	PREFETCHT0  (64*rb)(SI); \
-	PREFETCHT0  (64*rb)(SI)(R8*1); \
-	PREFETCHT0  (64*rb)(SI)(R8*2); \
-	PREFETCHT0  (64*rb)(SI)(R9*1); \
+	R4PF((64*rb)); \
 	VMOVUPS     (DI), Y8; \
 	load; \
 	VFMADD231PS Y8, Y4, Y0; \
@@ -684,27 +681,13 @@ done: \
 	HSUM8(Y2, X2, X8); \
 	HSUM8(Y3, X3, X8)
 
-#define H4AVX2 \
-	VCVTPH2PS (SI), Y4; \
-	VCVTPH2PS (SI)(R8*1), Y5; \
-	VCVTPH2PS (SI)(R8*2), Y6; \
-	VCVTPH2PS (SI)(R9*1), Y7
+#define H4AVX2 R4LD(VCVTPH2PS, 0, Y4, Y5, Y6, Y7)
 
 #define B4AVX2 \
-	VPMOVZXWD (SI), Y4; \
-	VPMOVZXWD (SI)(R8*1), Y5; \
-	VPMOVZXWD (SI)(R8*2), Y6; \
-	VPMOVZXWD (SI)(R9*1), Y7; \
-	VPSLLD    $16, Y4, Y4; \
-	VPSLLD    $16, Y5, Y5; \
-	VPSLLD    $16, Y6, Y6; \
-	VPSLLD    $16, Y7, Y7
+	R4LD(VPMOVZXWD, 0, Y4, Y5, Y6, Y7); \
+	R4SHL16(Y4, Y5, Y6, Y7)
 
-#define F4AVX2 \
-	VMOVUPS (SI), Y4; \
-	VMOVUPS (SI)(R8*1), Y5; \
-	VMOVUPS (SI)(R8*2), Y6; \
-	VMOVUPS (SI)(R9*1), Y7
+#define F4AVX2 R4LD(VMOVUPS, 0, Y4, Y5, Y6, Y7)
 
 // func dotF16Rows4AVX2Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
 TEXT ·dotF16Rows4AVX2Asm(SB), NOSPLIT, $0-72

@@ -161,33 +161,21 @@ func q8x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 func q8x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
 
 func dotF16Rows4AVX512(out *[4]float32, w []uint16, x []float32, stride int) {
-	n := len(x)
-	if stride < n || len(w) < 3*stride+n {
-		panic("kernels: dotF16Rows4AVX512: short operands")
-	}
-	dotF16Rows4AVX512Asm(out, w, x, n, stride)
+	rows4("dotF16Rows4AVX512", out, w, x, stride, dotF16Rows4AVX512Asm, nil)
 }
 
 //go:noescape
 func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
 
 func dotBF16Rows4AVX512(out *[4]float32, w []uint16, x []float32, stride int) {
-	n := len(x)
-	if stride < n || len(w) < 3*stride+n {
-		panic("kernels: dotBF16Rows4AVX512: short operands")
-	}
-	dotBF16Rows4AVX512Asm(out, w, x, n, stride)
+	rows4("dotBF16Rows4AVX512", out, w, x, stride, dotBF16Rows4AVX512Asm, nil)
 }
 
 //go:noescape
 func dotBF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
 
 func dotF32Rows4AVX512(out *[4]float32, w, x []float32, stride int) {
-	n := len(x)
-	if stride < n || len(w) < 3*stride+n {
-		panic("kernels: dotF32Rows4AVX512: short operands")
-	}
-	dotF32Rows4AVX512Asm(out, w, x, n, stride)
+	rows4("dotF32Rows4AVX512", out, w, x, stride, dotF32Rows4AVX512Asm, nil)
 }
 
 //go:noescape

@@ -518,6 +518,17 @@ done:
 
 // RED12(r) reduces Z0–Z11 as the dots do and stores the twelve results at
 // (r) on; Z8 and Z12 are clobbered.
+// RED4 reduces Z0–Z3 and stores the results at r.
+#define RED4(r) \
+	HSUM16(Z0, Y0, X0, Y8, X8); \
+	HSUM16(Z1, Y1, X1, Y8, X8); \
+	HSUM16(Z2, Y2, X2, Y8, X8); \
+	HSUM16(Z3, Y3, X3, Y8, X8); \
+	VMOVSS X0, 0(r); \
+	VMOVSS X1, 4(r); \
+	VMOVSS X2, 8(r); \
+	VMOVSS X3, 12(r)
+
 #define RED12(r) \
 	HSUM16(Z8, Y8, X8, Y12, X12); \
 	HSUM16(Z9, Y9, X9, Y12, X12); \
@@ -843,21 +854,14 @@ TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
 // the four rows in bytes (a quarter of a chunk of rows: see Matrix.plan),
 // R9 three strides.
 
-#define R4CVT(off, z0, z2, z4, z6) \
-	VCVTPH2PS off(SI), z0; \
-	VCVTPH2PS off(SI)(R8*1), z2; \
-	VCVTPH2PS off(SI)(R8*2), z4; \
-	VCVTPH2PS off(SI)(R9*1), z6
+#define R4CVT(off, z0, z2, z4, z6) R4LD(VCVTPH2PS, off, z0, z2, z4, z6)
 
 #define R4CVTK \
-	VMOVDQU16.Z (SI), K1, Y8; \
-	VMOVDQU16.Z (SI)(R8*1), K1, Y10; \
-	VMOVDQU16.Z (SI)(R8*2), K1, Y12; \
-	VMOVDQU16.Z (SI)(R9*1), K1, Y14; \
-	VCVTPH2PS   Y8, Z8; \
-	VCVTPH2PS   Y10, Z10; \
-	VCVTPH2PS   Y12, Z12; \
-	VCVTPH2PS   Y14, Z14
+	R4LDK(VMOVDQU16.Z, Y8, Y10, Y12, Y14); \
+	VCVTPH2PS Y8, Z8; \
+	VCVTPH2PS Y10, Z10; \
+	VCVTPH2PS Y12, Z12; \
+	VCVTPH2PS Y14, Z14
 
 #define R4FMA(zx, a0, a1, a2, a3) \
 	VFMADD231PS zx, Z8, a0; \
@@ -886,10 +890,7 @@ TEXT ·q8x8TileAVX512Asm(SB), NOSPLIT, $0-72
 	SHRQ   $5, BX; \
 	JZ     rest; \
 loop: \
-	PREFETCHT0 (32*rb)(SI); \
-	PREFETCHT0 (32*rb)(SI)(R8*1); \
-	PREFETCHT0 (32*rb)(SI)(R8*2); \
-	PREFETCHT0 (32*rb)(SI)(R9*1); \
+	R4PF((32*rb)); \
 	VMOVUPS (DI), Z16; \
 	VMOVUPS 64(DI), Z17; \
 	load(0, Z8, Z10, Z12, Z14); \
@@ -927,42 +928,22 @@ done: \
 // B4LOAD widens the BF16 chunk at byte offset off of the four rows;
 // B4LOADK the partial one in the lanes of K1.
 #define B4LOAD(off, z0, z2, z4, z6) \
-	VPMOVZXWD off(SI), z0; \
-	VPMOVZXWD off(SI)(R8*1), z2; \
-	VPMOVZXWD off(SI)(R8*2), z4; \
-	VPMOVZXWD off(SI)(R9*1), z6; \
-	VPSLLD    $16, z0, z0; \
-	VPSLLD    $16, z2, z2; \
-	VPSLLD    $16, z4, z4; \
-	VPSLLD    $16, z6, z6
+	R4LD(VPMOVZXWD, off, z0, z2, z4, z6); \
+	R4SHL16(z0, z2, z4, z6)
 
 #define B4LOADK \
-	VMOVDQU16.Z (SI), K1, Y8; \
-	VMOVDQU16.Z (SI)(R8*1), K1, Y10; \
-	VMOVDQU16.Z (SI)(R8*2), K1, Y12; \
-	VMOVDQU16.Z (SI)(R9*1), K1, Y14; \
-	VPMOVZXWD   Y8, Z8; \
-	VPMOVZXWD   Y10, Z10; \
-	VPMOVZXWD   Y12, Z12; \
-	VPMOVZXWD   Y14, Z14; \
-	VPSLLD      $16, Z8, Z8; \
-	VPSLLD      $16, Z10, Z10; \
-	VPSLLD      $16, Z12, Z12; \
-	VPSLLD      $16, Z14, Z14
+	R4LDK(VMOVDQU16.Z, Y8, Y10, Y12, Y14); \
+	VPMOVZXWD Y8, Z8; \
+	VPMOVZXWD Y10, Z10; \
+	VPMOVZXWD Y12, Z12; \
+	VPMOVZXWD Y14, Z14; \
+	R4SHL16(Z8, Z10, Z12, Z14)
 
 // F4LOAD loads the float32 chunk at byte offset off of the four rows;
 // F4LOADK the partial one in the lanes of K1.
-#define F4LOAD(off, z0, z2, z4, z6) \
-	VMOVUPS off(SI), z0; \
-	VMOVUPS off(SI)(R8*1), z2; \
-	VMOVUPS off(SI)(R8*2), z4; \
-	VMOVUPS off(SI)(R9*1), z6
+#define F4LOAD(off, z0, z2, z4, z6) R4LD(VMOVUPS, off, z0, z2, z4, z6)
 
-#define F4LOADK \
-	VMOVUPS.Z (SI), K1, Z8; \
-	VMOVUPS.Z (SI)(R8*1), K1, Z10; \
-	VMOVUPS.Z (SI)(R8*2), K1, Z12; \
-	VMOVUPS.Z (SI)(R9*1), K1, Z14
+#define F4LOADK R4LDK(VMOVUPS.Z, Z8, Z10, Z12, Z14)
 
 // func dotF16Rows4AVX512Asm(out *[4]float32, w []uint16, x []float32, n, stride int)
 TEXT ·dotF16Rows4AVX512Asm(SB), NOSPLIT, $0-72
@@ -1090,11 +1071,9 @@ TEXT ·dotF32Rows4AVX512Asm(SB), NOSPLIT, $0-72
 	ADDQ $64, DI; \
 	ADDQ $64, R10
 
-// SRED20 reduces Z0–Z11, stores their results at acc[0…12), and moves
-// Z12–Z19 down to Z0–Z7 (HSUM16 needs registers below 16), ready for the
-// results from acc[12] on; SRED24 reduces all 24 accumulators (pair
-// (i, t) at acc[4t+i]).
-#define SRED20 \
+// RED12KEEP4 reduces Z0–Z11, stores their results at acc[0…12) and moves
+// Z12–Z15 down to Z0–Z3 (HSUM16 needs registers below 16).
+#define RED12KEEP4 \
 	VMOVAPS Z12, Z28; \
 	VMOVAPS Z13, Z29; \
 	VMOVAPS Z14, Z30; \
@@ -1103,7 +1082,14 @@ TEXT ·dotF32Rows4AVX512Asm(SB), NOSPLIT, $0-72
 	VMOVAPS Z28, Z0; \
 	VMOVAPS Z29, Z1; \
 	VMOVAPS Z30, Z2; \
-	VMOVAPS Z31, Z3; \
+	VMOVAPS Z31, Z3
+
+// SRED20 reduces Z0–Z11, stores their results at acc[0…12), and moves
+// Z12–Z19 down to Z0–Z7 (HSUM16 needs registers below 16), ready for the
+// results from acc[12] on; SRED24 reduces all 24 accumulators (pair
+// (i, t) at acc[4t+i]).
+#define SRED20 \
+	RED12KEEP4; \
 	VMOVAPS Z16, Z4; \
 	VMOVAPS Z17, Z5; \
 	VMOVAPS Z18, Z6; \
@@ -1111,23 +1097,9 @@ TEXT ·dotF32Rows4AVX512Asm(SB), NOSPLIT, $0-72
 
 // SRED16 reduces the sixteen pairs of a four-token rest tile (Z0–Z15).
 #define SRED16 \
-	VMOVAPS Z12, Z28; \
-	VMOVAPS Z13, Z29; \
-	VMOVAPS Z14, Z30; \
-	VMOVAPS Z15, Z31; \
-	RED12(BX); \
-	VMOVAPS Z28, Z0; \
-	VMOVAPS Z29, Z1; \
-	VMOVAPS Z30, Z2; \
-	VMOVAPS Z31, Z3; \
-	HSUM16(Z0, Y0, X0, Y8, X8); \
-	HSUM16(Z1, Y1, X1, Y8, X8); \
-	HSUM16(Z2, Y2, X2, Y8, X8); \
-	HSUM16(Z3, Y3, X3, Y8, X8); \
-	VMOVSS X0, 48(BX); \
-	VMOVSS X1, 52(BX); \
-	VMOVSS X2, 56(BX); \
-	VMOVSS X3, 60(BX)
+	RED12KEEP4; \
+	ADDQ $48, BX; \
+	RED4(BX)
 
 #define SRED24 \
 	SRED20; \

@@ -39,7 +39,7 @@ type Options struct {
 	Embedding bool
 	// Head loads the final LayerNorm and lm_head (needed by Logits).
 	Head bool
-	// Threads for the kernels; 0 means one per CPU.
+	// Threads for the kernels; 0 means DefaultThreads.
 	Threads int
 }
 
@@ -129,7 +129,7 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 	}
 	threads := opts.Threads
 	if threads <= 0 {
-		threads = runtime.NumCPU()
+		threads = DefaultThreads()
 	}
 	m := &Model{Config: cfg, Layers: r, closer: src}
 	H, V := cfg.HiddenSize, cfg.VocabSize
@@ -222,6 +222,13 @@ func (m *Model) HasEmbedding() bool { return m.hasEmb }
 
 // HasHead reports whether the final LayerNorm and lm_head are loaded.
 func (m *Model) HasHead() bool { return m.hasHead }
+
+// DefaultThreads is the kernel threads a model takes when none are asked
+// for: one per CPU the process may use, which is GOMAXPROCS — the CPUs of
+// the machine, or of the process's CPU limit in a container (Go sets
+// GOMAXPROCS from a cgroup CPU quota), so a worker limited to 2 CPUs on a
+// 32-CPU node runs 2 threads, not 32 that the quota would stall.
+func DefaultThreads() int { return runtime.GOMAXPROCS(0) }
 
 // Threads is the number of kernel threads.
 func (m *Model) Threads() int { return m.pool.Threads() }

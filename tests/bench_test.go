@@ -223,29 +223,28 @@ func (c *cluster) warm(b *testing.B) {
 
 // BenchmarkNetworkLatency is decode through 2 workers on loopback whose
 // answers are held back by --debug-reply-delay, as by a network of that
-// round-trip time per hop, with 1 and 8 streams. Both workers count as one
-// machine by default, so the coordinator keeps one micro-batch in flight;
-// machines=2 gives them distinct --host-id values, as on two machines, and
-// two micro-batches are in flight. The cost model and the figures:
-// docs/network.md.
+// round-trip time per hop, with 1 and 8 streams. The workers run one
+// thread each; inflight=1 keeps one micro-batch in flight (--micro-batches
+// 1: the stages take turns, as two workers on every CPU of one machine
+// would), inflight=2 two (distinct --host-id values, as on two machines:
+// while one batch waits out its round trip the other computes). The cost
+// model and the figures: docs/network.md.
 func BenchmarkNetworkLatency(b *testing.B) {
 	dir := benchModel(b)
 	for _, delay := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
-		for _, machines := range []int{1, 2} {
-			b.Run(fmt.Sprintf("rtt=%v/machines=%d", delay, machines), func(b *testing.B) {
+		for _, inflight := range []int{1, 2} {
+			b.Run(fmt.Sprintf("rtt=%v/inflight=%d", delay, inflight), func(b *testing.B) {
 				metrics := freeAddr(b)
-				c := startCluster(b, dir, clusterOpts{workers: 0, coordArgs: []string{"--min-workers", "2", "--metrics", metrics}})
+				c := startCluster(b, dir, clusterOpts{workers: 0, coordArgs: []string{"--min-workers", "2", "--metrics", metrics,
+					"--micro-batches", fmt.Sprint(inflight)}})
 				for i := range 2 {
-					args := []string{"--speed", "100", "--debug-reply-delay", delay.String()}
-					if machines == 2 {
-						args = append(args, "--host-id", fmt.Sprint("bench-machine-", i))
-					}
-					c.addWorker(fmt.Sprint("w", i+1), args...)
+					c.addWorker(fmt.Sprint("w", i+1), "--speed", "100", "--debug-reply-delay", delay.String(),
+						"--host-id", fmt.Sprint("bench-machine-", i%inflight))
 				}
 				c.waitReady(2 * time.Minute)
 				c.warm(b)
 				streamCounts := []int{1, 8}
-				if machines == 2 {
+				if inflight == 2 {
 					streamCounts = []int{8} // one stream is one micro-batch either way
 				}
 				for _, streams := range streamCounts {

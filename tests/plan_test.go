@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -209,4 +210,62 @@ func firstOf(s []string) string {
 func pollUntil(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
 	pollEvery(t, 5*time.Millisecond, d, what, f)
+}
+
+// Workers that share a machine publish their kernel threads and its CPUs,
+// and the coordinator keeps as many micro-batches in flight as their
+// threads fit the CPUs: two 1-thread workers on a machine of two CPUs or
+// more compute at once (two micro-batches), two workers on every CPU take
+// turns (one). Either way concurrent greedy answers are the ones given one
+// at a time.
+func TestMicroBatchesFollowThreads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	dir := fixture(t, "phi-tiny-f32")
+	cpus := runtime.NumCPU()
+	for _, tc := range []struct {
+		threads int
+		want    int
+	}{{1, min(2, cpus)}, {cpus, 1}} {
+		t.Run(fmt.Sprint("threads=", tc.threads), func(t *testing.T) {
+			c := startCluster(t, dir, clusterOpts{workers: 0, coordArgs: []string{"--min-workers", "2"}})
+			for i := range 2 {
+				c.addWorker(fmt.Sprint("w", i+1), "--speed", "100", "--threads", fmt.Sprint(tc.threads), "--host-id", "one-machine")
+			}
+			c.waitReady(2 * time.Minute)
+			routed := logLines(t, c.coord, "routing to the new plan")
+			if len(routed) == 0 {
+				t.Fatal("the coordinator logged no route")
+			}
+			if got := routed[len(routed)-1]["parallel_stages"]; got != float64(tc.want) {
+				t.Fatalf("parallel_stages = %v for 2 workers of %d threads on %d CPUs, want %d", got, tc.threads, cpus, tc.want)
+			}
+			const sessions, tokens = 8, 12
+			alone := make([][]int, sessions)
+			for i := range sessions {
+				toks, _, _, err := c.generate(context.Background(), tokenRequest([]int{i + 3, 11, 5}, tokens))
+				if err != nil {
+					t.Fatal(err)
+				}
+				alone[i] = toks
+			}
+			var wg sync.WaitGroup
+			for i := range sessions {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					toks, _, _, err := c.generate(context.Background(), tokenRequest([]int{i + 3, 11, 5}, tokens))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !slices.Equal(toks, alone[i]) {
+						t.Errorf("session %d: %v together, %v alone", i, toks, alone[i])
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
 }

@@ -11,9 +11,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"sort"
 	"syscall"
+
+	"github.com/phalanx-llm/phalanx/engine"
 )
 
 type command struct {
@@ -92,4 +93,4 @@ type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-func numCPU() int { return runtime.NumCPU() }
+func numCPU() int { return engine.DefaultThreads() }

@@ -13,6 +13,15 @@ const LabelMaxStepRows = "max_step_rows"
 // LabelHost is the worker label that names its machine.
 const LabelHost = "host"
 
+// LabelThreads and LabelCPUs are the worker labels that publish its kernel
+// threads and the CPUs of its machine: stages that share a machine compute
+// at the same time only as far as their threads fit its CPUs
+// (parallelStages).
+const (
+	LabelThreads = "threads"
+	LabelCPUs    = "cpus"
+)
+
 // defaultMaxSessions is the session limit before a plan gives the workers'
 // budgets.
 const defaultMaxSessions = 64

@@ -140,8 +140,7 @@ func (c *Coordinator) updateRoute() {
 			return // not ready yet; the next worker update retries
 		}
 	}
-	route := &dataplane.Route{Epoch: plan.Epoch}
-	hosts := map[string]bool{}
+	route := &dataplane.Route{Epoch: plan.Epoch, Parallel: parallelStages(plan.Stages, byID)}
 	for _, st := range plan.Stages {
 		cl, err := c.clientLocked(st.WorkerID, st.Address)
 		if err != nil {
@@ -149,14 +148,10 @@ func (c *Coordinator) updateRoute() {
 			return
 		}
 		route.Stages = append(route.Stages, dataplane.RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
-		hosts[byID[st.WorkerID].Labels[LabelHost]] = true
 		if n, err := strconv.Atoi(byID[st.WorkerID].Labels[LabelMaxStepRows]); err == nil && n > 0 &&
 			(route.MaxStepRows == 0 || n < route.MaxStepRows) {
 			route.MaxStepRows = n
 		}
-	}
-	if !hosts[""] {
-		route.Hosts = len(hosts)
 	}
 	c.sched.SetRoute(route)
 	limit := c.cfg.MaxSessions
@@ -165,7 +160,45 @@ func (c *Coordinator) updateRoute() {
 		c.admit.SetLimit(limit)
 	}
 	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit,
-		"max_step_rows", route.MaxStepRows, "hosts", route.Hosts)
+		"max_step_rows", route.MaxStepRows, "parallel_stages", route.Parallel)
+}
+
+// parallelStages is how many stages of a plan can compute at the same time,
+// which is how many micro-batches keep it busy: every stage on a machine of
+// its own, and of the stages that share a machine as many as their workers'
+// kernel threads fit its CPUs — two 1-thread workers on a 2-CPU machine
+// both, two workers that each use every CPU one (a second micro-batch would
+// only make them take turns, and read every weight twice for it). A worker
+// that does not publish its CPUs and threads counts as using all of them.
+// 0 when a worker does not name its machine (unknown: one per stage).
+func parallelStages(stages []shard.Stage, workers map[string]registry.WorkerRecord) int {
+	type machine struct{ stages, cpus, threads int }
+	machines := map[string]*machine{}
+	for _, st := range stages {
+		labels := workers[st.WorkerID].Labels
+		name := labels[LabelHost]
+		if name == "" {
+			return 0
+		}
+		m := machines[name]
+		if m == nil {
+			m = &machine{}
+			machines[name] = m
+		}
+		m.stages++
+		cpus, _ := strconv.Atoi(labels[LabelCPUs])
+		threads, _ := strconv.Atoi(labels[LabelThreads])
+		if cpus <= 0 || threads <= 0 {
+			cpus, threads = 1, 1<<20 // all of the machine, whatever it has
+		}
+		m.cpus = max(m.cpus, cpus)
+		m.threads = max(m.threads, threads)
+	}
+	n := 0
+	for _, m := range machines {
+		n += min(m.stages, max(1, m.cpus/m.threads))
+	}
+	return n
 }
 
 func (c *Coordinator) clientLocked(id, addr string) (*stage.Client, error) {

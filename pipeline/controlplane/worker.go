@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -59,7 +60,9 @@ type WorkerConfig struct {
 	Speed float64
 	// Host names the machine the worker runs on (default: its
 	// /etc/machine-id, else its host name). The coordinator keeps one
-	// micro-batch in flight per distinct machine of the pipeline.
+	// micro-batch in flight per stage that can compute while the others
+	// do: every stage on a machine of its own, and on a shared machine as
+	// many as the workers' threads fit its CPUs.
 	Host     string
 	LeaseTTL time.Duration
 	Etcd     *clientv3.Client
@@ -106,8 +109,13 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.Host == "" {
 		cfg.Host = hostName()
 	}
+	threads := cfg.Threads
+	if threads <= 0 {
+		threads = engine.DefaultThreads()
+	}
 	labels := map[string]string{"model": modelID, "kernels": kernels.Name(),
-		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host}
+		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host,
+		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU())}
 	if cfg.Model == "" {
 		labels[LabelWeights] = "cache"
 	}

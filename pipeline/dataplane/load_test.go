@@ -368,7 +368,7 @@ func TestBatchingKeepsSessionsTogether(t *testing.T) {
 	for _, hosts := range []int{1, 2} {
 		c := startClusterWith(t, dir, []int{0, 2, 4}, stage.Config{StepDelay: 2 * time.Millisecond}, Config{}, 10*time.Second)
 		r := *c.sched.Route()
-		r.Hosts = hosts
+		r.Parallel = hosts
 		c.sched.SetRoute(&r)
 		const sessions, tokens = 8, 16
 		runTogether(t, c.sched, sessions, func(i int) textgen.Request {

@@ -26,20 +26,21 @@ type Route struct {
 	// MaxStepRows is the fewest rows a stage of the route takes in one
 	// step (0: no limit known); steps and replays are cut to fit it.
 	MaxStepRows int
-	// Hosts is the number of distinct machines the stages run on (0: not
-	// known, taken as one per stage).
-	Hosts int
+	// Parallel is how many of the stages can compute at the same time:
+	// one per machine, or more where the workers sharing a machine have
+	// CPUs enough for each (0: not known, taken as one per stage).
+	Parallel int
 }
 
 // microBatches is how many micro-batches keep the route busy: one per stage
-// on a machine of its own.
+// that can compute while the others do (Parallel).
 func (r *Route) microBatches() int {
 	if r == nil {
 		return 1
 	}
 	n := max(1, len(r.Stages))
-	if r.Hosts > 0 {
-		n = min(n, r.Hosts)
+	if r.Parallel > 0 {
+		n = min(n, r.Parallel)
 	}
 	return n
 }
@@ -54,11 +55,12 @@ type RouteStage struct {
 // Config tunes batching.
 type Config struct {
 	// InFlight caps the micro-batches in flight; default 16. Below the cap,
-	// as many are in flight as the route has stages on distinct hosts, so
-	// that every machine works at once while each batch is as large as it
-	// can be: stages sharing a machine share its cores and memory
-	// bandwidth, and two micro-batches there would read every weight twice
-	// for no parallelism.
+	// as many are in flight as the route has stages that can compute at
+	// once (Route.Parallel), so that every machine works at once while
+	// each batch is as large as it can be: stages sharing a machine share
+	// its cores and memory bandwidth, and unless their threads leave CPUs
+	// for each other, two micro-batches there would read every weight
+	// twice for no parallelism.
 	InFlight int
 	// BatchWindow is how long a micro-batch waits for sessions whose last
 	// step just ended and whose next step is on its way (sampling takes

@@ -89,6 +89,7 @@ func TestDaemonWiring(t *testing.T) {
 			fromField(t, pc, "POD_NAME", "metadata.name")
 			fromField(t, pc, "POD_NAMESPACE", "metadata.namespace")
 			fromField(t, pc, "PHALANX_NAME", "metadata.name")
+			fromField(t, pc, "PHALANX_HOST_ID", "spec.nodeName")
 			fromResource(t, pc, "PHALANX_MEMORY", "limits.memory")
 			fromResource(t, pc, "PHALANX_THREADS", "requests.cpu")
 			if svc := c.service(sts.Spec.ServiceName); svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {

@@ -241,6 +241,9 @@ func TestMicroBatchesFollowThreads(t *testing.T) {
 			if got := routed[len(routed)-1]["parallel_stages"]; got != float64(tc.want) {
 				t.Fatalf("parallel_stages = %v for 2 workers of %d threads on %d CPUs, want %d", got, tc.threads, cpus, tc.want)
 			}
+			if got := c.status().GetMicroBatches(); got != int32(tc.want) {
+				t.Fatalf("ClusterStatus says %d micro-batches in flight, want %d", got, tc.want)
+			}
 			const sessions, tokens = 8, 12
 			alone := make([][]int, sessions)
 			for i := range sessions {

@@ -206,6 +206,13 @@ func (s *Scheduler) Route() *Route {
 	return s.route
 }
 
+// MicroBatches is how many micro-batches the scheduler keeps in flight on
+// the current route: one per stage that can compute while the others do
+// (Route.Parallel), at most Config.InFlight.
+func (s *Scheduler) MicroBatches() int {
+	return min(s.Route().microBatches(), s.cfg.InFlight)
+}
+
 // Close stops the lanes; steps still queued fail.
 func (s *Scheduler) Close() {
 	close(s.stop)
@@ -260,7 +267,7 @@ func (s *Scheduler) dispatch() {
 		return false
 	}
 	for {
-		limit := min(s.Route().microBatches(), s.cfg.InFlight)
+		limit := s.MicroBatches()
 		for inFlight >= limit {
 			select {
 			case <-s.stop:

@@ -821,8 +821,14 @@ type ClusterStatusResponse struct {
 	QueuedRequests    int32  `protobuf:"varint,13,opt,name=queued_requests,json=queuedRequests,proto3" json:"queued_requests,omitempty"`
 	MaxQueuedRequests int32  `protobuf:"varint,14,opt,name=max_queued_requests,json=maxQueuedRequests,proto3" json:"max_queued_requests,omitempty"`
 	RefusedRequests   uint64 `protobuf:"varint,15,opt,name=refused_requests,json=refusedRequests,proto3" json:"refused_requests,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Micro-batches the coordinator keeps in flight on the current route:
+	// one per stage that can compute while the others do (every stage on a
+	// machine of its own; of the stages sharing a machine, as many as their
+	// workers' kernel threads fit its CPUs), at most the coordinator's
+	// --micro-batches.
+	MicroBatches  int32 `protobuf:"varint,16,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -956,6 +962,13 @@ func (x *ClusterStatusResponse) GetMaxQueuedRequests() int32 {
 func (x *ClusterStatusResponse) GetRefusedRequests() uint64 {
 	if x != nil {
 		return x.RefusedRequests
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMicroBatches() int32 {
+	if x != nil {
+		return x.MicroBatches
 	}
 	return 0
 }
@@ -2244,7 +2257,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"$\n" +
 	"\x10TokenizeResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xc7\x04\n" +
+	"\x14ClusterStatusRequest\"\xec\x04\n" +
 	"\x15ClusterStatusResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x14\n" +
@@ -2265,7 +2278,8 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\fmax_sessions\x18\f \x01(\x05R\vmaxSessions\x12'\n" +
 	"\x0fqueued_requests\x18\r \x01(\x05R\x0equeuedRequests\x12.\n" +
 	"\x13max_queued_requests\x18\x0e \x01(\x05R\x11maxQueuedRequests\x12)\n" +
-	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\"\xb7\x04\n" +
+	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\x12#\n" +
+	"\rmicro_batches\x18\x10 \x01(\x05R\fmicroBatches\"\xb7\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +

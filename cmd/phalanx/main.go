@@ -13,8 +13,6 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
-
-	"github.com/phalanx-llm/phalanx/engine"
 )
 
 type command struct {
@@ -92,5 +90,3 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
-
-func numCPU() int { return engine.DefaultThreads() }

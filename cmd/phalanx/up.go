@@ -181,7 +181,7 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 	if o.threads == 0 {
 		// One stream keeps one stage busy at a time: each process gets
 		// every CPU rather than a share.
-		o.threads = numCPU()
+		o.threads = engine.DefaultThreads()
 	}
 	id := "phalanx-up-" + strconv.Itoa(os.Getpid())
 	pctx, cancel := context.WithCancel(context.Background())

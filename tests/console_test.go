@@ -24,6 +24,7 @@ import (
 type pageState struct {
 	Epoch  string
 	Conn   string
+	Micro  string
 	Stages []struct{ ID, Layers, Health string }
 	Spares []struct{ ID, Layers, Health string }
 	Answer string
@@ -34,6 +35,7 @@ type pageState struct {
 const readPage = `JSON.stringify({
   Epoch: document.getElementById("epoch").textContent,
   Conn: document.getElementById("conn").textContent,
+  Micro: document.getElementById("microbatches").textContent,
   Stages: [...document.querySelectorAll("#stages [data-worker]")].map(e => ({ID: e.dataset.worker, Layers: e.dataset.layers || "", Health: e.dataset.health})),
   Spares: [...document.querySelectorAll("#spares [data-worker]")].map(e => ({ID: e.dataset.worker, Health: e.dataset.health})),
   Answer: document.getElementById("answer").textContent,
@@ -138,7 +140,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	// matches: the page's stages are the status's, in pipeline order.
 	matches := func(p pageState, st *phalanxpb.ClusterStatusResponse) bool {
-		if p.Epoch != fmt.Sprint(st.GetEpoch()) || len(p.Stages) != len(st.GetStages()) {
+		if p.Epoch != fmt.Sprint(st.GetEpoch()) || len(p.Stages) != len(st.GetStages()) || p.Micro != fmt.Sprint(st.GetMicroBatches()) {
 			return false
 		}
 		for i, s := range st.GetStages() {

@@ -81,6 +81,7 @@
     $("tps").textContent = (st.tokensPerSecond || 0).toFixed(1);
     $("sessions").textContent = String(st.activeSessions || 0);
     $("queue").textContent = String(st.queueDepth || 0);
+    $("microbatches").textContent = String(st.microBatches || 0);
     $("layers").textContent = String(total);
     $("updated").textContent = new Date(st.serverTime).toLocaleTimeString();
     $("explanation").textContent = st.planExplanation || "";

@@ -240,13 +240,8 @@ func TestDotBitIdentity(t *testing.T) {
 					}
 				}
 				w, x := randVec(r, tr*n), randVec(r, tt*n)
-				check("float32", k.tilePartsRest != nil, func(tokens int) {
-					if tokens == tt {
-						k.tileParts(out, w, x, n, n, tileLast, 1)
-					} else {
-						k.tilePartsRest(out, w, x, n, n, tileLast, tokens)
-					}
-				}, func(i, tk int) float32 { return k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
+				check("float32", k.tilePartsRest != nil, tileOrRest(k.tileParts, k.tilePartsRest, out, w, x, n, tt),
+					func(i, tk int) float32 { return k.f32(w[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
 				if k.tilePartsH == nil || n%8 != 0 && k.tilePartsHAlign != 0 {
 					continue
 				}
@@ -255,15 +250,24 @@ func TestDotBitIdentity(t *testing.T) {
 				for i := range hw {
 					hw[i] = randHalf(r)
 				}
-				check("F16", k.tilePartsHRest != nil, func(tokens int) {
-					if tokens == tt {
-						k.tilePartsH(out, hw, x, n, n, tileLast, 1)
-					} else {
-						k.tilePartsHRest(out, hw, x, n, n, tileLast, tokens)
-					}
-				}, func(i, tk int) float32 { return k.f16(hw[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
+				check("F16", k.tilePartsHRest != nil, tileOrRest(k.tilePartsH, k.tilePartsHRest, out, hw, x, n, tt),
+					func(i, tk int) float32 { return k.f16(hw[i*n:(i+1)*n], x[tk*n:(tk+1)*n]) })
 			}
 		})
+	}
+}
+
+// tileOrRest is one part (the last) of n columns over the tile's rows w
+// for a number of tokens: the whole tile (parts) for tt tokens, the rest
+// tile for fewer, as tileBlock calls them.
+func tileOrRest[T float32 | uint16](parts func(acc []float32, w []T, x []float32, ld, n, flags, tiles int),
+	rest func(acc []float32, w []T, x []float32, ld, n, flags, tokens int), out []float32, w []T, x []float32, n, tt int) func(tokens int) {
+	return func(tokens int) {
+		if tokens == tt {
+			parts(out, w, x, n, n, tileLast, 1)
+		} else {
+			rest(out, w, x, n, n, tileLast, tokens)
+		}
 	}
 }
 

@@ -22,6 +22,14 @@ const (
 	LabelCPUs    = "cpus"
 )
 
+// LabelSpeed is the worker label that says where its speed came from:
+// SpeedCalibrated (timed at start, the default) or SpeedGiven (--speed).
+const (
+	LabelSpeed      = "speed"
+	SpeedCalibrated = "calibrated"
+	SpeedGiven      = "given"
+)
+
 // defaultMaxSessions is the session limit before a plan gives the workers'
 // budgets.
 const defaultMaxSessions = 64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		infos = append(infos, w.WorkerInfo)
 	}
 	c.mu.Unlock()
+	infos = sameMachineSpeeds(infos)
 	// --min-workers holds back the first plan until enough workers joined;
 	// once serving, losing workers re-plans onto whoever remains.
 	opts := shard.PlanOptions{MinWorkers: max(c.cfg.MinWorkers, 1), Model: c.modelID, Now: time.Now()}
@@ -280,4 +282,38 @@ func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
 	sort.Strings(sets)
 	return "note: workers run different kernel sets (" + strings.Join(sets, "; ") +
 		"); a replay after a failure may continue an answer differently in rare close calls"
+}
+
+// sameMachineSpeeds gives the calibrated workers that share a machine, run
+// as many kernel threads and the same kernel set the fastest speed any of
+// them measured. Such workers compute at one speed; calibrations that
+// disagree measured what else the machine was doing at the time: workers
+// started together time their layer while the others copy gigabytes of
+// weights (phalanx up on one machine split Phi-2's 32 layers 4 + 28 once,
+// against 15–18 + 14–17 otherwise). A load only ever slows a calibration,
+// so the fastest is the least disturbed. Speeds given with --speed and
+// workers that name no machine are left as they are. infos is not
+// modified; the result may share its unchanged elements.
+func sameMachineSpeeds(infos []shard.WorkerInfo) []shard.WorkerInfo {
+	key := func(w shard.WorkerInfo) string {
+		l := w.Labels
+		if l[LabelSpeed] != SpeedCalibrated || l[LabelHost] == "" || l[LabelThreads] == "" {
+			return ""
+		}
+		return l[LabelHost] + "\x00" + l[LabelThreads] + "\x00" + l["kernels"]
+	}
+	fastest := map[string]float64{}
+	for _, w := range infos {
+		if k := key(w); k != "" && w.Speed > 0 && !math.IsInf(w.Speed, 0) {
+			fastest[k] = max(fastest[k], w.Speed)
+		}
+	}
+	out := make([]shard.WorkerInfo, len(infos))
+	for i, w := range infos {
+		if k := key(w); fastest[k] > 0 && w.Speed > 0 {
+			w.Speed = fastest[k]
+		}
+		out[i] = w
+	}
+	return out
 }

@@ -95,10 +95,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.MemoryFree == 0 {
 		cfg.MemoryFree = avail
 	}
+	speedFrom := SpeedGiven
 	if cfg.Speed <= 0 {
 		if cfg.Speed, err = layers.calibrate(cfg.Threads); err != nil {
 			return fmt.Errorf("calibration: %w", err)
 		}
+		speedFrom = SpeedCalibrated
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
@@ -115,7 +117,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	labels := map[string]string{"model": modelID, "kernels": kernels.Name(),
 		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host,
-		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU())}
+		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU()), LabelSpeed: speedFrom}
 	if cfg.Model == "" {
 		labels[LabelWeights] = "cache"
 	}

@@ -45,7 +45,7 @@ func allocOffHeap(n int) *offHeap {
 	b := m[off : off+n : off+n]
 	// Large pages, where the kernel offers them on request: a decode step
 	// streams all of this, and 4 KB pages cost a TLB miss every 4 KB.
-	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	adviseHuge(b)
 	h := &offHeap{b: b, m: m}
 	h.cleanup = runtime.AddCleanup(h, func(m []byte) { _ = unix.Munmap(m) }, m)
 	return h
@@ -55,7 +55,7 @@ func (h *offHeap) populate() {
 	if h == nil || len(h.b) == 0 || h.m == nil { // heap memory: the Go runtime faulted it in
 		return
 	}
-	if unix.Madvise(h.b, unix.MADV_POPULATE_WRITE) == nil {
+	if populateWrite(h.b) {
 		return
 	}
 	for i := 0; i < len(h.b); i += 4096 { // kernels before 5.14

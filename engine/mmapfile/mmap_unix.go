@@ -39,8 +39,6 @@ func unmap(b []byte) error { return unix.Munmap(b) }
 
 func willNeed(b []byte) { adviseWidened(b, unix.MADV_WILLNEED) }
 
-func populate(b []byte) { adviseWidened(b, unix.MADV_POPULATE_READ) }
-
 // adviseWidened gives b's pages the advice. madvise wants a page-aligned
 // start, so the range is widened down to b's first page, which may lie
 // before b: hence addresses and the raw call, with b kept alive across it.

@@ -291,9 +291,11 @@ func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
 // started together time their layer while the others copy gigabytes of
 // weights (phalanx up on one machine split Phi-2's 32 layers 4 + 28 once,
 // against 15–18 + 14–17 otherwise). A load only ever slows a calibration,
-// so the fastest is the least disturbed. Speeds given with --speed and
-// workers that name no machine are left as they are. infos is not
-// modified; the result may share its unchanged elements.
+// so the fastest is the least disturbed. A calibrated worker whose own
+// figure the planner would refuse (infinite) takes the machine's too; one
+// that measured nothing (zero, NaN) stays unusable. Speeds given with
+// --speed and workers that name no machine are left as they are. infos is
+// not modified; the result may share its unchanged elements.
 func sameMachineSpeeds(infos []shard.WorkerInfo) []shard.WorkerInfo {
 	key := func(w shard.WorkerInfo) string {
 		l := w.Labels

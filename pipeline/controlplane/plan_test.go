@@ -13,21 +13,22 @@ func TestSameMachineSpeeds(t *testing.T) {
 			LabelHost: host, LabelThreads: threads, LabelSpeed: from, "kernels": "avx512"}}
 	}
 	in := []shard.WorkerInfo{
-		w("a1", "a", "2", SpeedCalibrated, 30),  // disturbed while a2 loaded
-		w("a2", "a", "2", SpeedCalibrated, 120), // the machine's speed
-		w("a3", "a", "1", SpeedCalibrated, 70),  // fewer threads: its own speed
-		w("a4", "a", "2", SpeedGiven, 10),       // --speed: as given
-		w("b1", "b", "2", SpeedCalibrated, 50),  // another machine
-		w("n1", "", "2", SpeedCalibrated, 20),   // no machine named
-		w("n2", "", "2", SpeedCalibrated, 200),
+		w("a1", "a", "2", SpeedCalibrated, 30),          // disturbed while a2 loaded
+		w("a2", "a", "2", SpeedCalibrated, 120),         // the machine's speed
+		w("a3", "a", "1", SpeedCalibrated, 70),          // fewer threads: its own speed
+		w("a4", "a", "2", SpeedGiven, 10),               // --speed: as given
 		w("a5", "a", "2", SpeedCalibrated, 0),           // not measured: stays unusable
-		w("a6", "a", "2", SpeedCalibrated, math.Inf(1)), // nonsense is not a machine's speed
+		w("a6", "a", "2", SpeedCalibrated, math.Inf(1)), // no speed to compare: the machine's
+		w("a7", "a", "2", SpeedCalibrated, 40),          // other kernels (below): its own speed
+		w("b1", "b", "2", SpeedCalibrated, 50),          // another machine
+		w("n1", "", "2", SpeedCalibrated, 20),           // no machine named
+		w("n2", "", "2", SpeedCalibrated, 200),
 	}
-	in[4].Labels["kernels"] = "avx2"
-	want := map[string]float64{"a1": 120, "a2": 120, "a3": 70, "a4": 10, "b1": 50, "n1": 20, "n2": 200, "a5": 0}
+	in[6].Labels["kernels"] = "avx2"
+	want := map[string]float64{"a1": 120, "a2": 120, "a3": 70, "a4": 10, "a5": 0, "a6": 120, "a7": 40, "b1": 50, "n1": 20, "n2": 200}
 	out := sameMachineSpeeds(in)
 	for _, o := range out {
-		if wantSpeed, ok := want[o.ID]; ok && o.Speed != wantSpeed {
+		if wantSpeed := want[o.ID]; o.Speed != wantSpeed {
 			t.Errorf("%s: speed %v, want %v", o.ID, o.Speed, wantSpeed)
 		}
 	}

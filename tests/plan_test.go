@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -270,5 +271,43 @@ func TestMicroBatchesFollowThreads(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestCalibratedSpeedsShareAMachine: two workers on one machine that time
+// their own layer at start (started together, so each measures the other's
+// load as well) plan with one speed, the fastest either measured
+// (TestSameMachineSpeeds covers other machines, threads and given speeds).
+func TestCalibratedSpeedsShareAMachine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	c := startCluster(t, fixture(t, "phi-tiny-f32"), clusterOpts{workers: 0, coordArgs: []string{"--min-workers", "2"}})
+	c.addWorker("w1", "--host-id", "one-machine")
+	c.addWorker("w2", "--host-id", "one-machine")
+	c.waitReady(2 * time.Minute)
+	published := logLines(t, c.coord, "published a new plan")
+	if len(published) == 0 {
+		t.Fatal("the coordinator published no plan")
+	}
+	explanation, _ := published[len(published)-1]["explanation"].(string)
+	speeds := map[string]string{}
+	for _, m := range regexp.MustCompile(`stage \d+: (w\d) layers \[\d+,\d+\) = \d+; speed (\S+) layer-steps/s`).FindAllStringSubmatch(explanation, -1) {
+		speeds[m[1]] = m[2]
+	}
+	registered := map[string]any{}
+	for _, w := range []string{"w1", "w2"} {
+		lines := logLines(t, c.workers[w], "worker registering")
+		if len(lines) == 0 {
+			t.Fatalf("%s logged no registration", w)
+		}
+		registered[w] = lines[0]["speed_layer_steps_per_s"]
+	}
+	t.Logf("calibrated %v; planned with %v", registered, speeds)
+	if speeds["w1"] == "" || speeds["w2"] == "" {
+		t.Fatalf("the plan does not give both w1 and w2 a stage:\n%s", explanation)
+	}
+	if speeds["w1"] != speeds["w2"] {
+		t.Errorf("two workers on one machine with the same threads were planned at speeds %s and %s:\n%s", speeds["w1"], speeds["w2"], explanation)
 	}
 }

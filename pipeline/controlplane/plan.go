@@ -30,7 +30,7 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		infos = append(infos, w.WorkerInfo)
 	}
 	c.mu.Unlock()
-	infos = sameMachineSpeeds(infos)
+	infos, raised := sameMachineSpeeds(infos)
 	// --min-workers holds back the first plan until enough workers joined;
 	// once serving, losing workers re-plans onto whoever remains.
 	opts := shard.PlanOptions{MinWorkers: max(c.cfg.MinWorkers, 1), Model: c.modelID, Now: time.Now()}
@@ -62,6 +62,9 @@ func (c *Coordinator) replan(ctx context.Context, lead *registry.Leadership) {
 		return
 	}
 	next.Epoch = cur.Epoch + 1
+	if len(raised) > 0 {
+		next.Explanation += "\n" + strings.Join(raised, "\n")
+	}
 	mix := kernelMix(next, infos)
 	if mix != "" {
 		next.Explanation += "\n" + mix
@@ -295,8 +298,9 @@ func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
 // figure the planner would refuse (infinite) takes the machine's too; one
 // that measured nothing (zero, NaN) stays unusable. Speeds given with
 // --speed and workers that name no machine are left as they are. infos is
-// not modified; the result may share its unchanged elements.
-func sameMachineSpeeds(infos []shard.WorkerInfo) []shard.WorkerInfo {
+// not modified; the result may share its unchanged elements. raised says,
+// for the plan's explanation, which workers' figures were raised.
+func sameMachineSpeeds(infos []shard.WorkerInfo) (out []shard.WorkerInfo, raised []string) {
 	key := func(w shard.WorkerInfo) string {
 		l := w.Labels
 		if l[LabelSpeed] != SpeedCalibrated || l[LabelHost] == "" || l[LabelThreads] == "" {
@@ -310,12 +314,14 @@ func sameMachineSpeeds(infos []shard.WorkerInfo) []shard.WorkerInfo {
 			fastest[k] = max(fastest[k], w.Speed)
 		}
 	}
-	out := make([]shard.WorkerInfo, len(infos))
+	out = make([]shard.WorkerInfo, len(infos))
 	for i, w := range infos {
-		if k := key(w); fastest[k] > 0 && w.Speed > 0 {
+		if k := key(w); fastest[k] > 0 && w.Speed > 0 && w.Speed != fastest[k] {
+			raised = append(raised, fmt.Sprintf("note: %s calibrated %.4g layer-steps/s, planned at %.4g, the fastest calibration of the workers on machine %q with --threads %s",
+				w.ID, w.Speed, fastest[k], w.Labels[LabelHost], w.Labels[LabelThreads]))
 			w.Speed = fastest[k]
 		}
 		out[i] = w
 	}
-	return out
+	return out, raised
 }

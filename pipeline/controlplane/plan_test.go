@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/phalanx-llm/phalanx/shard"
@@ -26,11 +27,15 @@ func TestSameMachineSpeeds(t *testing.T) {
 	}
 	in[6].Labels["kernels"] = "avx2"
 	want := map[string]float64{"a1": 120, "a2": 120, "a3": 70, "a4": 10, "a5": 0, "a6": 120, "a7": 40, "b1": 50, "n1": 20, "n2": 200}
-	out := sameMachineSpeeds(in)
+	out, raised := sameMachineSpeeds(in)
 	for _, o := range out {
 		if wantSpeed := want[o.ID]; o.Speed != wantSpeed {
 			t.Errorf("%s: speed %v, want %v", o.ID, o.Speed, wantSpeed)
 		}
+	}
+	// a1, a6 raised (a2 already at the fastest, a5 measured nothing).
+	if len(raised) != 2 || !strings.Contains(raised[0], "a1 calibrated 30 layer-steps/s, planned at 120") || !strings.Contains(raised[1], "a6 calibrated") {
+		t.Errorf("notes for the plan's explanation: %q", raised)
 	}
 	if in[0].Speed != 30 {
 		t.Errorf("the input was modified: a1 speed %v", in[0].Speed)
@@ -54,7 +59,8 @@ func TestSameMachineSpeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	even, err := shard.MakePlan(size, sameMachineSpeeds(pair), shard.PlanOptions{MinWorkers: 2})
+	equal, _ := sameMachineSpeeds(pair)
+	even, err := shard.MakePlan(size, equal, shard.PlanOptions{MinWorkers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,17 @@ func TestLoadAndFaults(t *testing.T) {
 	}
 	freed := waitNoSessions(t, c, 5*time.Second)
 	t.Logf("crowd: every worker back to 0 KV sessions %v after the last reset", freed.Round(time.Millisecond))
+	// A client that hangs up is no failure of the cluster: logged, not warned about.
+	for deadline := time.Now().Add(3 * time.Second); len(logLines(t, c.coord, "went away")) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("crowd: no hang-up was logged")
+		}
+	}
+	for _, msg := range []string{"generation failed", "stream ended by an error"} {
+		if w := logLines(t, c.coord, `"level":"WARN"`, msg); len(w) > 0 {
+			t.Fatalf("crowd: %d clients hanging up logged a warning %q: %v", len(w), msg, w[0])
+		}
+	}
 
 	// 2. More long requests at once than admission takes.
 	type outcome struct {

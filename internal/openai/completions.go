@@ -182,6 +182,10 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, req text
 			writeStatus(w, err)
 			return
 		}
+		if r.Context().Err() != nil { // the client hung up: nobody to tell
+			log.Info("stream stopped: the client went away", "err", err)
+			return
+		}
 		log.Warn("stream ended by an error", "err", err)
 		ev.error(err)
 		ev.done()

@@ -69,7 +69,11 @@ func (c *Coordinator) Generate(ctx context.Context, requestID string, req textge
 			}
 			m.Requests.WithLabelValues(outcome).Inc()
 		}
-		log.Warn("generation failed", "err", err)
+		if ctx.Err() != nil { // the caller hung up or timed out: not the cluster's failure
+			log.Info("generation stopped: the caller went away", "err", err)
+		} else {
+			log.Warn("generation failed", "err", err)
+		}
 		return nil, err
 	}
 	if m != nil {

@@ -189,8 +189,8 @@ func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
 
 func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
 	fmt.Fprintf(w, "model %s, %d layers, plan epoch %d, leader %s\n", st.GetModel(), st.GetNumLayers(), st.GetEpoch(), st.GetLeader())
-	fmt.Fprintf(w, "%d of %d sessions running, %d steps waiting for a batch, %d micro-batches in flight at most, %.1f tok/s\n",
-		st.GetActiveSessions(), st.GetMaxSessions(), st.GetQueueDepth(), st.GetMicroBatches(), st.GetTokensPerSecond())
+	fmt.Fprintf(w, "%d of %d sessions running, %d steps waiting for a batch, %s in flight at most, %.1f tok/s\n",
+		st.GetActiveSessions(), st.GetMaxSessions(), st.GetQueueDepth(), plural(int(st.GetMicroBatches()), "micro-batch"), st.GetTokensPerSecond())
 	fmt.Fprintf(w, "admission queue %d of %d, %d requests refused (429 / RESOURCE_EXHAUSTED)\n\n", st.GetQueuedRequests(),
 		st.GetMaxQueuedRequests(), st.GetRefusedRequests())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

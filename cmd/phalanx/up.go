@@ -304,9 +304,13 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 	return lc, nil
 }
 
+// plural is "1 noun" or "n nouns" (nouns in -ch take -es).
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "ch") {
+		return strconv.Itoa(n) + " " + noun + "es"
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -22,6 +22,10 @@ const (
 	LabelCPUs    = "cpus"
 )
 
+// LabelKernels is the worker label that names its kernel set (AVX-512,
+// AVX2, NEON, generic): workers on different sets may round differently.
+const LabelKernels = "kernels"
+
 // LabelSpeed is the worker label that says where its speed came from:
 // SpeedCalibrated (timed at start, the default) or SpeedGiven (--speed).
 const (

@@ -10,7 +10,7 @@ import (
 func TestKernelMix(t *testing.T) {
 	plan := shard.Plan{Stages: []shard.Stage{{WorkerID: "w1"}, {WorkerID: "w2"}, {WorkerID: "w3"}}}
 	info := func(id, k string) shard.WorkerInfo {
-		return shard.WorkerInfo{ID: id, Labels: map[string]string{"kernels": k}}
+		return shard.WorkerInfo{ID: id, Labels: map[string]string{LabelKernels: k}}
 	}
 	same := []shard.WorkerInfo{info("w1", "avx512"), info("w2", "avx512"), info("w3", "avx512"), info("spare", "avx2")}
 	if got := kernelMix(plan, same); got != "" {

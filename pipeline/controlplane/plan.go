@@ -270,7 +270,7 @@ func kernelMix(p shard.Plan, infos []shard.WorkerInfo) string {
 	}
 	bySet := map[string][]string{}
 	for _, w := range infos {
-		if k := w.Labels["kernels"]; k != "" && inPlan[w.ID] {
+		if k := w.Labels[LabelKernels]; k != "" && inPlan[w.ID] {
 			bySet[k] = append(bySet[k], w.ID)
 		}
 	}
@@ -306,7 +306,7 @@ func sameMachineSpeeds(infos []shard.WorkerInfo) (out []shard.WorkerInfo, raised
 		if l[LabelSpeed] != SpeedCalibrated || l[LabelHost] == "" || l[LabelThreads] == "" {
 			return ""
 		}
-		return l[LabelHost] + "\x00" + l[LabelThreads] + "\x00" + l["kernels"]
+		return l[LabelHost] + "\x00" + l[LabelThreads] + "\x00" + l[LabelKernels]
 	}
 	fastest := map[string]float64{}
 	for _, w := range infos {

@@ -11,7 +11,7 @@ import (
 func TestSameMachineSpeeds(t *testing.T) {
 	w := func(id, host, threads, from string, speed float64) shard.WorkerInfo {
 		return shard.WorkerInfo{ID: id, Speed: speed, Labels: map[string]string{
-			LabelHost: host, LabelThreads: threads, LabelSpeed: from, "kernels": "avx512"}}
+			LabelHost: host, LabelThreads: threads, LabelSpeed: from, LabelKernels: "avx512"}}
 	}
 	in := []shard.WorkerInfo{
 		w("a1", "a", "2", SpeedCalibrated, 30),          // disturbed while a2 loaded
@@ -25,7 +25,7 @@ func TestSameMachineSpeeds(t *testing.T) {
 		w("n1", "", "2", SpeedCalibrated, 20),           // no machine named
 		w("n2", "", "2", SpeedCalibrated, 200),
 	}
-	in[6].Labels["kernels"] = "avx2"
+	in[6].Labels[LabelKernels] = "avx2"
 	want := map[string]float64{"a1": 120, "a2": 120, "a3": 70, "a4": 10, "a5": 0, "a6": 120, "a7": 40, "b1": 50, "n1": 20, "n2": 200}
 	out, raised := sameMachineSpeeds(in)
 	for _, o := range out {

@@ -115,7 +115,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if threads <= 0 {
 		threads = engine.DefaultThreads()
 	}
-	labels := map[string]string{"model": modelID, "kernels": kernels.Name(),
+	labels := map[string]string{"model": modelID, LabelKernels: kernels.Name(),
 		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host,
 		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU()), LabelSpeed: speedFrom}
 	if cfg.Model == "" {

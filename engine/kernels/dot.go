@@ -136,6 +136,10 @@ type quantKernels struct {
 	// bit for bit, and every set's give the generic ones' bits.
 	x8Gemv func(out *[8]float32, w, p []byte, blocks int)
 	x8Tile func(out *[32]float32, w, p []byte, blocks, pstride int)
+	// x8Tile2, when not nil, is x8Tile for two groups at once (w holds
+	// them back to back, blocks blocks each): out[t*8+r] is the first
+	// group's row r, out[32+t*8+r] the second's, with x8Tile's bits.
+	x8Tile2 func(out *[64]float32, w, p []byte, blocks, pstride int)
 }
 
 // quant is k's kernels for Q8_0 or Q4_0 weights, nil for other types.

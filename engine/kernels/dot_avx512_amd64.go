@@ -50,16 +50,18 @@ func avx512Set() kernelSet {
 	k.gelu = geluAVX512
 	if hasAVX512VNNI {
 		k.q8_0 = quantKernels{
-			dot:    dotQ8_0AVX512,
-			tile:   dotQ8_0Tile4x3AVX512,
-			x8Gemv: x8Gemv(Q8_0, x8PrepBytes, q8x8GemvAVX512Asm),
-			x8Tile: x8Tile(Q8_0, x8PrepBytes, q8x8TileAVX512Asm),
+			dot:     dotQ8_0AVX512,
+			tile:    dotQ8_0Tile4x3AVX512,
+			x8Gemv:  x8Gemv(Q8_0, x8PrepBytes, q8x8GemvAVX512Asm),
+			x8Tile:  x8Tile(Q8_0, x8PrepBytes, q8x8TileAVX512Asm),
+			x8Tile2: x8Tile2(Q8_0, x8PrepBytes, q8x8Tile2AVX512Asm),
 		}
 		k.q4_0 = quantKernels{
-			dot:    dotQ4_0AVX512,
-			tile:   dotQ4_0Tile4x3AVX512,
-			x8Gemv: x8Gemv(Q4_0, x8PrepBytes, q4x8GemvAVX512Asm),
-			x8Tile: x8Tile(Q4_0, x8PrepBytes, q4x8TileAVX512Asm),
+			dot:     dotQ4_0AVX512,
+			tile:    dotQ4_0Tile4x3AVX512,
+			x8Gemv:  x8Gemv(Q4_0, x8PrepBytes, q4x8GemvAVX512Asm),
+			x8Tile:  x8Tile(Q4_0, x8PrepBytes, q4x8TileAVX512Asm),
+			x8Tile2: x8Tile2(Q4_0, x8PrepBytes, q4x8Tile2AVX512Asm),
 		}
 		k.qTileRows, k.qTileToks = 4, 3
 		k.q4_K.x8Gemv = kx8Gemv(Q4_K, q4Kx8GemvAVX512)
@@ -153,6 +155,12 @@ func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 
 //go:noescape
 func q4x8TileAVX512Asm(out *[32]float32, w, p []byte, blocks, pstride int)
+
+//go:noescape
+func q4x8Tile2AVX512Asm(out *[64]float32, w, p []byte, blocks, pstride int)
+
+//go:noescape
+func q8x8Tile2AVX512Asm(out *[64]float32, w, p []byte, blocks, pstride int)
 
 //go:noescape
 func q8x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)

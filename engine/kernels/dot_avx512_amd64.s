@@ -814,6 +814,131 @@ tdone: \
 	VZEROUPPER; \
 	RET
 
+// The two-group tiles: sixteen rows (two groups, gb = R12 bytes apart) times
+// four tokens. Each token's activation block is loaded once for both
+// groups, so a block-token costs half the broadcasts (the one-group tile is
+// bound by its loads: six broadcasts to four VPDPBUSD); every (row, token)
+// still runs X8TOK's sequence, so the bits are the gemv's. Group B's block
+// is in Z12–Z15 and Z20, the accumulators Z16–Z19 (group A) and Z21–Z24 (B),
+// Z25–Z27 scratch.
+
+// Q4X8WB loads group B's Q4_0 block (at w + R12).
+#define Q4X8WB(w) \
+	VMOVDQU64 16(w)(R12*1), Z12; \
+	VMOVDQU64 80(w)(R12*1), Z13; \
+	VPSRLW    $4, Z12, Z14; \
+	VPSRLW    $4, Z13, Z15; \
+	VPANDD    Z31, Z12, Z12; \
+	VPANDD    Z31, Z14, Z14; \
+	VPANDD    Z31, Z13, Z13; \
+	VPANDD    Z31, Z15, Z15; \
+	VCVTPH2PS (w)(R12*1), Y20; \
+	VPERMPS   Z20, Z30, Z20
+
+// Q8X8WB loads group B's Q8_0 block (at w + R12).
+#define Q8X8WB(w) \
+	VMOVDQU64 16(w)(R12*1), Z12; \
+	VMOVDQU64 80(w)(R12*1), Z13; \
+	VMOVDQU64 144(w)(R12*1), Z14; \
+	VMOVDQU64 208(w)(R12*1), Z15; \
+	VPXORD    Z31, Z12, Z12; \
+	VPXORD    Z31, Z13, Z13; \
+	VPXORD    Z31, Z14, Z14; \
+	VPXORD    Z31, Z15, Z15; \
+	VCVTPH2PS (w)(R12*1), Y20; \
+	VPERMPS   Z20, Z30, Z20
+
+// X8TOK2 is X8TOK for both groups: the token's block at p into accA, accB.
+#define X8TOK2(p, accA, accB, zc) \
+	VPBROADCASTQ zc(p), Z5; \
+	VMOVDQA64    Z5, Z25; \
+	VPBROADCASTQ 0(p), Z6; \
+	VPDPBUSD     Z6, Z1, Z5; \
+	VPDPBUSD     Z6, Z12, Z25; \
+	VPBROADCASTQ 8(p), Z7; \
+	VPDPBUSD     Z7, Z2, Z5; \
+	VPDPBUSD     Z7, Z13, Z25; \
+	VPBROADCASTQ 16(p), Z8; \
+	VPDPBUSD     Z8, Z3, Z5; \
+	VPDPBUSD     Z8, Z14, Z25; \
+	VPBROADCASTQ 24(p), Z9; \
+	VPDPBUSD     Z9, Z4, Z5; \
+	VPDPBUSD     Z9, Z15, Z25; \
+	VCVTDQ2PS    Z5, Z5; \
+	VCVTDQ2PS    Z25, Z25; \
+	VBROADCASTSS 48(p), Z11; \
+	VMULPS       Z11, Z10, Z26; \
+	VMULPS       Z11, Z20, Z27; \
+	VFMADD231PS  Z26, Z5, accA; \
+	VFMADD231PS  Z27, Z25, accB
+
+// X8TILE2 is the two-group tile's body (R9 the prepared rows' stride, R12
+// the groups' distance); it prefetches the next pair of groups' blocks.
+#define X8TILE2(wconst, load, loadb, bb, zc) \
+	LEAQ   (R9)(R9*2), R10; \
+	IMUL3Q $bb, CX, R12; \
+	LEAQ   (R12)(R12*1), R13; \
+	LEAQ   (R13)(R12*1), R14; \
+	X8CONST(wconst); \
+	VPXORD Z16, Z16, Z16; \
+	VPXORD Z17, Z17, Z17; \
+	VPXORD Z18, Z18, Z18; \
+	VPXORD Z19, Z19, Z19; \
+	VPXORD Z21, Z21, Z21; \
+	VPXORD Z22, Z22, Z22; \
+	VPXORD Z23, Z23, Z23; \
+	VPXORD Z24, Z24, Z24; \
+	TESTQ  CX, CX; \
+	JZ     t2done; \
+t2loop: \
+	PREFETCHT1 (SI)(R13*1); \
+	PREFETCHT1 64(SI)(R13*1); \
+	PREFETCHT1 128(SI)(R13*1); \
+	PREFETCHT1 (SI)(R14*1); \
+	PREFETCHT1 64(SI)(R14*1); \
+	PREFETCHT1 128(SI)(R14*1); \
+	load(SI); \
+	loadb(SI); \
+	X8TOK2(DI, Z16, Z21, zc); \
+	LEAQ (DI)(R9*1), R11; \
+	X8TOK2(R11, Z17, Z22, zc); \
+	LEAQ (DI)(R9*2), R11; \
+	X8TOK2(R11, Z18, Z23, zc); \
+	LEAQ (DI)(R10*1), R11; \
+	X8TOK2(R11, Z19, Z24, zc); \
+	ADDQ $bb, SI; \
+	ADDQ $64, DI; \
+	DECQ CX; \
+	JNZ  t2loop; \
+t2done: \
+	MOVQ out+0(FP), DX; \
+	X8OUT(Z16, Y16, 0); \
+	X8OUT(Z17, Y17, 32); \
+	X8OUT(Z18, Y18, 64); \
+	X8OUT(Z19, Y19, 96); \
+	X8OUT(Z21, Y21, 128); \
+	X8OUT(Z22, Y22, 160); \
+	X8OUT(Z23, Y23, 192); \
+	X8OUT(Z24, Y24, 224); \
+	VZEROUPPER; \
+	RET
+
+// func q4x8Tile2AVX512Asm(out *[64]float32, w, p []byte, blocks, pstride int)
+TEXT ·q4x8Tile2AVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8TILE2(0x0f0f0f0f, Q4X8W, Q4X8WB, 144, 32)
+
+// func q8x8Tile2AVX512Asm(out *[64]float32, w, p []byte, blocks, pstride int)
+TEXT ·q8x8Tile2AVX512Asm(SB), NOSPLIT, $0-72
+	MOVQ w_base+8(FP), SI
+	MOVQ p_base+32(FP), DI
+	MOVQ blocks+56(FP), CX
+	MOVQ pstride+64(FP), R9
+	X8TILE2(0x80808080, Q8X8W, Q8X8WB, 272, 40)
+
 // func q4x8GemvAVX512Asm(out *[8]float32, w, p []byte, blocks int)
 TEXT ·q4x8GemvAVX512Asm(SB), NOSPLIT, $0-64
 	MOVQ w_base+8(FP), SI

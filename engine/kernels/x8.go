@@ -71,6 +71,19 @@ func x8Gemv(dt DType, pb int, kernel func(out *[8]float32, w, p []byte, blocks i
 	}
 }
 
+// x8Tile2 checks the operands of a two-group tile (x8Tile2 in
+// quantKernels).
+func x8Tile2(dt DType, pb int, kernel func(out *[64]float32, w, p []byte, blocks, pstride int)) func(out *[64]float32, w, p []byte, blocks, pstride int) {
+	bb := x8BlockBytes(dt)
+	return func(out *[64]float32, w, p []byte, blocks, pstride int) {
+		if blocks < 0 || pstride < blocks*pb || len(w) < 2*blocks*bb ||
+			len(p) < (x8Tokens-1)*pstride+blocks*pb {
+			panic("kernels: x8 tile2: short operands")
+		}
+		kernel(out, w, p, blocks, pstride)
+	}
+}
+
 func x8Tile(dt DType, pb int, kernel func(out *[32]float32, w, p []byte, blocks, pstride int)) func(out *[32]float32, w, p []byte, blocks, pstride int) {
 	bb := x8BlockBytes(dt)
 	return func(out *[32]float32, w, p []byte, blocks, pstride int) {
@@ -307,7 +320,7 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 		}
 		y[t*m.Rows+r] = v
 	}
-	gemv, tile, dot := q.x8Gemv, q.x8Tile, q.dot
+	gemv, tile, tile2, dot := q.x8Gemv, q.x8Tile, q.x8Tile2, q.dot
 	return chunks + min(rest, 1), func(_, c int) {
 		if c == chunks { // rows past the last group: the plain dot
 			for r := groups * x8Rows; r < m.Rows; r++ {
@@ -319,6 +332,7 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 		}
 		var o8 [8]float32
 		var o32 [32]float32
+		var o64 [64]float32
 		// put stores a token's eight results of the group at row r0.
 		put := func(t, r0 int, o []float32) {
 			dst := y[t*m.Rows+r0:][:x8Rows]
@@ -331,10 +345,31 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 				dst[i] = o[i] + b[i]
 			}
 		}
-		for g := c * perChunk; g < min((c+1)*perChunk, groups); g++ {
+		end := min((c+1)*perChunk, groups)
+		for g := c * perChunk; g < end; g++ {
 			w := m.x8[g*gb : (g+1)*gb]
 			r0 := g * x8Rows
 			t := 0
+			if tile2 != nil && g+1 < end && tokens >= x8Tokens {
+				// Two groups per tile: each token's activations are
+				// loaded once for sixteen rows.
+				w2 := m.x8[g*gb : (g+2)*gb]
+				for ; t+x8Tokens <= tokens; t += x8Tokens {
+					tile2(&o64, w2, prep[t*pstride:], blocks, pstride)
+					for k := 0; k < x8Tokens; k++ {
+						put(t+k, r0, o64[k*x8Rows:])
+						put(t+k, r0+x8Rows, o64[32+k*x8Rows:])
+					}
+				}
+				for ; t < tokens; t++ {
+					gemv(&o8, w, prep[t*pstride:(t+1)*pstride], blocks)
+					put(t, r0, o8[:])
+					gemv(&o8, w2[gb:], prep[t*pstride:(t+1)*pstride], blocks)
+					put(t, r0+x8Rows, o8[:])
+				}
+				g++
+				continue
+			}
 			for ; t+x8Tokens <= tokens; t += x8Tokens {
 				tile(&o32, w, prep[t*pstride:], blocks, pstride)
 				for k := 0; k < x8Tokens; k++ {

@@ -11,7 +11,8 @@ import (
 // The repacked Q4_0 and Q8_0 paths: close to the plain dot, and
 // bit-identical between one token at a time (decode) and any batch (prefill
 // tiles plus leftover tokens), for shapes with and without rows past the
-// last group of eight.
+// last group of eight (and, for sets with two-group tiles, with an even and
+// an odd number of groups in a thread's share: 16 and 200 rows).
 func TestX8MatMul(t *testing.T) {
 	withEachKernelSet(t, func(t *testing.T) {
 		for _, dt := range []DType{Q4_0, Q8_0} {
@@ -342,6 +343,17 @@ func BenchmarkX8Kernels(b *testing.B) {
 					q.x8Tile(&out, packed, prep, blocks, pstride)
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*blocks*x8Tokens), "ns/block-token")
+			})
+			if q.x8Tile2 == nil {
+				continue
+			}
+			two := append(append([]byte(nil), packed...), packed...)
+			b.Run(fmt.Sprintf("%s/%v/tile2", k.name, dt), func(b *testing.B) {
+				var out [64]float32
+				for b.Loop() {
+					q.x8Tile2(&out, two, prep, blocks, pstride)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*blocks*x8Tokens), "ns/block-token")
 			})
 		}
 	}

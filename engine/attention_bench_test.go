@@ -12,18 +12,22 @@ import (
 )
 
 // fillCache makes a cache hold n positions of random keys and values, as
-// a long prompt would, without running the prompt.
+// a long prompt would, without running the prompt (rows drawn from a small
+// pool of random rows, so that filling a full-size model's caches is quick).
 func fillCache(c *KVCache, n int, r *rand.Rand) {
 	if err := c.reserve(n); err != nil {
 		panic(err)
 	}
+	pool := make([][]float32, 61)
+	for i := range pool {
+		pool[i] = make([]float32, c.kvDim)
+		for j := range pool[i] {
+			pool[i][j] = float32(r.NormFloat64())
+		}
+	}
 	for li := range c.layers.Len() {
 		for p := 0; p < n; p++ {
-			k, v := c.layerRows(li, p, 1)
-			for j := range k {
-				k[j] = float32(r.NormFloat64())
-				v[j] = float32(r.NormFloat64())
-			}
+			c.write(li, p, pool[r.IntN(len(pool))], pool[r.IntN(len(pool))])
 		}
 	}
 	c.n = n
@@ -37,19 +41,7 @@ func BenchmarkDecodeAtPosition(b *testing.B) {
 	if testing.Short() {
 		b.Skip("full-width benchmark skipped under -short")
 	}
-	dir := filepath.Join(os.TempDir(), "phalanx-bench-phi2w-1l-f16")
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		p := synth.Presets["phi-2"]
-		p.Layers = 1
-		if err := synth.Write(dir, synth.Options{Preset: p, DType: kernels.F16, Seed: 1}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	m, err := Load(dir, Options{Layers: AllLayers})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := loadOneLayer(b)
 	r := rand.New(rand.NewPCG(1, 1))
 	x := make([]float32, m.Config.HiddenSize)
 	for _, pos := range []int{16, 500, 1000, 2000} {
@@ -68,5 +60,63 @@ func BenchmarkDecodeAtPosition(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// loadOneLayer loads a Phi-2-sized model of one F16 layer (synthesized into
+// the temporary directory once), closed at the benchmark's end.
+func loadOneLayer(b *testing.B) *Model {
+	if testing.Short() {
+		b.Skip("full-width benchmark skipped under -short")
+	}
+	dir := filepath.Join(os.TempDir(), "phalanx-bench-phi2w-1l-f16")
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		p := synth.Presets["phi-2"]
+		p.Layers = 1
+		if err := synth.Write(dir, synth.Options{Preset: p, DType: kernels.F16, Seed: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m, err := Load(dir, Options{Layers: AllLayers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+// BenchmarkAttention is one Phi-2-sized layer's attention alone (every head
+// of every stream over its cache, the new position's keys and values
+// already written), for one and eight streams at 500 and 2,000 positions:
+// it reads each stream's cached keys and values once, so it is bound by
+// memory, and GB/s is that read's rate.
+func BenchmarkAttention(b *testing.B) {
+	m := loadOneLayer(b)
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, streams := range []int{1, 8} {
+		for _, pos := range []int{500, 2000} {
+			b.Run(fmt.Sprintf("streams=%d/pos=%d", streams, pos), func(b *testing.B) {
+				spans := make([]Span, streams)
+				for i := range spans {
+					c := m.NewCache()
+					fillCache(c, pos-1, r)
+					spans[i] = Span{Cache: c, Tokens: 1}
+				}
+				x := make([]float32, streams*m.Config.HiddenSize)
+				if err := m.Forward(x, spans); err != nil { // writes position pos-1
+					b.Fatal(err)
+				}
+				for _, s := range spans {
+					if err := s.Cache.Truncate(pos - 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for b.Loop() {
+					m.attention(0, spans)
+				}
+				bytes := float64(streams) * float64(pos) * float64(2*m.Config.KVDim()*4)
+				b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
 	}
 }

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,7 +98,6 @@ func BenchmarkPrefill128(b *testing.B) {
 // since batching reads each weight once per step for every stream.
 func BenchmarkDecodeBatch(b *testing.B) {
 	m := loadBenchModel(b)
-	H, V := m.Config.HiddenSize, m.Config.VocabSize
 	for _, n := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			caches := make([]*engine.KVCache, n)
@@ -108,19 +108,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 				spans[i] = engine.Span{Cache: caches[i], Tokens: 1}
 				ids[i] = 42 + i
 			}
-			x := make([]float32, n*H)
-			logits := make([]float32, n*V)
-			step := func() {
-				if err := m.Embed(ids, x); err != nil {
-					b.Fatal(err)
-				}
-				if err := m.Forward(x, spans); err != nil {
-					b.Fatal(err)
-				}
-				if err := m.Logits(x, logits); err != nil {
-					b.Fatal(err)
-				}
-			}
+			step := batchStep(b, m, ids, spans)
 			step()
 			for b.Loop() {
 				if caches[0].Len() >= 256 {
@@ -132,6 +120,57 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
+	}
+}
+
+// BenchmarkDecodeBatchLong is BenchmarkDecodeBatch with every stream's
+// cache already holding 1,024 positions (random keys and values, as a long
+// prompt would leave): at that length a stream's attention reads 1.3 GB of
+// float32 keys and values a step on Phi-2, as much as its weights, and
+// unlike the weights each stream reads its own.
+func BenchmarkDecodeBatchLong(b *testing.B) {
+	const ctx = 1024
+	m := loadBenchModel(b)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			spans := make([]engine.Span, n)
+			ids := make([]int, n)
+			for i := range spans {
+				c := m.NewCache()
+				engine.FillCacheForBench(c, ctx, r)
+				spans[i] = engine.Span{Cache: c, Tokens: 1}
+				ids[i] = 42 + i
+			}
+			step := batchStep(b, m, ids, spans)
+			for b.Loop() {
+				for _, s := range spans {
+					if err := s.Cache.Truncate(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				step()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// batchStep returns one decode step of the streams (token ids[i] into
+// spans[i]) through the embedding, every layer and the head.
+func batchStep(b *testing.B, m *engine.Model, ids []int, spans []engine.Span) func() {
+	x := make([]float32, len(ids)*m.Config.HiddenSize)
+	logits := make([]float32, len(ids)*m.Config.VocabSize)
+	return func() {
+		if err := m.Embed(ids, x); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(x, spans); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Logits(x, logits); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -12,7 +12,9 @@ var ErrContextFull = errors.New("engine: context window full")
 
 // KVCache holds one sequence's post-rotary keys and values for the layers of
 // the model that made it, in blocks of kvBlockPositions positions (every
-// layer's keys, then its values, in each block) taken from the process's
+// layer's keys, then its values, in each block, each head's positions side
+// by side: an attention head reads its keys and values of a block as one
+// run of memory, not a head's slice of every position's row) taken from the process's
 // pool as the sequence grows: growing never copies what the cache holds,
 // and a released cache's blocks serve the next one without new faults.
 // Release returns the blocks; a cache that becomes unreachable returns them
@@ -20,6 +22,7 @@ var ErrContextFull = errors.New("engine: context window full")
 type KVCache struct {
 	layers LayerRange
 	kvDim  int
+	head   int // floats of one head's key (or value) at one position
 	maxLen int
 	held   *kvHeld
 	n      int
@@ -39,6 +42,7 @@ func (m *Model) NewCache() *KVCache {
 	c := &KVCache{
 		layers: m.Layers,
 		kvDim:  kvDim,
+		head:   m.Config.HeadDim,
 		maxLen: m.Config.MaxPositionEmbeddings,
 	}
 	c.held = &kvHeld{pool: kvPoolFor(m.kvBlockFloats())}
@@ -103,22 +107,36 @@ func (c *KVCache) reserve(extra int) error {
 	return nil
 }
 
-// layerRows returns the keys and values of positions [p, p+n) of layer li
-// (n ≤ what is left of p's block), n×kvDim floats each.
-func (c *KVCache) layerRows(li, p, n int) (k, v []float32) {
+// headRows returns the keys and values of head h's positions [p, p+n) of
+// layer li (n ≤ what is left of p's block), n×head floats each, one
+// position's after the other.
+func (c *KVCache) headRows(li, h, p, n int) (k, v []float32) {
 	b := c.held.blocks[p/kvBlockPositions].data
 	per := kvBlockPositions * c.kvDim
-	off := li*2*per + p%kvBlockPositions*c.kvDim
-	return b[off : off+n*c.kvDim], b[off+per : off+per+n*c.kvDim]
+	off := li*2*per + (h*kvBlockPositions+p%kvBlockPositions)*c.head
+	return b[off : off+n*c.head], b[off+per : off+per+n*c.head]
 }
 
-// write stores the keys and values of positions [p, p+n) of layer li.
+// write stores the keys and values of positions [p, p+n) of layer li
+// (rows of kvDim floats, every head's in turn).
 func (c *KVCache) write(li, p int, k, v []float32) {
-	for len(k) > 0 {
-		n := min(len(k)/c.kvDim, kvBlockPositions-p%kvBlockPositions)
-		dk, dv := c.layerRows(li, p, n)
-		copy(dk, k)
-		copy(dv, v)
-		k, v, p = k[len(dk):], v[len(dv):], p+n
+	for r := 0; r < len(k)/c.kvDim; r++ {
+		for h := 0; h < c.kvDim/c.head; h++ {
+			dk, dv := c.headRows(li, h, p+r, 1)
+			copy(dk, k[r*c.kvDim+h*c.head:])
+			copy(dv, v[r*c.kvDim+h*c.head:])
+		}
 	}
+}
+
+// read is write's inverse: the keys and values of position p of layer li
+// as rows of kvDim floats.
+func (c *KVCache) read(li, p int) (k, v []float32) {
+	k, v = make([]float32, c.kvDim), make([]float32, c.kvDim)
+	for h := 0; h < c.kvDim/c.head; h++ {
+		dk, dv := c.headRows(li, h, p, 1)
+		copy(k[h*c.head:], dk)
+		copy(v[h*c.head:], dv)
+	}
+	return k, v
 }

@@ -261,7 +261,7 @@ func TestKVCacheBlocks(t *testing.T) {
 	}
 	for li := range m.Layers.Len() {
 		for p := range n {
-			k, v := c.layerRows(li, p, 1)
+			k, v := c.read(li, p)
 			for j := range k {
 				if k[j] != want[p*kvDim+j] || v[j] != want[p*kvDim+j] {
 					t.Fatalf("layer %d position %d moved or was overwritten", li, p)

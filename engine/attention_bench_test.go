@@ -89,34 +89,44 @@ func loadOneLayer(b *testing.B) *Model {
 // of every stream over its cache, the new position's keys and values
 // already written), for one and eight streams at 500 and 2,000 positions:
 // it reads each stream's cached keys and values once, so it is bound by
-// memory, and GB/s is that read's rate.
+// memory, and GB/s is that read's rate; float32 and F16 caches.
 func BenchmarkAttention(b *testing.B) {
 	m := loadOneLayer(b)
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, streams := range []int{1, 8} {
-		for _, pos := range []int{500, 2000} {
-			b.Run(fmt.Sprintf("streams=%d/pos=%d", streams, pos), func(b *testing.B) {
-				spans := make([]Span, streams)
-				for i := range spans {
-					c := m.NewCache()
-					fillCache(c, pos-1, r)
-					spans[i] = Span{Cache: c, Tokens: 1}
-				}
-				x := make([]float32, streams*m.Config.HiddenSize)
-				if err := m.Forward(x, spans); err != nil { // writes position pos-1
-					b.Fatal(err)
-				}
-				for _, s := range spans {
-					if err := s.Cache.Truncate(pos - 1); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for b.Loop() {
-					m.attention(0, spans)
-				}
-				bytes := float64(streams) * float64(pos) * float64(2*m.Config.KVDim()*4)
-				b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
-			})
+	for _, kv := range []kernels.DType{kernels.F32, kernels.F16} {
+		for _, streams := range []int{1, 8} {
+			for _, pos := range []int{500, 2000} {
+				benchmarkAttention(b, m, r, kv, streams, pos)
+			}
 		}
 	}
+}
+
+func benchmarkAttention(b *testing.B, m *Model, r *rand.Rand, kv kernels.DType, streams, pos int) {
+	b.Run(fmt.Sprintf("kv=%v/streams=%d/pos=%d", kv, streams, pos), func(b *testing.B) {
+		spans := make([]Span, streams)
+		for i := range spans {
+			c, err := m.NewCacheOf(kv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fillCache(c, pos-1, r)
+			spans[i] = Span{Cache: c, Tokens: 1}
+		}
+		x := make([]float32, streams*m.Config.HiddenSize)
+		if err := m.Forward(x, spans); err != nil { // writes position pos-1
+			b.Fatal(err)
+		}
+		for _, s := range spans {
+			if err := s.Cache.Truncate(pos - 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for b.Loop() {
+			m.attention(0, spans)
+		}
+		bytes := float64(streams) * float64(pos) * float64(2*m.Config.KVDim()*kv.Size())
+		b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/op")
+	})
 }

@@ -127,33 +127,42 @@ func BenchmarkDecodeBatch(b *testing.B) {
 // cache already holding 1,024 positions (random keys and values, as a long
 // prompt would leave): at that length a stream's attention reads 1.3 GB of
 // float32 keys and values a step on Phi-2, as much as its weights, and
-// unlike the weights each stream reads its own.
+// unlike the weights each stream reads its own; float32 and F16 caches.
 func BenchmarkDecodeBatchLong(b *testing.B) {
 	const ctx = 1024
 	m := loadBenchModel(b)
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, n := range []int{1, 8} {
-		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
-			spans := make([]engine.Span, n)
-			ids := make([]int, n)
-			for i := range spans {
-				c := m.NewCache()
-				engine.FillCacheForBench(c, ctx, r)
-				spans[i] = engine.Span{Cache: c, Tokens: 1}
-				ids[i] = 42 + i
-			}
-			step := batchStep(b, m, ids, spans)
-			for b.Loop() {
-				for _, s := range spans {
-					if err := s.Cache.Truncate(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
-				step()
-			}
-			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
-		})
+	for _, kv := range []kernels.DType{kernels.F32, kernels.F16} {
+		for _, n := range []int{1, 8} {
+			benchmarkDecodeLong(b, m, r, kv, n, ctx)
+		}
 	}
+}
+
+func benchmarkDecodeLong(b *testing.B, m *engine.Model, r *rand.Rand, kv kernels.DType, n, ctx int) {
+	b.Run(fmt.Sprintf("kv=%v/streams=%d", kv, n), func(b *testing.B) {
+		spans := make([]engine.Span, n)
+		ids := make([]int, n)
+		for i := range spans {
+			c, err := m.NewCacheOf(kv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			engine.FillCacheForBench(c, ctx, r)
+			spans[i] = engine.Span{Cache: c, Tokens: 1}
+			ids[i] = 42 + i
+		}
+		step := batchStep(b, m, ids, spans)
+		for b.Loop() {
+			for _, s := range spans {
+				if err := s.Cache.Truncate(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			step()
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+	})
 }
 
 // batchStep returns one decode step of the streams (token ids[i] into

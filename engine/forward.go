@@ -26,6 +26,7 @@ type workspace struct {
 	h, q, k, v, ctx, attn, f1, mlp []float32
 	cos, sin                       []float32 // rows × rotary/2
 	scores                         [][]float32
+	wide                           [][]float32 // per thread: a block of one head's F16 keys or values, widened
 }
 
 func growTo(s []float32, n int) []float32 {
@@ -196,6 +197,10 @@ func (m *Model) prepare(spans []Span, rows int) {
 	}
 	if len(ws.scores) != m.pool.Threads() {
 		ws.scores = make([][]float32, m.pool.Threads())
+		ws.wide = make([][]float32, m.pool.Threads())
+		for i := range ws.wide {
+			ws.wide[i] = make([]float32, 2*kvBlockPositions*cfg.HeadDim)
+		}
 	}
 }
 
@@ -287,8 +292,17 @@ func (m *Model) rotate(v []float32, heads, rows int) {
 	}
 }
 
-// attention computes ctx for every (span, head) pair in parallel: causal
-// attention of each new token over the cache, scores and softmax in float32.
+// attnHeads is how many heads of a span one attention job takes: a block
+// holds each head's positions side by side, so eight heads read one run of
+// memory eight times as long as one head's (one layer's attention, eight
+// streams at 2,000 positions, F16 cache: 10.1–10.6 ms with one head a job,
+// 7.9–8.2 with eight; float32 10.0–10.3 and 9.7–10.4).
+const attnHeads = 8
+
+// attention computes ctx for every span and head, attnHeads heads of a span
+// a job, the jobs in parallel: causal attention of each new token over the
+// cache, scores and softmax in float32 (an F16 cache's keys and values
+// widened a block at a time).
 func (m *Model) attention(li int, spans []Span) {
 	cfg := m.Config
 	ws := &m.ws
@@ -302,54 +316,56 @@ func (m *Model) attention(li int, spans []Span) {
 		firstRow[i] = r
 		r += s.Tokens
 	}
-	m.pool.Run(len(spans)*nh, func(worker, job int) {
-		si, h := job/nh, job%nh
+	G := attnHeads // heads a job, a divisor of nh
+	for nh%G != 0 {
+		G--
+	}
+	m.pool.Run(len(spans)*nh/G, func(worker, job int) {
+		si, h0 := job/(nh/G), job%(nh/G)*G
 		s := spans[si]
 		c := s.Cache
 		past := c.n
-		kvh := h / group
-		sc := ws.scores[worker]
-		if cap(sc) < past+s.Tokens {
-			sc = make([]float32, past+s.Tokens, c.maxLen)
+		sc, wide := ws.scores[worker], ws.wide[worker]
+		stride := past + s.Tokens
+		if cap(sc) < G*stride {
+			sc = make([]float32, G*stride, G*c.maxLen)
 			ws.scores[worker] = sc
 		}
 		for t := 0; t < s.Tokens; t++ {
 			row := firstRow[si] + t
-			q := ws.q[row*qDim+h*D : row*qDim+(h+1)*D]
 			n := past + t + 1
-			scores := sc[:n]
-			// A block at a time, asking for the next block's run of this
-			// head's keys (then values) while this one is read: blocks
-			// lie apart in memory, where the hardware prefetchers start
-			// cold (with the prefetch, one layer's attention at 2,000
-			// positions took 1.06–1.07 ms against 1.83–1.85 for a
-			// stream, 10.8–12.6 against 15.3–16.6 for eight; see
-			// docs/kernels.md).
-			for p := 0; p < n; p += kvBlockPositions {
-				b := min(kvBlockPositions, n-p)
-				if p+b < n {
-					next, _ := c.headRows(li, kvh, p+b, min(kvBlockPositions, n-p-b))
-					kernels.Prefetch(next)
+			per := c.perBlock
+			for p := 0; p < n; p += per {
+				b := min(per, n-p)
+				if p+b < n { // the next block's run, ahead (docs/kernels.md, "Reading a stream's cache")
+					c.prefetchHead(li, h0/group, p+b, min(per, n-p-b), false)
 				}
-				keys, _ := c.headRows(li, kvh, p, b)
-				kernels.DotsF32(scores[p:p+b], q, keys, D)
-			}
-			_, first := c.headRows(li, kvh, 0, min(kvBlockPositions, n))
-			kernels.Prefetch(first)
-			for p := range scores {
-				scores[p] /= scale
-			}
-			kernels.Softmax(scores)
-			out := ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D]
-			clear(out)
-			for p := 0; p < n; p += kvBlockPositions {
-				b := min(kvBlockPositions, n-p)
-				if p+b < n {
-					_, next := c.headRows(li, kvh, p+b, min(kvBlockPositions, n-p-b))
-					kernels.Prefetch(next)
+				for g := 0; g < G; g++ {
+					h := h0 + g
+					q := ws.q[row*qDim+h*D : row*qDim+(h+1)*D]
+					kernels.DotsF32(sc[g*stride+p:g*stride+p+b], q, c.headWide(li, h/group, p, b, false, wide), D)
 				}
-				_, vals := c.headRows(li, kvh, p, b)
-				kernels.AxpyRows(out, scores[p:p+b], vals, D)
+			}
+			c.prefetchHead(li, h0/group, 0, min(per, n), true)
+			for g := 0; g < G; g++ {
+				scores := sc[g*stride : g*stride+n]
+				for p := range scores {
+					scores[p] /= scale
+				}
+				kernels.Softmax(scores)
+				h := h0 + g
+				clear(ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D])
+			}
+			for p := 0; p < n; p += per {
+				b := min(per, n-p)
+				if p+b < n {
+					c.prefetchHead(li, h0/group, p+b, min(per, n-p-b), true)
+				}
+				for g := 0; g < G; g++ {
+					h := h0 + g
+					out := ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D]
+					kernels.AxpyRows(out, sc[g*stride+p:g*stride+p+b], c.headWide(li, h/group, p, b, true, wide), D)
+				}
 			}
 		}
 	})

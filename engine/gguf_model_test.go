@@ -86,26 +86,15 @@ func TestGGUFGoldenF32(t *testing.T) {
 			if got, want := *m.Config, *ref.Config; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("config from GGUF\n%+v\nfrom config.json\n%+v", got, want)
 			}
-			V := m.Config.VocabSize
 			for _, c := range g.Cases {
-				logits := allLogits(t, m, c.InputIDs)
-				worst := 0.0
-				for i, pos := range c.LogitsFull.Positions {
-					worst = math.Max(worst, maxDiff(logits[pos*V:(pos+1)*V], c.LogitsFull.Rows[i]))
-				}
+				logits, worst := goldenLogits(t, m, c)
 				if worst > 1e-4 {
 					t.Errorf("%s: logits differ by %.3g (limit 1e-4)", c.Name, worst)
 				}
 				if !equalBits(logits, allLogits(t, ref, c.InputIDs)) {
 					t.Errorf("%s: logits differ from the safetensors model's", c.Name)
 				}
-				got, err := Greedy(m, c.InputIDs, len(c.Greedy.Tokens))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got, c.Greedy.Tokens) {
-					t.Errorf("%s: greedy %v, want %v", c.Name, got, c.Greedy.Tokens)
-				}
+				goldenGreedy(t, m, c)
 			}
 		})
 	}

@@ -13,25 +13,60 @@ import (
 // golden is the phi-golden/v1 format of testdata/*/golden.json, written by an
 // independent PyTorch implementation of Hugging Face's PhiForCausalLM.
 type golden struct {
-	Format string `json:"format"`
-	Cases  []struct {
-		Name       string `json:"name"`
-		InputIDs   []int  `json:"input_ids"`
-		Argmax     []int  `json:"argmax"`
-		LogitsFull struct {
-			Positions []int       `json:"positions"`
-			Rows      [][]float32 `json:"rows"`
-		} `json:"logits_full"`
-		HiddenLast struct {
-			Position int         `json:"position"`
-			Names    []string    `json:"names"`
-			Vectors  [][]float32 `json:"vectors"`
-		} `json:"hidden_last"`
-		DebugLast map[string]map[string][]float32 `json:"debug_last"`
-		Greedy    struct {
-			Tokens []int `json:"tokens"`
-		} `json:"greedy"`
-	} `json:"cases"`
+	Format string       `json:"format"`
+	Cases  []goldenCase `json:"cases"`
+}
+
+// goldenCase is one prompt of a golden file and the reference's answers.
+type goldenCase struct {
+	Name       string `json:"name"`
+	InputIDs   []int  `json:"input_ids"`
+	Argmax     []int  `json:"argmax"`
+	LogitsFull struct {
+		Positions []int       `json:"positions"`
+		Rows      [][]float32 `json:"rows"`
+	} `json:"logits_full"`
+	HiddenLast struct {
+		Position int         `json:"position"`
+		Names    []string    `json:"names"`
+		Vectors  [][]float32 `json:"vectors"`
+	} `json:"hidden_last"`
+	DebugLast map[string]map[string][]float32 `json:"debug_last"`
+	Greedy    struct {
+		Tokens []int `json:"tokens"`
+	} `json:"greedy"`
+}
+
+// goldenLogits runs c's prompt through m in one pass, checks the argmax at
+// every position against the reference's, and returns the logits and
+// their largest difference from the reference's rows.
+func goldenLogits(t *testing.T, m *Model, c goldenCase) ([]float32, float64) {
+	t.Helper()
+	V := m.Config.VocabSize
+	logits := allLogits(t, m, c.InputIDs)
+	worst := 0.0
+	for i, pos := range c.LogitsFull.Positions {
+		worst = math.Max(worst, maxDiff(logits[pos*V:(pos+1)*V], c.LogitsFull.Rows[i]))
+	}
+	for pos, want := range c.Argmax {
+		if got := Argmax(logits[pos*V : (pos+1)*V]); got != want {
+			t.Errorf("%s: position %d: argmax %d, want %d", c.Name, pos, got, want)
+		}
+	}
+	return logits, worst
+}
+
+// goldenGreedy checks m's greedy answer to c's prompt against the
+// reference's.
+func goldenGreedy(t *testing.T, m *Model, c goldenCase) {
+	t.Helper()
+	got, err := Greedy(m, c.InputIDs, len(c.Greedy.Tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, c.Greedy.Tokens) {
+		t.Errorf("%s: greedy %v, want %v", c.Name, got, c.Greedy.Tokens)
+	}
 }
 
 var fixtures = []string{"phi-tiny-f32", "phi-tiny-bf16-sharded"}
@@ -106,19 +141,8 @@ func TestGoldenLogits(t *testing.T) {
 		t.Run(fx, func(t *testing.T) {
 			g := loadGolden(t, fx)
 			m := loadFull(t, fixtureDir(fx))
-			V := m.Config.VocabSize
 			for _, c := range g.Cases {
-				logits := allLogits(t, m, c.InputIDs)
-				worst := 0.0
-				for i, pos := range c.LogitsFull.Positions {
-					row := logits[pos*V : (pos+1)*V]
-					worst = math.Max(worst, maxDiff(row, c.LogitsFull.Rows[i]))
-				}
-				for pos, want := range c.Argmax {
-					if got := Argmax(logits[pos*V : (pos+1)*V]); got != want {
-						t.Errorf("%s: position %d: argmax %d, want %d", c.Name, pos, got, want)
-					}
-				}
+				_, worst := goldenLogits(t, m, c)
 				if worst > 1e-4 {
 					t.Errorf("%s: logits differ by %.3g (limit 1e-4)", c.Name, worst)
 				}
@@ -192,13 +216,7 @@ func TestGoldenGreedy(t *testing.T) {
 			g := loadGolden(t, fx)
 			m := loadFull(t, fixtureDir(fx))
 			for _, c := range g.Cases {
-				got, err := Greedy(m, c.InputIDs, len(c.Greedy.Tokens))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got, c.Greedy.Tokens) {
-					t.Errorf("%s: greedy %v, want %v", c.Name, got, c.Greedy.Tokens)
-				}
+				goldenGreedy(t, m, c)
 			}
 		})
 	}

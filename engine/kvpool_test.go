@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -269,6 +270,39 @@ func TestKVCacheBlocks(t *testing.T) {
 			}
 		}
 	}
+	// An F16 cache: twice the positions in a block of the same size, from
+	// the same pool, each value rounded to the nearest half.
+	h, err := m.NewCacheOf(kernels.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.held.pool != c.held.pool || h.BytesFor(2*kvBlockPositions) != per || h.BytesFor(2*kvBlockPositions+1) != 2*per {
+		t.Fatalf("an F16 cache's blocks: same pool %v, %d bytes for %d positions",
+			h.held.pool == c.held.pool, h.BytesFor(2*kvBlockPositions), 2*kvBlockPositions)
+	}
+	if err := h.reserve(n); err != nil {
+		t.Fatal(err)
+	}
+	for li := range m.Layers.Len() {
+		for p := range n {
+			h.write(li, p, want[p*kvDim:(p+1)*kvDim], want[p*kvDim:(p+1)*kvDim])
+		}
+	}
+	h.n = n
+	if h.Bytes() != h.BytesFor(n) || 2*h.Bytes() > c.Bytes()+per {
+		t.Fatalf("F16: %d positions take %d bytes (float32: %d)", n, h.Bytes(), c.Bytes())
+	}
+	for li := range m.Layers.Len() {
+		for p := range n {
+			k, v := h.read(li, p)
+			for j := range k {
+				if w := kernels.F16ToF32(kernels.F32ToF16(want[p*kvDim+j])); k[j] != w || v[j] != w {
+					t.Fatalf("F16: layer %d position %d: %v, want %v", li, p, k[j], w)
+				}
+			}
+		}
+	}
+	h.Release()
 	_, before := c.held.pool.stats()
 	c.Release()
 	if _, after := c.held.pool.stats(); before-after != 4 || c.Len() != 0 || c.Bytes() != 0 {

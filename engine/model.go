@@ -41,6 +41,9 @@ type Options struct {
 	Head bool
 	// Threads for the kernels; 0 means DefaultThreads.
 	Threads int
+	// KVCache is how NewCache's caches keep keys and values: F32 (the
+	// zero value means F32) or F16 (see NewCacheOf).
+	KVCache kernels.DType
 }
 
 // Model is a loaded part of a Phi model: a range of layers and, optionally,
@@ -61,6 +64,7 @@ type Model struct {
 
 	pool   *kernels.Pool
 	closer io.Closer
+	kvType kernels.DType // NewCache's
 
 	mu sync.Mutex
 	ws workspace
@@ -131,7 +135,15 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 	if threads <= 0 {
 		threads = DefaultThreads()
 	}
-	m := &Model{Config: cfg, Layers: r, closer: src}
+	kv := opts.KVCache
+	switch kv {
+	case 0:
+		kv = kernels.F32
+	case kernels.F32, kernels.F16:
+	default:
+		return nil, fmt.Errorf("%w: a KV cache keeps keys and values as F32 or F16, not %v", ErrInput, kv)
+	}
+	m := &Model{Config: cfg, Layers: r, closer: src, kvType: kv}
 	H, V := cfg.HiddenSize, cfg.VocabSize
 	var err error
 	if opts.Embedding {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/phalanx-llm/phalanx/engine"
 	"github.com/phalanx-llm/phalanx/engine/ggufconv"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -67,6 +68,13 @@ func localModel(t testing.TB, dir string) *engine.Model {
 // here: the logits the coordinator would sample from.
 func stageLogits(t *testing.T, c *cluster, ends *engine.Model, ids []int) []float32 {
 	t.Helper()
+	return stageLogitsKV(t, c, ends, ids, phalanxpb.DType_DTYPE_UNSPECIFIED)
+}
+
+// stageLogitsKV is stageLogits with the stages keeping the session's keys
+// and values as kv.
+func stageLogitsKV(t *testing.T, c *cluster, ends *engine.Model, ids []int, kv phalanxpb.DType) []float32 {
+	t.Helper()
 	st := c.status()
 	H, V := ends.Config.HiddenSize, ends.Config.VocabSize
 	x := make([]float32, len(ids)*H)
@@ -85,7 +93,7 @@ func stageLogits(t *testing.T, c *cluster, ends *engine.Model, ids []int) []floa
 		}
 		hidden, _ := wire.EncodeF32(len(ids), H, x, phalanxpb.DType_DTYPE_F32)
 		err = stream.Send(&phalanxpb.StageRequest{Epoch: st.GetEpoch(), LayerStart: s.GetLayerStart(), LayerEnd: s.GetLayerEnd(), StepId: 1,
-			Spans: []*phalanxpb.SessionSpan{{SessionId: session, Position: 0, Tokens: int32(len(ids))}}, Hidden: hidden})
+			Spans: []*phalanxpb.SessionSpan{{SessionId: session, Position: 0, Tokens: int32(len(ids))}}, Hidden: hidden, KvDtype: kv})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,6 +330,68 @@ func TestClusterWorkerKilledMidAnswer(t *testing.T) {
 		t.Fatalf("after a kill -9: %v\nwant %v", toks, want)
 	}
 	t.Logf("worker killed after 10 tokens; longest pause %v (fault → next token)", gap.Round(time.Millisecond))
+}
+
+// With --kv-cache f16 the workers keep keys and values in F16: the stages
+// give the in-process F16 cache's logits bit for bit, a whole answer is the
+// in-process F16 answer (which parts from the float32 one at token 95 on
+// this prompt) and stays so through a worker killed mid-answer and the
+// replay that follows.
+func TestClusterF16KVCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster")
+	}
+	dir := fixture(t, "phi-tiny-f32")
+	local := localModel(t, dir)
+	half, err := engine.Load(dir, engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: 1, KVCache: kernels.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	prompt := []int{100, 200, 300, 400}
+	want, _ := engine.Greedy(half, prompt, 200)
+	if f32, _ := engine.Greedy(local, prompt, 200); slices.Equal(f32, want) {
+		t.Fatal("the float32 and F16 answers are the same: the test could not tell them apart")
+	}
+	c := startCluster(t, dir, clusterOpts{workers: 3, workerArgs: []string{"--speed", "100"}, coordArgs: []string{"--kv-cache", "f16"}})
+
+	wantLogits := make([]float32, half.Config.VocabSize)
+	x := make([]float32, len(prompt)*half.Config.HiddenSize)
+	half.Embed(prompt, x)
+	half.Forward(x, []engine.Span{{Cache: half.NewCache(), Tokens: len(prompt)}})
+	half.Logits(x[(len(prompt)-1)*half.Config.HiddenSize:], wantLogits)
+	got := stageLogitsKV(t, c, half, prompt, phalanxpb.DType_DTYPE_F16)
+	for i := range wantLogits {
+		if got[i] != wantLogits[i] {
+			t.Fatalf("logit %d: stages with an F16 cache %v, in process %v", i, got[i], wantLogits[i])
+		}
+	}
+
+	stream, err := c.client.Generate(context.Background(), tokenRequest(prompt, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toks []int
+	killed := false
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("after %d tokens: %v", len(toks), err)
+		}
+		for _, tk := range msg.GetTokens() {
+			toks = append(toks, int(tk))
+		}
+		if len(toks) >= 10 && !killed {
+			c.workers["w2"].kill()
+			killed = true
+		}
+		if msg.GetDone() {
+			break
+		}
+	}
+	if !slices.Equal(toks, want) {
+		t.Fatalf("F16 cache, worker killed after 10 tokens: %v\nwant %v", toks, want)
+	}
 }
 
 // The cluster runs against a separate etcd (Debian's etcd-server) too.

@@ -40,7 +40,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	genN := fs.Int("gen", 32, "tokens generated one at a time (0: skip)")
 	reps := fs.Int("repetitions", 3, "repetitions; the median is reported")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	kvFlag := kvCacheFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	kv, err := kvFlag()
+	if err != nil {
 		return err
 	}
 	if *model == "" {
@@ -54,7 +59,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads, KVCache: kv})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/engine/prompt"
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
@@ -48,6 +49,21 @@ func (b logitBias) Set(v string) error {
 }
 
 // samplingFlags registers the sampling flags shared by generate and run.
+// kvCacheFlag adds --kv-cache to fs; the function it returns gives the
+// engine's dtype for it.
+func kvCacheFlag(fs *flag.FlagSet) func() (kernels.DType, error) {
+	kv := fs.String("kv-cache", "f32", "how the KV cache keeps keys and values: f32 (exact) or f16 (half the memory and of what attention reads)")
+	return func() (kernels.DType, error) {
+		switch *kv {
+		case "f32":
+			return kernels.F32, nil
+		case "f16":
+			return kernels.F16, nil
+		}
+		return 0, usagef("--kv-cache %q: want f32 or f16", *kv)
+	}
+}
+
 func samplingFlags(fs *flag.FlagSet) func() (sample.Params, error) {
 	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy (ties to the lower id)")
 	topK := fs.Int("top-k", 0, "keep the k most likely tokens (0: off)")
@@ -118,8 +134,13 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	stopAtEOS := fs.Bool("stop-at-eos", false, "with --tokens, stop at end-of-text")
 	asJSON := fs.Bool("json", false, "print one JSON object at the end instead of streaming text")
 	threads := fs.Int("threads", 0, "kernel threads (0: one per CPU)")
+	kvFlag := kvCacheFlag(fs)
 	params := samplingFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	kv, err := kvFlag()
+	if err != nil {
 		return err
 	}
 	if (*model == "") == (*coordinator == "") {
@@ -163,7 +184,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads, KVCache: kv})
 	if err != nil {
 		return err
 	}

@@ -160,7 +160,12 @@ func runLogits(_ context.Context, args []string, stdout, stderr io.Writer) error
 	tokens := fs.String("tokens", "", "comma-separated token ids")
 	all := fs.Bool("all-positions", false, "print a row for every position, not only the last")
 	threads := fs.Int("threads", 0, "kernel threads (0: one per CPU)")
+	kvFlag := kvCacheFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	kv, err := kvFlag()
+	if err != nil {
 		return err
 	}
 	if *model == "" {
@@ -174,7 +179,7 @@ func runLogits(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads})
+	m, err := mf.Load(engine.Options{Layers: engine.AllLayers, Embedding: true, Head: true, Threads: *threads, KVCache: kv})
 	if err != nil {
 		return err
 	}

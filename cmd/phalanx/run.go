@@ -26,6 +26,7 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	workers := fs.Int("workers", 2, "number of local worker processes")
 	listen := fs.String("listen", "127.0.0.1:7070", "coordinator's Inference API address")
 	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
+	kvCache := fs.String("kv-cache", "f32", "how the workers keep the conversation's keys and values: f32 or f16 (half the memory)")
 	tmpl := fs.String("template", "chat", "conversation template: chat (Alice/Bob) or instruct")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per answer")
 	params := samplingFlags(fs)
@@ -52,7 +53,7 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
-	lc, err := startLocal(ctx, localOptions{model: model, listen: *listen, wire: "f32", workers: *workers, threads: *threads}, stderr)
+	lc, err := startLocal(ctx, localOptions{model: model, listen: *listen, wire: "f32", kvCache: *kvCache, workers: *workers, threads: *threads}, stderr)
 	if err != nil {
 		return err
 	}

@@ -103,6 +103,7 @@ type localCluster struct {
 
 type localOptions struct {
 	model, listen, http, etcd, data, wire string
+	kvCache                               string // the coordinator's --kv-cache ("": its default)
 	logLevel                              string // every process's --log-level ("": their default)
 	workers, threads                      int
 	extra                                 []string // more coordinator flags
@@ -275,6 +276,9 @@ func startLocal(ctx context.Context, o localOptions, stderr io.Writer) (*localCl
 	if o.logLevel != "" {
 		args = append(args, "--log-level", o.logLevel)
 	}
+	if o.kvCache != "" {
+		args = append(args, "--kv-cache", o.kvCache)
+	}
 	if err := start("coordinator", args...); err != nil {
 		return fail(err)
 	}
@@ -378,6 +382,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "directory for etcd data and logs, made if missing (default: a temporary one, removed on exit)")
 	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
 	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32, f16 or q8")
+	kvCache := fs.String("kv-cache", "f32", "how the workers keep the sessions' keys and values: f32 or f16 (half the memory)")
 	logLevel := fs.String("log-level", "info", "every process's log level: debug, info, warn or error (debug: the coordinator logs each step's per-stage times)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -388,7 +393,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *workers < 1 || *workers > 64 {
 		return usagef("--workers %d outside [1, 64]", *workers)
 	}
-	lc, err := startLocal(ctx, localOptions{model: *model, listen: *listen, http: *httpAddr, etcd: *etcdAddr, data: *data, wire: *wireDT,
+	lc, err := startLocal(ctx, localOptions{model: *model, listen: *listen, http: *httpAddr, etcd: *etcdAddr, data: *data, wire: *wireDT, kvCache: *kvCache,
 		logLevel: *logLevel, workers: *workers, threads: *threads}, stderr)
 	if err != nil {
 		return err

@@ -155,3 +155,42 @@ func F32ToBF16(f float32) uint16 {
 	b += 0x7fff + (b>>16)&1
 	return uint16(b >> 16)
 }
+
+// WidenF16 sets dst[i] to the float32 value of the half src[i] (exact);
+// len(dst) ≥ len(src).
+func WidenF16(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	if active.widenF16 != nil {
+		active.widenF16(dst, src)
+		return
+	}
+	for i, h := range src {
+		dst[i] = f16Table[h]
+	}
+}
+
+// NarrowF16 sets dst[i] to F32ToF16(src[i]), bit for bit (ties to even,
+// overflow to infinity, NaN a quiet NaN), with the normal case written out
+// so that the loop makes no call per value; len(dst) ≥ len(src). This is
+// Fabian Giesen's float_to_half_fast3_rtne (public domain).
+func NarrowF16(dst []uint16, src []float32) {
+	const (
+		f32Inf      = 0xff << 23
+		f16Overflow = (127 + 16) << 23 // smallest float32 magnitude that rounds to a half infinity
+		minNormal   = (127 - 14) << 23 // smallest normal half, 2^-14
+	)
+	dst = dst[:len(src)]
+	for i, f := range src {
+		b := math.Float32bits(f)
+		sign := uint16(b>>16) & 0x8000
+		b &^= 0x80000000
+		if b-minNormal < f16Overflow-minNormal { // unsigned: a normal half
+			odd := (b >> 13) & 1
+			b -= (127 - 15) << 23 // rebias the exponent
+			b += 0xfff + odd      // round to nearest even; a carry bumps the exponent
+			dst[i] = sign | uint16(b>>13)
+			continue
+		}
+		dst[i] = sign | F32ToF16(math.Float32frombits(b))
+	}
+}

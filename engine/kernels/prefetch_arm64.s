@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func prefetchAsm(p *float32, lines int)
+// func prefetchAsm(p unsafe.Pointer, lines int)
 TEXT ·prefetchAsm(SB), NOSPLIT, $0-16
 	MOVD p+0(FP), R0
 	MOVD lines+8(FP), R1

@@ -2,16 +2,18 @@
 
 package kernels
 
+import "unsafe"
+
 //go:noescape
-func prefetchAsm(p *float32, lines int)
+func prefetchAsm(p unsafe.Pointer, lines int)
 
 // Prefetch asks the CPU for b's cache lines ahead of their use (a hint:
 // it changes no value). Attention calls it on a head's next block of
 // cached keys or values, which sits in another part of memory than the
 // block it reads now, where the hardware's stream prefetchers would start
 // cold.
-func Prefetch(b []float32) {
+func Prefetch[T float32 | uint16](b []T) {
 	if len(b) > 0 {
-		prefetchAsm(&b[0], (len(b)+15)/16)
+		prefetchAsm(unsafe.Pointer(&b[0]), (len(b)*int(unsafe.Sizeof(b[0]))+63)/64)
 	}
 }

@@ -3,4 +3,4 @@
 package kernels
 
 // Prefetch does nothing without assembly (see prefetch_asm.go).
-func Prefetch(b []float32) {}
+func Prefetch[T float32 | uint16](b []T) {}

@@ -12,6 +12,10 @@ func TestPrefetch(t *testing.T) {
 	for _, s := range [][]float32{nil, b[:0], b[:1], b[3:20], b[999:], b[1:], b} {
 		Prefetch(s)
 	}
+	h := make([]uint16, 999)
+	for _, s := range [][]uint16{nil, h[:1], h[5:], h} {
+		Prefetch(s)
+	}
 	for i := range b {
 		if b[i] != float32(i) {
 			t.Fatalf("b[%d] = %v after Prefetch", i, b[i])

@@ -216,6 +216,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	id := fs.String("id", "", "coordinator id for leader election (default: hostname-listen)")
 	threads := fs.Int("threads", 0, "kernel threads for the embedding and head (0: one per CPU)")
 	wireDT := fs.String("wire", "f32", "activation dtype between stages: f32 (exact), f16 (half the bytes) or q8 (block-quantized int8, 27 % of f32's bytes)")
+	kvCache := fs.String("kv-cache", "f32", "how the workers keep the sessions' keys and values: f32 (exact) or f16 (half the memory and of what attention reads, each value rounded to 11 significant bits)")
 	stageTimeout := fs.Duration("stage-timeout", 30*time.Second, "a stage with steps in flight that sends nothing this long (no answer, no heartbeat) counts as failed")
 	replanTimeout := fs.Duration("replan-timeout", 60*time.Second, "how long a request waits for a working pipeline before UNAVAILABLE")
 	maxSessions := fs.Int("max-sessions", 0, "generations running at once (0: derived from the workers' KV cache budgets)")
@@ -264,6 +265,15 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%w: --wire %q (f32, f16 or q8)", ErrUsage, *wireDT)
 	}
+	var kvdt phalanxpb.DType
+	switch *kvCache {
+	case "f32":
+		kvdt = phalanxpb.DType_DTYPE_F32
+	case "f16":
+		kvdt = phalanxpb.DType_DTYPE_F16
+	default:
+		return fmt.Errorf("%w: --kv-cache %q (f32 or f16)", ErrUsage, *kvCache)
+	}
 	eps := endpoints(*etcdEps)
 	if *embedded != "" {
 		if len(eps) != 1 {
@@ -306,7 +316,7 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := newRegistry()
 	coord, err := controlplane.NewCoordinator(controlplane.CoordinatorConfig{
 		ID: *id, Model: *model, Cluster: *cluster, Etcd: cli, MinWorkers: *minWorkers, Threads: *threads,
-		Wire: wdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
+		Wire: wdt, KVCache: kvdt, StageTimeout: *stageTimeout, ReplanTimeout: *replanTimeout, Logger: log,
 		MaxSessions: *maxSessions, MaxQueue: *maxQueue, QueueTimeout: *queueTimeout, PrefillChunk: *prefillChunk, MicroBatches: *microBatches,
 		LeaderTTL: *leaderTTL, ProbeInterval: *probeInterval,
 		DialOptions: stageDialOptions(nodeTLS), Registerer: reg, WeightsAddress: weightsAddr,

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -34,6 +35,14 @@ const (
 	SpeedGiven      = "given"
 )
 
+// kvName is how logs and status name a KV cache dtype.
+func kvName(dt phalanxpb.DType) string {
+	if dt == phalanxpb.DType_DTYPE_F16 {
+		return "f16"
+	}
+	return "f32"
+}
+
 // defaultMaxSessions is the session limit before a plan gives the workers'
 // budgets.
 const defaultMaxSessions = 64
@@ -46,11 +55,11 @@ const sessionTokensBudgeted = 512
 // AutoMaxSessions derives the session limit from the plan: for each stage,
 // the KV cache budget its worker has left after its layers (what it offers,
 // less the weights and the worker's reserve) divided by the cache of one
-// sessionTokensBudgeted-token session over its layers (f32 keys and
-// values); the smallest stage decides, within [4, dataplane.MaxQueuedSteps/2].
+// sessionTokensBudgeted-token session over its layers (keys and values of
+// kvBytes bytes each: 4 for float32, 2 for F16); the smallest stage decides, within [4, dataplane.MaxQueuedSteps/2].
 // Sessions that grow longer are still served while the budget lasts; a
 // worker out of budget refuses the step with RESOURCE_EXHAUSTED.
-func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, size shard.ModelSize, kvDim int) int {
+func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, size shard.ModelSize, kvDim, kvBytes int) int {
 	limit := dataplane.MaxQueuedSteps / 2
 	for _, st := range plan.Stages {
 		layers := uint64(st.End - st.Start)
@@ -63,7 +72,7 @@ func AutoMaxSessions(plan shard.Plan, workers map[string]registry.WorkerRecord, 
 			limit = min(limit, 4)
 			continue
 		}
-		perSession := layers * sessionTokensBudgeted * uint64(kvDim) * 2 * 4
+		perSession := layers * sessionTokensBudgeted * uint64(kvDim) * 2 * uint64(kvBytes)
 		limit = min(limit, int((w.MemoryFree-used)/perSession))
 	}
 	return max(limit, 4)

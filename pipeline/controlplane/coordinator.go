@@ -33,6 +33,10 @@ type CoordinatorConfig struct {
 	MinWorkers int
 	Threads    int
 	Wire       phalanxpb.DType
+	// KVCache is how the workers keep the sessions' keys and values: F32
+	// (the default) or F16 (half the memory, so about twice the derived
+	// session limit).
+	KVCache phalanxpb.DType
 	// StageTimeout bounds one step on one stage; a worker silent for longer
 	// counts as failed. Default 30 s.
 	StageTimeout time.Duration
@@ -141,6 +145,13 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.FixedBytes == 0 {
 		cfg.FixedBytes = 256 << 20
 	}
+	switch cfg.KVCache {
+	case phalanxpb.DType_DTYPE_UNSPECIFIED:
+		cfg.KVCache = phalanxpb.DType_DTYPE_F32
+	case phalanxpb.DType_DTYPE_F32, phalanxpb.DType_DTYPE_F16:
+	default:
+		return nil, fmt.Errorf("coordinator: KV cache dtype %v: want F32 or F16", cfg.KVCache)
+	}
 	mf, err := engine.Open(cfg.Model)
 	if err != nil {
 		return nil, err
@@ -178,7 +189,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		probed:    make(chan struct{}, 1),
 		started:   time.Now(),
 	}
-	c.sched = dataplane.NewScheduler(ends, dataplane.Config{Wire: cfg.Wire, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
+	c.sched = dataplane.NewScheduler(ends, dataplane.Config{Wire: cfg.Wire, KVCache: cfg.KVCache, ReplanTimeout: cfg.ReplanTimeout, Logger: cfg.Logger,
 		CapacityGone: c.capacityGone, PrefillChunk: cfg.PrefillChunk, InFlight: cfg.MicroBatches, Registerer: cfg.Registerer})
 	limit, queue := cfg.MaxSessions, cfg.MaxQueue
 	if limit <= 0 {

@@ -156,10 +156,14 @@ func (c *Coordinator) updateRoute() {
 	c.sched.SetRoute(route)
 	limit := c.cfg.MaxSessions
 	if limit <= 0 {
-		limit = AutoMaxSessions(plan, byID, c.size, c.ends.Config.KVDim())
+		kvBytes := 4
+		if c.cfg.KVCache == phalanxpb.DType_DTYPE_F16 {
+			kvBytes = 2
+		}
+		limit = AutoMaxSessions(plan, byID, c.size, c.ends.Config.KVDim(), kvBytes)
 		c.admit.SetLimit(limit)
 	}
-	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit,
+	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit, "kv_cache", kvName(c.cfg.KVCache),
 		"max_step_rows", route.MaxStepRows, "parallel_stages", route.Parallel)
 }
 

@@ -78,6 +78,9 @@ type Config struct {
 	PrefillChunk int
 	// Wire is the dtype of activations between stages; default f32.
 	Wire phalanxpb.DType
+	// KVCache is how the stages keep the sessions' keys and values
+	// (StageRequest.kv_dtype): F32 (the default) or F16.
+	KVCache phalanxpb.DType
 	// ReplanTimeout bounds how long a step waits for a working pipeline
 	// (a re-plan after a failure, or the first plan) before it fails with
 	// UNAVAILABLE; default 60 s.

@@ -81,7 +81,7 @@ func (s *Scheduler) forward(ctx context.Context, parts []stepPart, replay bool) 
 	}
 	for i, st := range r.Stages {
 		req := &phalanxpb.StageRequest{Epoch: r.Epoch, LayerStart: int32(st.Layers.Start), LayerEnd: int32(st.Layers.End),
-			StepId: stepID, Spans: spans, Hidden: hidden, ReplyDtype: s.cfg.Wire}
+			StepId: stepID, Spans: spans, Hidden: hidden, ReplyDtype: s.cfg.Wire, KvDtype: s.cfg.KVCache}
 		wireBytes += uint64(len(req.Hidden.Data))
 		sctx, span := tracer.Start(parent, "phalanx.stage_step", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.String("phalanx.worker", st.WorkerID), attribute.Int("phalanx.stage", i),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/phalanx-llm/phalanx/engine"
+	"github.com/phalanx-llm/phalanx/engine/kernels"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/proto/wire"
 )
@@ -295,11 +296,24 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 		return buf, status.Errorf(codes.InvalidArgument, "stage: reply dtype %v: %v", replyDType, err)
 	}
 
+	kv := kernels.F32
+	switch req.GetKvDtype() {
+	case phalanxpb.DType_DTYPE_UNSPECIFIED, phalanxpb.DType_DTYPE_F32:
+	case phalanxpb.DType_DTYPE_F16:
+		kv = kernels.F16
+	default:
+		return buf, status.Errorf(codes.InvalidArgument, "stage: KV cache dtype %v: want F32 or F16", req.GetKvDtype())
+	}
+
 	// Resolve sessions and check positions and memory before touching any
 	// cache. New sessions enter the map at once, marked busy, so a Release
 	// that arrives while the step computes removes them for good.
 	s.mu.Lock()
 	sessions := make([]*stageSession, len(spans))
+	// restart holds the new caches of sessions that start again at
+	// position 0 with their keys and values kept otherwise than before:
+	// put in place only once the step is accepted.
+	restart := make(map[int]*engine.KVCache)
 	var fresh []string
 	undo := func() { // on refusal: forget the sessions this step made
 		for _, id := range fresh {
@@ -320,7 +334,8 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 		seen[id] = true
 		ss := s.sessions[id]
 		if ss == nil {
-			ss = &stageSession{cache: m.NewCache(), lastUsed: time.Now()}
+			c, _ := m.NewCacheOf(kv) // kv is F32 or F16
+			ss = &stageSession{cache: c, lastUsed: time.Now()}
 			s.sessions[id] = ss
 			fresh = append(fresh, id)
 		}
@@ -330,7 +345,18 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 			s.mu.Unlock()
 			return buf, status.Errorf(codes.FailedPrecondition, "stage: session %q: step at position %d, worker holds %d positions (replay from %d)", id, pos, held, held)
 		}
-		grow += ss.cache.BytesFor(pos+int(sp.GetTokens())) - ss.cache.BytesFor(held)
+		cache := ss.cache
+		if cache.DType() != kv {
+			if pos > 0 || ss.busy > 0 {
+				undo()
+				s.mu.Unlock()
+				return buf, status.Errorf(codes.InvalidArgument, "stage: session %q keeps its keys and values as %v; a step at position %d asks %v",
+					id, cache.DType(), pos, kv)
+			}
+			cache, _ = m.NewCacheOf(kv)
+			restart[i], held = cache, 0
+		}
+		grow += cache.BytesFor(pos+int(sp.GetTokens())) - cache.BytesFor(held)
 		sessions[i] = ss
 	}
 	if b := s.budget; b > 0 && s.cacheBytesLocked()+grow > b {
@@ -340,6 +366,10 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 		s.mu.Unlock()
 		return buf, status.Errorf(codes.ResourceExhausted, "stage: KV caches would need %d more bytes; %d of %d in use by %d sessions",
 			grow, used, b, n)
+	}
+	for i, c := range restart {
+		sessions[i].cache.Release()
+		sessions[i].cache, sessions[i].bytes = c, 0
 	}
 	for _, ss := range sessions {
 		ss.busy++

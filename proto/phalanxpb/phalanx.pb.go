@@ -1426,7 +1426,17 @@ type StageRequest struct {
 	// either way it changes no cache and is still answered, in order, with
 	// CANCELLED. A cancel of a step already answered or unknown is ignored. A
 	// cancel carries no other field and gets no answer of its own.
-	Cancel        bool `protobuf:"varint,9,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	Cancel bool `protobuf:"varint,9,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	// How the stage keeps the keys and values of the sessions this step
+	// starts: DTYPE_F32 (and DTYPE_UNSPECIFIED) float32, DTYPE_F16 binary16
+	// (half the memory and half the bytes attention reads, each key and value
+	// rounded to nearest even). The coordinator sends one setting for every
+	// step, so every stage, and a stage that replays a session after a
+	// failure, keeps a session's cache alike. A step that continues a session
+	// (position > 0) whose cache is kept otherwise is INVALID_ARGUMENT; a step
+	// at position 0 starts the session's cache again as asked. Any other dtype
+	// is INVALID_ARGUMENT.
+	KvDtype       DType `protobuf:"varint,10,opt,name=kv_dtype,json=kvDtype,proto3,enum=phalanx.v1.DType" json:"kv_dtype,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1522,6 +1532,13 @@ func (x *StageRequest) GetCancel() bool {
 		return x.Cancel
 	}
 	return false
+}
+
+func (x *StageRequest) GetKvDtype() DType {
+	if x != nil {
+		return x.KvDtype
+	}
+	return DType_DTYPE_UNSPECIFIED
 }
 
 // StageResponse answers one StageRequest.
@@ -2318,7 +2335,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12\x16\n" +
-	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\xb4\x03\n" +
+	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\"\xe2\x03\n" +
 	"\fStageRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1f\n" +
 	"\vlayer_start\x18\x02 \x01(\x05R\n" +
@@ -2330,7 +2347,9 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\vreply_dtype\x18\a \x01(\x0e2\x11.phalanx.v1.DTypeR\n" +
 	"replyDtype\x12O\n" +
 	"\rtrace_context\x18\b \x03(\v2*.phalanx.v1.StageRequest.TraceContextEntryR\ftraceContext\x12\x16\n" +
-	"\x06cancel\x18\t \x01(\bR\x06cancel\x1a?\n" +
+	"\x06cancel\x18\t \x01(\bR\x06cancel\x12,\n" +
+	"\bkv_dtype\x18\n" +
+	" \x01(\x0e2\x11.phalanx.v1.DTypeR\akvDtype\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x01\n" +
@@ -2461,29 +2480,30 @@ var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	13, // 9: phalanx.v1.StageRequest.hidden:type_name -> phalanx.v1.Tensor
 	0,  // 10: phalanx.v1.StageRequest.reply_dtype:type_name -> phalanx.v1.DType
 	27, // 11: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
-	13, // 12: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
-	22, // 13: phalanx.v1.ManifestResponse.tensors:type_name -> phalanx.v1.TensorEntry
-	2,  // 14: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
-	7,  // 15: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
-	9,  // 16: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
-	15, // 17: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
-	17, // 18: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
-	19, // 19: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
-	21, // 20: phalanx.v1.Weights.Manifest:input_type -> phalanx.v1.ManifestRequest
-	24, // 21: phalanx.v1.Weights.Read:input_type -> phalanx.v1.ReadRequest
-	4,  // 22: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
-	8,  // 23: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
-	10, // 24: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
-	16, // 25: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
-	18, // 26: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
-	20, // 27: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
-	23, // 28: phalanx.v1.Weights.Manifest:output_type -> phalanx.v1.ManifestResponse
-	25, // 29: phalanx.v1.Weights.Read:output_type -> phalanx.v1.ReadResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	0,  // 12: phalanx.v1.StageRequest.kv_dtype:type_name -> phalanx.v1.DType
+	13, // 13: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
+	22, // 14: phalanx.v1.ManifestResponse.tensors:type_name -> phalanx.v1.TensorEntry
+	2,  // 15: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
+	7,  // 16: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
+	9,  // 17: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
+	15, // 18: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
+	17, // 19: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
+	19, // 20: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
+	21, // 21: phalanx.v1.Weights.Manifest:input_type -> phalanx.v1.ManifestRequest
+	24, // 22: phalanx.v1.Weights.Read:input_type -> phalanx.v1.ReadRequest
+	4,  // 23: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
+	8,  // 24: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
+	10, // 25: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
+	16, // 26: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
+	18, // 27: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
+	20, // 28: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
+	23, // 29: phalanx.v1.Weights.Manifest:output_type -> phalanx.v1.ManifestResponse
+	25, // 30: phalanx.v1.Weights.Read:output_type -> phalanx.v1.ReadResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_phalanx_v1_phalanx_proto_init() }

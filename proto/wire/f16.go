@@ -6,10 +6,10 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/kernels"
 )
 
-// putF16 writes src as little-endian IEEE halves; len(dst) == 2·len(src):
-// bit for bit what kernels.F32ToF16 returns (the tests check it), through
-// kernels.NarrowF16, a stack buffer at a time.
-func putF16(dst []byte, src []float32) {
+// putF16Generic writes src as little-endian IEEE halves; len(dst) ==
+// 2·len(src): bit for bit what kernels.F32ToF16 returns (the tests check
+// it), through kernels.NarrowF16, a stack buffer at a time.
+func putF16Generic(dst []byte, src []float32) {
 	dst = dst[:2*len(src)]
 	var buf [512]uint16
 	for len(src) > 0 {

@@ -5,3 +5,5 @@ package wire
 func putF32(dst []byte, src []float32) { putF32Generic(dst, src) }
 
 func getF32(dst []float32, src []byte) { getF32Generic(dst, src) }
+
+func putF16(dst []byte, src []float32) { putF16Generic(dst, src) }

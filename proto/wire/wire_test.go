@@ -409,12 +409,14 @@ func TestPutF16MatchesKernels(t *testing.T) {
 	for i, b := range in {
 		src[i] = math.Float32frombits(b)
 	}
-	dst := make([]byte, 2*len(src))
-	putF16(dst, src)
-	for i, f := range src {
-		got := uint16(dst[2*i]) | uint16(dst[2*i+1])<<8
-		if want := kernels.F32ToF16(f); got != want {
-			t.Fatalf("F16(%#08x = %g) = %#04x, kernels say %#04x", in[i], f, got, want)
+	buf := make([]byte, 2*len(src)+1)
+	for _, dst := range [][]byte{buf[:2*len(src)], buf[1:]} { // aligned, and not (the buffered path)
+		putF16(dst, src)
+		for i, f := range src {
+			got := uint16(dst[2*i]) | uint16(dst[2*i+1])<<8
+			if want := kernels.F32ToF16(f); got != want {
+				t.Fatalf("F16(%#08x = %g) = %#04x, kernels say %#04x", in[i], f, got, want)
+			}
 		}
 	}
 }

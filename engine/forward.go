@@ -337,7 +337,7 @@ func (m *Model) attention(li int, spans []Span) {
 			per := c.perBlock
 			for p := 0; p < n; p += per {
 				b := min(per, n-p)
-				if p+b < n { // the next block's run, ahead (docs/kernels.md, "Reading a stream's cache")
+				if p+b < n { // the next block's run of the first head, ahead (docs/kernels.md, "Reading a stream's cache"); the hardware follows on into the other heads
 					c.prefetchHead(li, h0/group, p+b, min(per, n-p-b), false)
 				}
 				for g := 0; g < G; g++ {

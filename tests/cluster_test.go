@@ -392,6 +392,15 @@ func TestClusterF16KVCache(t *testing.T) {
 	if !slices.Equal(toks, want) {
 		t.Fatalf("F16 cache, worker killed after 10 tokens: %v\nwant %v", toks, want)
 	}
+	// Every worker said it keeps F16 caches (the label the coordinator
+	// checks; an older worker would draw a warning), and the coordinator
+	// logged the setting with each route.
+	if w := logLines(t, c.coord, "keeps no F16 KV cache"); len(w) > 0 {
+		t.Errorf("coordinator warned about workers of this version: %q", w)
+	}
+	if len(logLines(t, c.coord, `"kv_cache":"f16"`)) == 0 {
+		t.Error("no route logged with kv_cache f16")
+	}
 }
 
 // The cluster runs against a separate etcd (Debian's etcd-server) too.

@@ -25,6 +25,7 @@ type pageState struct {
 	Epoch  string
 	Conn   string
 	Micro  string
+	Dtypes string
 	Stages []struct{ ID, Layers, Health string }
 	Spares []struct{ ID, Layers, Health string }
 	Answer string
@@ -36,6 +37,7 @@ const readPage = `JSON.stringify({
   Epoch: document.getElementById("epoch").textContent,
   Conn: document.getElementById("conn").textContent,
   Micro: document.getElementById("microbatches").textContent,
+  Dtypes: document.getElementById("dtypes").textContent,
   Stages: [...document.querySelectorAll("#stages [data-worker]")].map(e => ({ID: e.dataset.worker, Layers: e.dataset.layers || "", Health: e.dataset.health})),
   Spares: [...document.querySelectorAll("#spares [data-worker]")].map(e => ({ID: e.dataset.worker, Health: e.dataset.health})),
   Answer: document.getElementById("answer").textContent,
@@ -71,7 +73,7 @@ func TestConsoleBrowser(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "keys")
 	os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
 	httpAddr := freeAddr(t)
-	c := startCluster(t, model, clusterOpts{coordArgs: []string{"--http", httpAddr, "--api-key-file", keyFile, "--min-workers", "3"}})
+	c := startCluster(t, model, clusterOpts{coordArgs: []string{"--http", httpAddr, "--api-key-file", keyFile, "--min-workers", "3", "--wire", "f16", "--kv-cache", "f16"}})
 	for i, speed := range []string{"100", "200", "300"} { // distinct speeds: a deterministic plan over all three
 		c.addWorker(fmt.Sprintf("w%d", i+1), "--speed", speed)
 	}
@@ -140,7 +142,8 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	// matches: the page's stages are the status's, in pipeline order.
 	matches := func(p pageState, st *phalanxpb.ClusterStatusResponse) bool {
-		if p.Epoch != fmt.Sprint(st.GetEpoch()) || len(p.Stages) != len(st.GetStages()) || p.Micro != fmt.Sprint(st.GetMicroBatches()) {
+		if p.Epoch != fmt.Sprint(st.GetEpoch()) || len(p.Stages) != len(st.GetStages()) || p.Micro != fmt.Sprint(st.GetMicroBatches()) ||
+			p.Dtypes != "f16 / f16" || st.GetWire() != phalanxpb.DType_DTYPE_F16 || st.GetKvCache() != phalanxpb.DType_DTYPE_F16 {
 			return false
 		}
 		for i, s := range st.GetStages() {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 )
 
 func phalanx(t *testing.T, args ...string) (string, string, int) {
@@ -106,6 +108,50 @@ func TestTokenizeVectors(t *testing.T) {
 	}
 }
 
+// --kv-cache f16 runs the one-process commands with an F16 cache: the same
+// greedy tokens as the float32 cache on this prompt (golden.json's len7),
+// logits that differ in their low bits.
+func TestKVCacheFlag(t *testing.T) {
+	args := []string{"generate", "--model", fixture, "--tokens", "0,1023,5,123,77,5,999", "--max-tokens", "16", "--temperature", "0", "--json"}
+	out32, errs, code := phalanx(t, args...)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	out16, errs, code := phalanx(t, append(args, "--kv-cache", "f16")...)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if strip(out32) != strip(out16) {
+		t.Errorf("greedy answers differ:\nf32 %s\nf16 %s", strip(out32), strip(out16))
+	}
+	l32, errs, code := phalanx(t, "logits", "--model", fixture, "--tokens", "0,1023,5,123,77,5,999")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	l16, errs, code := phalanx(t, "logits", "--model", fixture, "--tokens", "0,1023,5,123,77,5,999", "--kv-cache", "f16")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if l32 == l16 {
+		t.Error("logits with an F16 cache are the float32 cache's: the flag did nothing")
+	}
+}
+
+// printStatus names the coordinator's wire and KV cache dtypes (f32 when an
+// older coordinator sends none).
+func TestPrintStatusDTypes(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, &phalanxpb.ClusterStatusResponse{Wire: phalanxpb.DType_DTYPE_Q8, KvCache: phalanxpb.DType_DTYPE_F16})
+	if !strings.Contains(b.String(), "activations between stages q8, keys and values kept in f16") {
+		t.Errorf("status:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, &phalanxpb.ClusterStatusResponse{})
+	if !strings.Contains(b.String(), "activations between stages f32, keys and values kept in f32") {
+		t.Errorf("status of an older coordinator:\n%s", b.String())
+	}
+}
+
 func TestBadInvocations(t *testing.T) {
 	for _, args := range [][]string{
 		{"nope"},
@@ -116,6 +162,9 @@ func TestBadInvocations(t *testing.T) {
 		{"generate", "--model", fixture, "--tokens", "1", "--template", "bogus"},
 		{"synth", "--out", t.TempDir(), "--preset", "huge"},
 		{"tokenize", "--tokenizer", "../../testdata/tokenizer/ggml-vocab-phi-2.gguf"},
+		{"generate", "--model", fixture, "--tokens", "1", "--kv-cache", "q8"},
+		{"bench", "--model", fixture, "--kv-cache", "bf16"},
+		{"logits", "--model", fixture, "--tokens", "1", "--kv-cache", "f8"},
 	} {
 		if _, _, code := phalanx(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage)", args, code)

@@ -27,6 +27,11 @@ const (
 // AVX2, NEON, generic): workers on different sets may round differently.
 const LabelKernels = "kernels"
 
+// LabelKVCache is the worker label that lists the KV cache dtypes its
+// stage keeps as a step's kv_dtype asks ("f32,f16"). A worker without it
+// predates kv_dtype and keeps float32 whatever a step asks.
+const LabelKVCache = "kv_cache"
+
 // LabelSpeed is the worker label that says where its speed came from:
 // SpeedCalibrated (timed at start, the default) or SpeedGiven (--speed).
 const (

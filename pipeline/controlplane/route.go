@@ -3,7 +3,9 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -148,6 +150,13 @@ func (c *Coordinator) updateRoute() {
 			return
 		}
 		route.Stages = append(route.Stages, dataplane.RouteStage{WorkerID: st.WorkerID, Layers: engine.LayerRange{Start: st.Start, End: st.End}, Client: cl})
+		if c.cfg.KVCache == phalanxpb.DType_DTYPE_F16 && !slices.Contains(strings.Split(byID[st.WorkerID].Labels[LabelKVCache], ","), "f16") {
+			// An older worker ignores kv_dtype: its layers keep float32,
+			// and a session replayed onto another worker after a failure
+			// would not be computed alike.
+			c.log.Warn("worker keeps no F16 KV cache (an older version): its layers keep float32 keys and values, so a replayed answer may differ",
+				"worker", st.WorkerID, "version", byID[st.WorkerID].Version)
+		}
 		if n, err := strconv.Atoi(byID[st.WorkerID].Labels[LabelMaxStepRows]); err == nil && n > 0 &&
 			(route.MaxStepRows == 0 || n < route.MaxStepRows) {
 			route.MaxStepRows = n

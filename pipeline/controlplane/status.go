@@ -27,7 +27,7 @@ func (c *Coordinator) Status(ctx context.Context) *phalanxpb.ClusterStatusRespon
 		Epoch: plan.Epoch, Leader: leader, Model: c.modelID, NumLayers: int32(c.ends.Config.NumLayers),
 		PlanExplanation: plan.Explanation, ActiveSessions: int32(c.sched.ActiveSessions()),
 		QueueDepth: int32(c.sched.QueueDepth()), TokensPerSecond: c.tokenRate(st), Goroutines: int32(runtime.NumGoroutine()),
-		MicroBatches: int32(c.sched.MicroBatches()),
+		MicroBatches: int32(c.sched.MicroBatches()), Wire: c.cfg.Wire, KvCache: c.cfg.KVCache,
 	}
 	as := c.admit.Stats()
 	resp.MaxSessions, resp.QueuedRequests, resp.MaxQueuedRequests, resp.RefusedRequests = int32(as.Limit), int32(as.Queued), int32(as.MaxQueue), as.Refused

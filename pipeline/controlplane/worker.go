@@ -117,7 +117,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	labels := map[string]string{"model": modelID, LabelKernels: kernels.Name(),
 		LabelMaxStepRows: strconv.Itoa(cfg.Stage.MaxStepRows()), LabelHost: cfg.Host,
-		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU()), LabelSpeed: speedFrom}
+		LabelThreads: strconv.Itoa(threads), LabelCPUs: strconv.Itoa(runtime.NumCPU()), LabelSpeed: speedFrom,
+		LabelKVCache: "f32,f16"}
 	if cfg.Model == "" {
 		labels[LabelWeights] = "cache"
 	}

@@ -826,7 +826,13 @@ type ClusterStatusResponse struct {
 	// machine of its own; of the stages sharing a machine, as many as their
 	// workers' kernel threads fit its CPUs), at most the coordinator's
 	// --micro-batches.
-	MicroBatches  int32 `protobuf:"varint,16,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
+	MicroBatches int32 `protobuf:"varint,16,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
+	// The coordinator's settings every stage follows: the dtype of the
+	// activations between stages (--wire: DTYPE_F32, DTYPE_F16 or DTYPE_Q8)
+	// and how the workers keep the sessions' keys and values (--kv-cache:
+	// DTYPE_F32 or DTYPE_F16).
+	Wire          DType `protobuf:"varint,17,opt,name=wire,proto3,enum=phalanx.v1.DType" json:"wire,omitempty"`
+	KvCache       DType `protobuf:"varint,18,opt,name=kv_cache,json=kvCache,proto3,enum=phalanx.v1.DType" json:"kv_cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -971,6 +977,20 @@ func (x *ClusterStatusResponse) GetMicroBatches() int32 {
 		return x.MicroBatches
 	}
 	return 0
+}
+
+func (x *ClusterStatusResponse) GetWire() DType {
+	if x != nil {
+		return x.Wire
+	}
+	return DType_DTYPE_UNSPECIFIED
+}
+
+func (x *ClusterStatusResponse) GetKvCache() DType {
+	if x != nil {
+		return x.KvCache
+	}
+	return DType_DTYPE_UNSPECIFIED
 }
 
 // WorkerStatus describes one registered worker.
@@ -2274,7 +2294,7 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"$\n" +
 	"\x10TokenizeResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xec\x04\n" +
+	"\x14ClusterStatusRequest\"\xc1\x05\n" +
 	"\x15ClusterStatusResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x14\n" +
@@ -2296,7 +2316,9 @@ const file_phalanx_v1_phalanx_proto_rawDesc = "" +
 	"\x0fqueued_requests\x18\r \x01(\x05R\x0equeuedRequests\x12.\n" +
 	"\x13max_queued_requests\x18\x0e \x01(\x05R\x11maxQueuedRequests\x12)\n" +
 	"\x10refused_requests\x18\x0f \x01(\x04R\x0frefusedRequests\x12#\n" +
-	"\rmicro_batches\x18\x10 \x01(\x05R\fmicroBatches\"\xb7\x04\n" +
+	"\rmicro_batches\x18\x10 \x01(\x05R\fmicroBatches\x12%\n" +
+	"\x04wire\x18\x11 \x01(\x0e2\x11.phalanx.v1.DTypeR\x04wire\x12,\n" +
+	"\bkv_cache\x18\x12 \x01(\x0e2\x11.phalanx.v1.DTypeR\akvCache\"\xb7\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -2475,35 +2497,37 @@ var file_phalanx_v1_phalanx_proto_depIdxs = []int32{
 	6,  // 4: phalanx.v1.GenerateResponse.timings:type_name -> phalanx.v1.Timings
 	11, // 5: phalanx.v1.ClusterStatusResponse.workers:type_name -> phalanx.v1.WorkerStatus
 	12, // 6: phalanx.v1.ClusterStatusResponse.stages:type_name -> phalanx.v1.StageStatus
-	0,  // 7: phalanx.v1.Tensor.dtype:type_name -> phalanx.v1.DType
-	14, // 8: phalanx.v1.StageRequest.spans:type_name -> phalanx.v1.SessionSpan
-	13, // 9: phalanx.v1.StageRequest.hidden:type_name -> phalanx.v1.Tensor
-	0,  // 10: phalanx.v1.StageRequest.reply_dtype:type_name -> phalanx.v1.DType
-	27, // 11: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
-	0,  // 12: phalanx.v1.StageRequest.kv_dtype:type_name -> phalanx.v1.DType
-	13, // 13: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
-	22, // 14: phalanx.v1.ManifestResponse.tensors:type_name -> phalanx.v1.TensorEntry
-	2,  // 15: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
-	7,  // 16: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
-	9,  // 17: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
-	15, // 18: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
-	17, // 19: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
-	19, // 20: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
-	21, // 21: phalanx.v1.Weights.Manifest:input_type -> phalanx.v1.ManifestRequest
-	24, // 22: phalanx.v1.Weights.Read:input_type -> phalanx.v1.ReadRequest
-	4,  // 23: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
-	8,  // 24: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
-	10, // 25: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
-	16, // 26: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
-	18, // 27: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
-	20, // 28: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
-	23, // 29: phalanx.v1.Weights.Manifest:output_type -> phalanx.v1.ManifestResponse
-	25, // 30: phalanx.v1.Weights.Read:output_type -> phalanx.v1.ReadResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	0,  // 7: phalanx.v1.ClusterStatusResponse.wire:type_name -> phalanx.v1.DType
+	0,  // 8: phalanx.v1.ClusterStatusResponse.kv_cache:type_name -> phalanx.v1.DType
+	0,  // 9: phalanx.v1.Tensor.dtype:type_name -> phalanx.v1.DType
+	14, // 10: phalanx.v1.StageRequest.spans:type_name -> phalanx.v1.SessionSpan
+	13, // 11: phalanx.v1.StageRequest.hidden:type_name -> phalanx.v1.Tensor
+	0,  // 12: phalanx.v1.StageRequest.reply_dtype:type_name -> phalanx.v1.DType
+	27, // 13: phalanx.v1.StageRequest.trace_context:type_name -> phalanx.v1.StageRequest.TraceContextEntry
+	0,  // 14: phalanx.v1.StageRequest.kv_dtype:type_name -> phalanx.v1.DType
+	13, // 15: phalanx.v1.StageResponse.hidden:type_name -> phalanx.v1.Tensor
+	22, // 16: phalanx.v1.ManifestResponse.tensors:type_name -> phalanx.v1.TensorEntry
+	2,  // 17: phalanx.v1.Inference.Generate:input_type -> phalanx.v1.GenerateRequest
+	7,  // 18: phalanx.v1.Inference.Tokenize:input_type -> phalanx.v1.TokenizeRequest
+	9,  // 19: phalanx.v1.Inference.ClusterStatus:input_type -> phalanx.v1.ClusterStatusRequest
+	15, // 20: phalanx.v1.Stage.Process:input_type -> phalanx.v1.StageRequest
+	17, // 21: phalanx.v1.Stage.Release:input_type -> phalanx.v1.ReleaseRequest
+	19, // 22: phalanx.v1.Stage.Info:input_type -> phalanx.v1.InfoRequest
+	21, // 23: phalanx.v1.Weights.Manifest:input_type -> phalanx.v1.ManifestRequest
+	24, // 24: phalanx.v1.Weights.Read:input_type -> phalanx.v1.ReadRequest
+	4,  // 25: phalanx.v1.Inference.Generate:output_type -> phalanx.v1.GenerateResponse
+	8,  // 26: phalanx.v1.Inference.Tokenize:output_type -> phalanx.v1.TokenizeResponse
+	10, // 27: phalanx.v1.Inference.ClusterStatus:output_type -> phalanx.v1.ClusterStatusResponse
+	16, // 28: phalanx.v1.Stage.Process:output_type -> phalanx.v1.StageResponse
+	18, // 29: phalanx.v1.Stage.Release:output_type -> phalanx.v1.ReleaseResponse
+	20, // 30: phalanx.v1.Stage.Info:output_type -> phalanx.v1.InfoResponse
+	23, // 31: phalanx.v1.Weights.Manifest:output_type -> phalanx.v1.ManifestResponse
+	25, // 32: phalanx.v1.Weights.Read:output_type -> phalanx.v1.ReadResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_phalanx_v1_phalanx_proto_init() }

@@ -28,6 +28,13 @@
     return (i ? n.toFixed(1) : String(n)) + " " + u[i];
   }
 
+  // dtypeName is how the flags name a dtype that protojson sends by its
+  // enum name ("DTYPE_F16" → "f16"; unset means f32).
+  function dtypeName(d) {
+    const m = /^DTYPE_(F16|Q8)$/.exec(String(d || ""));
+    return m ? m[1].toLowerCase() : "f32";
+  }
+
   function field(dl, name, value) {
     dl.append(el("dt", {}, name), el("dd", {}, value));
   }
@@ -82,6 +89,7 @@
     $("sessions").textContent = String(st.activeSessions || 0);
     $("queue").textContent = String(st.queueDepth || 0);
     $("microbatches").textContent = String(st.microBatches || 0);
+    $("dtypes").textContent = dtypeName(st.wire) + " / " + dtypeName(st.kvCache);
     $("layers").textContent = String(total);
     $("updated").textContent = new Date(st.serverTime).toLocaleTimeString();
     $("explanation").textContent = st.planExplanation || "";

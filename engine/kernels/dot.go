@@ -140,6 +140,10 @@ type quantKernels struct {
 	// them back to back, blocks blocks each): out[t*8+r] is the first
 	// group's row r, out[32+t*8+r] the second's, with x8Tile's bits.
 	x8Tile2 func(out *[64]float32, w, p []byte, blocks, pstride int)
+	// kx8Pair, when not nil, is a K-quant kernel for two groups (w holds
+	// them back to back) times two tokens (Q8_K rows xstride bytes apart):
+	// out[16g+8t+r] is group g's row r for token t, with x8Gemv's bits.
+	kx8Pair func(out *[32]float32, w, x []byte, blocks, xstride int)
 }
 
 // quant is k's kernels for Q8_0 or Q4_0 weights, nil for other types.

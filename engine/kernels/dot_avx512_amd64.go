@@ -74,6 +74,9 @@ func avx512Set() kernelSet {
 		// Q6_K 218–221; four gemv calls 375–418, 243–254, 320–328; these
 		// tiles 451–523, 354–384, 365–378.
 		k.q4_K.x8Tile = kx8Tile(Q4_K, q4Kx8TileAVX512Asm)
+		// Batches take Q4_K groups two at a time, two tokens a call: each
+		// token's activations spread once for sixteen rows (docs/kernels.md).
+		k.q4_K.kx8Pair = kx8Pair(Q4_K, q4Kx8PairAVX512Asm)
 		k.q5_K.x8Tile = kx8Tile(Q5_K, q5Kx8TileAVX512Asm)
 		k.q6_K.x8Tile = kx8Tile(Q6_K, q6Kx8TileAVX512Asm)
 		k.q4_K.dot, k.q5_K.dot, k.q6_K.dot = dotQ4KAVX512, dotQ5KAVX512, dotQ6KAVX512
@@ -265,6 +268,9 @@ func q4Kx8GemvAVX512Asm(out *[8]float32, w, x []byte, nb int)
 
 //go:noescape
 func q4Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+
+//go:noescape
+func q4Kx8PairAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 
 //go:noescape
 func q5Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)

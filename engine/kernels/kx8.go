@@ -206,6 +206,17 @@ func kx8Tile(dt DType, kernel func(out *[32]float32, w, x []byte, blocks, xstrid
 	}
 }
 
+// kx8Pair checks the operands of a two-group, two-token K x8 kernel.
+func kx8Pair(dt DType, kernel func(out *[32]float32, w, x []byte, blocks, xstride int)) func(out *[32]float32, w, x []byte, blocks, xstride int) {
+	bb := kx8BlockBytes(dt)
+	return func(out *[32]float32, w, x []byte, blocks, xstride int) {
+		if blocks < 0 || xstride < blocks*q8KBytes || len(w) < 2*blocks*bb || len(x) < xstride+blocks*q8KBytes {
+			panic("kernels: K x8 pair: short operands")
+		}
+		kernel(out, w, x, blocks, xstride)
+	}
+}
+
 // kx8GemvGeneric is the reference for the packed layout: each row taken
 // out and dotted by dot.
 func kx8GemvGeneric(dt DType, dot func(w, x []byte) float32) func(out *[8]float32, w, x []byte, blocks int) {

@@ -158,6 +158,127 @@ GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 	TESTQ  CX, CX; \
 	JZ     done
 
+// The pair tile (Q4_K): two groups of eight rows (A at SI, B R12 bytes on)
+// times two tokens (Q8_K rows at DI and DI + R8). Each token's activations
+// are spread (VPERMD) once for both groups, where the four-token tile
+// spreads them once per group: the spreads, not the products, bound that
+// tile (docs/kernels.md). Each (row, token) runs the gemv's sequence, so
+// the bits are the gemv's. Group A's scales and mins are at 0(SP), B's at
+// 128(SP); the super-block sums Z8 (A, token 0), Z9 (A, 1), Z10 (B, 0), Z11
+// (B, 1); the float accumulators Y12, Y13, Y29, Y30 in that order.
+
+// KX8PPF prefetches three lines of the next pair's two super-blocks from
+// byte off of the current one's (R13, R14: the next pair's A and B).
+#define KX8PPF(off) \
+	PREFETCHT1 off(SI)(R13*1); \
+	PREFETCHT1 off+64(SI)(R13*1); \
+	PREFETCHT1 off+128(SI)(R13*1); \
+	PREFETCHT1 off(SI)(R14*1); \
+	PREFETCHT1 off+64(SI)(R14*1); \
+	PREFETCHT1 off+128(SI)(R14*1)
+
+// KX8PSCALES is KX8ZSCALES for group B: its scales and mins at 128(SP).
+#define KX8PSCALES \
+	ADDQ R12, SI; \
+	KX8UNPACK; \
+	SUBQ R12, SI; \
+	VMOVDQU Y3, 128(SP); \
+	VMOVDQU Y4, 160(SP); \
+	VMOVDQU Y5, 192(SP); \
+	VMOVDQU Y6, 224(SP)
+
+// Q4KPCHUNK adds chunk q of both groups times both tokens' activations of
+// dword idx of their group (at xo) to Z4 (A, 0), Z5 (A, 1), Z6 (B, 0), Z7
+// (B, 1).
+#define Q4KPCHUNK(q, xo, idx) \
+	VBROADCASTI64X4 q(SI), Z0; \
+	VPANDD          Z31, Z0, Z0; \
+	VBROADCASTI64X4 q(SI)(R12*1), Z1; \
+	VPANDD          Z31, Z1, Z1; \
+	VPERMD          xo(DI), idx, Z2; \
+	VPDPBUSD        Z2, Z0, Z4; \
+	VPDPBUSD        Z2, Z1, Z6; \
+	VPERMD          xo(DI)(R8*1), idx, Z3; \
+	VPDPBUSD        Z3, Z0, Z5; \
+	VPDPBUSD        Z3, Z1, Z7
+
+// Q4KPGROUP adds values 64j … 64j+63 of both super-blocks for both tokens,
+// times the sub-blocks' scales, to the sums Z8–Z11.
+#define Q4KPGROUP(j) \
+	VPXORD     Z4, Z4, Z4; \
+	VPXORD     Z5, Z5, Z5; \
+	VPXORD     Z6, Z6, Z6; \
+	VPXORD     Z7, Z7, Z7; \
+	Q4KPCHUNK(128+256*j, 4+64*j, Z16); \
+	Q4KPCHUNK(160+256*j, 4+64*j, Z17); \
+	Q4KPCHUNK(192+256*j, 4+64*j, Z18); \
+	Q4KPCHUNK(224+256*j, 4+64*j, Z19); \
+	Q4KPCHUNK(256+256*j, 4+64*j, Z20); \
+	Q4KPCHUNK(288+256*j, 4+64*j, Z21); \
+	Q4KPCHUNK(320+256*j, 4+64*j, Z22); \
+	Q4KPCHUNK(352+256*j, 4+64*j, Z23); \
+	VPMOVZXBD  16*j(SP), Z2; \
+	VPMULLD    Z2, Z4, Z4; \
+	VPMULLD    Z2, Z5, Z5; \
+	VPMOVZXBD  128+16*j(SP), Z3; \
+	VPMULLD    Z3, Z6, Z6; \
+	VPMULLD    Z3, Z7, Z7; \
+	VPADDD     Z4, Z8, Z8; \
+	VPADDD     Z5, Z9, Z9; \
+	VPADDD     Z6, Z10, Z10; \
+	VPADDD     Z7, Z11, Z11
+
+// KX8T4MINS is KX8ZMINS for the token whose Q8_K row is at x: Σ m·bsum per
+// lane into ym (zm its zmm), the group's mins at so(SP), with Z1–Z3 for
+// scratch. (These end macros of the AVX-512 tiles stand before the first
+// TEXT: vet reads a macro as part of the function above it, and the pair
+// tile's stack is larger than the four-token tile's.)
+#define KX8T4MINS(x, zm, ym, so) \
+	VMOVDQU       260(x), Y3; \
+	VPMADDWD      Y14, Y3, Y3; \
+	VPMOVZXBD     so(SP), Z2; \
+	VPERMD        Z3, Z24, Z1; \
+	VPMADDWD      Z1, Z2, zm; \
+	VPMOVZXBD     so+16(SP), Z2; \
+	VPERMD        Z3, Z25, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VPMOVZXBD     so+32(SP), Z2; \
+	VPERMD        Z3, Z26, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VPMOVZXBD     so+48(SP), Z2; \
+	VPERMD        Z3, Z27, Z1; \
+	VPMADDWD      Z1, Z2, Z2; \
+	VPADDD        Z2, zm, zm; \
+	VEXTRACTI64X4 $1, zm, Y2; \
+	VPADDD        Y2, ym, ym
+
+// KX8T4END ends the super-block for one token as KX8ZSUM and KX8STEP4 do:
+// zs/ys its Σ sc·q·x (lanes 8–15 still times 16), zm/ym its mins' lanes
+// (scratch), x its Q8_K row, acc its float accumulator, so where the
+// group's mins are on the stack (its d and dmin at 0(SI) and 16(SI)).
+// KX8T4FIN is the same for sums whose lanes 8–15 are not scaled (Q5_K).
+#define KX8T4END(x, zs, ys, zm, ym, acc, so) \
+	VPSRAVD       Z28, zs, zs; \
+	KX8T4FIN(x, zs, ys, zm, ym, acc, so)
+
+#define KX8T4FIN(x, zs, ys, zm, ym, acc, so) \
+	VEXTRACTI64X4 $1, zs, Y2; \
+	VPADDD        Y2, ys, ys; \
+	KX8T4MINS(x, zm, ym, so); \
+	VCVTDQ2PS     ys, ys; \
+	VCVTDQ2PS     ym, ym; \
+	VCVTPH2PS     0(SI), Y0; \
+	VCVTPH2PS     16(SI), Y1; \
+	VBROADCASTSS  0(x), Y2; \
+	VMULPS        Y2, Y0, Y0; \
+	VMULPS        Y2, Y1, Y1; \
+	VMULPS        ys, Y0, Y0; \
+	VMULPS        ym, Y1, Y1; \
+	VSUBPS        Y1, Y0, Y0; \
+	VADDPS        Y0, acc, acc
+
 // func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
 TEXT ·q4Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64
 	MOVQ   out+0(FP), AX
@@ -1605,53 +1726,6 @@ done:
 	VPADDD Z6, Z10, Z10; \
 	VPADDD Z7, Z11, Z11
 
-// KX8T4MINS is KX8ZMINS for the token whose Q8_K row is at x: Σ m·bsum per
-// lane into ym (zm its zmm), with Z1–Z3 for scratch.
-#define KX8T4MINS(x, zm, ym) \
-	VMOVDQU       260(x), Y3; \
-	VPMADDWD      Y14, Y3, Y3; \
-	VPMOVZXBD     64(SP), Z2; \
-	VPERMD        Z3, Z24, Z1; \
-	VPMADDWD      Z1, Z2, zm; \
-	VPMOVZXBD     80(SP), Z2; \
-	VPERMD        Z3, Z25, Z1; \
-	VPMADDWD      Z1, Z2, Z2; \
-	VPADDD        Z2, zm, zm; \
-	VPMOVZXBD     96(SP), Z2; \
-	VPERMD        Z3, Z26, Z1; \
-	VPMADDWD      Z1, Z2, Z2; \
-	VPADDD        Z2, zm, zm; \
-	VPMOVZXBD     112(SP), Z2; \
-	VPERMD        Z3, Z27, Z1; \
-	VPMADDWD      Z1, Z2, Z2; \
-	VPADDD        Z2, zm, zm; \
-	VEXTRACTI64X4 $1, zm, Y2; \
-	VPADDD        Y2, ym, ym
-
-// KX8T4END ends the super-block for one token as KX8ZSUM and KX8STEP4 do:
-// zs/ys its Σ sc·q·x (lanes 8–15 still times 16), zm/ym its mins' lanes
-// (scratch), x its Q8_K row, acc its float accumulator. KX8T4FIN is the
-// same for sums whose lanes 8–15 are not scaled (Q5_K).
-#define KX8T4END(x, zs, ys, zm, ym, acc) \
-	VPSRAVD       Z28, zs, zs; \
-	KX8T4FIN(x, zs, ys, zm, ym, acc)
-
-#define KX8T4FIN(x, zs, ys, zm, ym, acc) \
-	VEXTRACTI64X4 $1, zs, Y2; \
-	VPADDD        Y2, ys, ys; \
-	KX8T4MINS(x, zm, ym); \
-	VCVTDQ2PS     ys, ys; \
-	VCVTDQ2PS     ym, ym; \
-	VCVTPH2PS     0(SI), Y0; \
-	VCVTPH2PS     16(SI), Y1; \
-	VBROADCASTSS  0(x), Y2; \
-	VMULPS        Y2, Y0, Y0; \
-	VMULPS        Y2, Y1, Y1; \
-	VMULPS        ys, Y0, Y0; \
-	VMULPS        ym, Y1, Y1; \
-	VSUBPS        Y1, Y0, Y0; \
-	VADDPS        Y0, acc, acc
-
 // func q4Kx8TileAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
 TEXT ·q4Kx8TileAVX512Asm(SB), NOSPLIT, $128-72
 	KX8T4ENTER(1152, Y29, Y30)
@@ -1676,10 +1750,10 @@ loop:
 	LEAQ (DI)(R8*1), R10
 	LEAQ (DI)(R8*2), R11
 	LEAQ (DI)(R9*1), R12
-	KX8T4END(DI, Z8, Y8, Z4, Y4, Y12)
-	KX8T4END(R10, Z9, Y9, Z5, Y5, Y13)
-	KX8T4END(R11, Z10, Y10, Z6, Y6, Y29)
-	KX8T4END(R12, Z11, Y11, Z7, Y7, Y30)
+	KX8T4END(DI, Z8, Y8, Z4, Y4, Y12, 64)
+	KX8T4END(R10, Z9, Y9, Z5, Y5, Y13, 64)
+	KX8T4END(R11, Z10, Y10, Z6, Y6, Y29, 64)
+	KX8T4END(R12, Z11, Y11, Z7, Y7, Y30, 64)
 	ADDQ $1152, SI
 	ADDQ $292, DI
 	DECQ CX
@@ -1687,6 +1761,62 @@ loop:
 
 done:
 	KX8T4OUT(Y29, Y30)
+
+// func q4Kx8PairAVX512Asm(out *[32]float32, w, x []byte, nb, xstride int)
+TEXT ·q4Kx8PairAVX512Asm(SB), NOSPLIT, $256-72
+	MOVQ   out+0(FP), AX
+	MOVQ   w_base+8(FP), SI
+	MOVQ   x_base+32(FP), DI
+	MOVQ   nb+56(FP), CX
+	MOVQ   xstride+64(FP), R8
+	IMUL3Q $1152, CX, R12
+	LEAQ   (R12)(R12*1), R13
+	LEAQ   (R13)(R12*1), R14
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y29, Y29, Y29
+	VXORPS Y30, Y30, Y30
+	TESTQ  CX, CX
+	JZ     done
+	KX8ZCONST
+	VMOVDQU64 kx8zq4m<>(SB), Z31
+
+loop:
+	KX8PPF(0)
+	KX8ZSCALES
+	KX8PSCALES
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	KX8PPF(192)
+	Q4KPGROUP(0)
+	KX8PPF(384)
+	Q4KPGROUP(1)
+	KX8PPF(576)
+	Q4KPGROUP(2)
+	KX8PPF(768)
+	Q4KPGROUP(3)
+	KX8PPF(960)
+	LEAQ (DI)(R8*1), R10
+	KX8T4END(DI, Z8, Y8, Z4, Y4, Y12, 64)
+	KX8T4END(R10, Z9, Y9, Z5, Y5, Y13, 64)
+	ADDQ R12, SI
+	KX8T4END(DI, Z10, Y10, Z6, Y6, Y29, 192)
+	KX8T4END(R10, Z11, Y11, Z7, Y7, Y30, 192)
+	SUBQ R12, SI
+	ADDQ $1152, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VMOVUPS Y12, (AX)
+	VMOVUPS Y13, 32(AX)
+	VMOVUPS Y29, 64(AX)
+	VMOVUPS Y30, 96(AX)
+	VZEROUPPER
+	RET
 
 // Q5KZ is Q4KZ for Q5_K: the high nibbles are shifted down in lanes 8–15
 // (Z30: VPSRLVD by 4; only each byte's low four bits are kept) and each
@@ -1832,10 +1962,10 @@ loop:
 	LEAQ (DI)(R8*1), R10
 	LEAQ (DI)(R8*2), R11
 	LEAQ (DI)(R9*1), R12
-	KX8T4FIN(DI, Z8, Y8, Z4, Y4, Y12)
-	KX8T4FIN(R10, Z9, Y9, Z5, Y5, Y13)
-	KX8T4FIN(R11, Z10, Y10, Z6, Y6, Y28)
-	KX8T4FIN(R12, Z11, Y11, Z7, Y7, Y29)
+	KX8T4FIN(DI, Z8, Y8, Z4, Y4, Y12, 64)
+	KX8T4FIN(R10, Z9, Y9, Z5, Y5, Y13, 64)
+	KX8T4FIN(R11, Z10, Y10, Z6, Y6, Y28, 64)
+	KX8T4FIN(R12, Z11, Y11, Z7, Y7, Y29, 64)
 	ADDQ $1408, SI
 	ADDQ $292, DI
 	DECQ CX

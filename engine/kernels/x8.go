@@ -320,7 +320,7 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 		}
 		y[t*m.Rows+r] = v
 	}
-	gemv, tile, tile2, dot := q.x8Gemv, q.x8Tile, q.x8Tile2, q.dot
+	gemv, tile, tile2, pair, dot := q.x8Gemv, q.x8Tile, q.x8Tile2, q.kx8Pair, q.dot
 	return chunks + min(rest, 1), func(_, c int) {
 		if c == chunks { // rows past the last group: the plain dot
 			for r := groups * x8Rows; r < m.Rows; r++ {
@@ -350,6 +350,25 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 			w := m.x8[g*gb : (g+1)*gb]
 			r0 := g * x8Rows
 			t := 0
+			if pair != nil && g+1 < end && tokens >= 2 {
+				// K-quant groups two at a time, two tokens a call.
+				w2 := m.x8[g*gb : (g+2)*gb]
+				for ; t+2 <= tokens; t += 2 {
+					pair(&o32, w2, prep[t*pstride:], blocks, pstride)
+					put(t, r0, o32[0:])
+					put(t+1, r0, o32[8:])
+					put(t, r0+x8Rows, o32[16:])
+					put(t+1, r0+x8Rows, o32[24:])
+				}
+				if t < tokens {
+					gemv(&o8, w, prep[t*pstride:(t+1)*pstride], blocks)
+					put(t, r0, o8[:])
+					gemv(&o8, w2[gb:], prep[t*pstride:(t+1)*pstride], blocks)
+					put(t, r0+x8Rows, o8[:])
+				}
+				g++
+				continue
+			}
 			if tile2 != nil && g+1 < end && tokens >= x8Tokens {
 				// Two groups per tile: each token's activations are
 				// loaded once for sixteen rows.

@@ -115,6 +115,10 @@ type kernelSet struct {
 	// quantQ8K quantizes the activations of K-quant products: the same
 	// bytes as quantizeQ8K for finite input.
 	quantQ8K func(dst []byte, x []float32)
+	// expLanes is Softmax's exponentials over whole steps of sixteen
+	// values and their sums by lane (softmax.go): the generic steps, or the
+	// same steps in assembly, with the same bits.
+	expLanes func(x []float32, mx float32, l *[16]float32)
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)
 }
@@ -183,6 +187,7 @@ var genericKernels = kernelSet{
 	quantQ8_0: QuantizeQ8_0,
 	quantQ8K:  quantizeQ8K,
 	gelu:      geluNewGeneric,
+	expLanes:  expLanesGeneric,
 }
 
 // KernelsEnv names the environment variable that picks a kernel set by name

@@ -38,6 +38,7 @@ func avx2Set() kernelSet {
 	k.quantQ8_0 = quantizeQ8_0AVX2
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
+	k.expLanes = expLanesAVX2Asm
 	return k
 }
 

@@ -48,6 +48,7 @@ func avx512Set() kernelSet {
 	k.quantQ8_0 = quantizeQ8_0AVX512
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX512
+	k.expLanes = expLanesAVX512Asm
 	if hasAVX512VNNI {
 		k.q8_0 = quantKernels{
 			dot:     dotQ8_0AVX512,
@@ -299,3 +300,12 @@ func dotsF32AVX512Asm(out, q, keys []float32, stride int)
 //
 //go:noescape
 func axpyRowsAVX512Asm(y, w, rows []float32, stride int)
+
+// expLanesAVX512Asm and expLanesAVX2Asm are expLanesGeneric, sixteen values
+// a step in float64 lanes (softmax_amd64.s), with its bits.
+//
+//go:noescape
+func expLanesAVX512Asm(x []float32, mx float32, l *[16]float32)
+
+//go:noescape
+func expLanesAVX2Asm(x []float32, mx float32, l *[16]float32)

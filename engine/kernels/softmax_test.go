@@ -1,0 +1,113 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// expF32 is within one float32 ulp of exp (correctly rounded for nearly
+// every input), and 0, 1 and NaN where they belong.
+func TestExpF32(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	worse := 0
+	n := 0
+	check := func(d float32) {
+		got, want := expF32(d), float32(math.Exp(float64(d)))
+		n++
+		if got == want {
+			return
+		}
+		if diff := int64(math.Float32bits(got)) - int64(math.Float32bits(want)); diff < -1 || diff > 1 {
+			t.Fatalf("expF32(%g) = %g, exp = %g", d, got, want)
+		}
+		worse++
+	}
+	for range 1 << 20 {
+		check(-r.Float32() * 110)
+		check(-r.Float32() * 2)
+	}
+	for _, d := range []float32{0, -1e-30, -0.5, -0.34657359, -87.33655, -103.27893, -103.97208, -104, -110, -1e30} {
+		check(d)
+	}
+	if expF32(float32(math.Inf(-1))) != 0 || expF32(0) != 1 || !math.IsNaN(float64(expF32(float32(math.NaN())))) {
+		t.Fatal("expF32 at -Inf, 0, NaN")
+	}
+	if worse > n/100000 {
+		t.Errorf("%d of %d values one ulp from the correctly rounded exp", worse, n)
+	}
+	t.Logf("%d of %d values one ulp from the correctly rounded exp", worse, n)
+}
+
+// Every set's exponentials and sum give the generic bits, for lengths
+// around the sixteen-value step, with -Inf and NaN entries.
+func TestExpSumSets(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	// ref is the generic steps for any length: every value into its lane.
+	ref := func(x []float32, mx float32) float32 {
+		var l [16]float32
+		expLanesGeneric(x[:len(x)&^15], mx, &l)
+		for i := len(x) &^ 15; i < len(x); i++ {
+			x[i] = expF32(x[i] - mx)
+			l[i&15] += x[i]
+		}
+		for i := 0; i < 8; i++ {
+			l[i] += l[i+8]
+		}
+		return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+	}
+	withEachKernelSet(t, func(t *testing.T) {
+		for _, n := range []int{1, 5, 15, 16, 17, 31, 32, 33, 100, 2049} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 8)
+			}
+			if n > 3 {
+				x[1] = float32(math.Inf(-1))
+				x[2] = -200
+			}
+			mx := float32(math.Inf(-1))
+			for _, v := range x {
+				mx = max(mx, v)
+			}
+			want := append([]float32(nil), x...)
+			wantSum := ref(want, mx)
+			got := append([]float32(nil), x...)
+			sum := expSum(got, mx)
+			if math.Float32bits(sum) != math.Float32bits(wantSum) {
+				t.Fatalf("n=%d: sum %v, generic %v", n, sum, wantSum)
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d: exp[%d] = %v, generic %v", n, i, got[i], want[i])
+				}
+			}
+		}
+		nan := make([]float32, 16)
+		nan[3] = float32(math.NaN())
+		if expSum(nan, 0); !math.IsNaN(float64(nan[3])) || nan[0] != 1 {
+			t.Fatalf("a NaN entry: %v", nan)
+		}
+	})
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range kernelSets() {
+		for _, n := range []int{500, 2000} {
+			src, x := make([]float32, n), make([]float32, n)
+			for i := range src {
+				src[i] = float32(r.NormFloat64() * 4)
+			}
+			b.Run(fmt.Sprintf("%s/n=%d", k.name, n), func(b *testing.B) {
+				useKernels(b, k)
+				for b.Loop() {
+					copy(x, src)
+					Softmax(x)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/value")
+			})
+		}
+	}
+}

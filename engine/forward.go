@@ -349,9 +349,7 @@ func (m *Model) attention(li int, spans []Span) {
 			c.prefetchHead(li, h0/group, 0, min(per, n), true)
 			for g := 0; g < G; g++ {
 				scores := sc[g*stride : g*stride+n]
-				for p := range scores {
-					scores[p] /= scale
-				}
+				kernels.Div(scores, scale)
 				kernels.Softmax(scores)
 				h := h0 + g
 				clear(ws.ctx[row*qDim+h*D : row*qDim+(h+1)*D])

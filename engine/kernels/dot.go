@@ -119,6 +119,8 @@ type kernelSet struct {
 	// values and their sums by lane (softmax.go): the generic steps, or the
 	// same steps in assembly, with the same bits.
 	expLanes func(x []float32, mx float32, l *[16]float32)
+	// div is Div (every quotient rounded once, so every set's bits).
+	div func(x []float32, d float32)
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)
 }
@@ -188,6 +190,7 @@ var genericKernels = kernelSet{
 	quantQ8K:  quantizeQ8K,
 	gelu:      geluNewGeneric,
 	expLanes:  expLanesGeneric,
+	div:       divGeneric,
 }
 
 // KernelsEnv names the environment variable that picks a kernel set by name

@@ -39,6 +39,7 @@ func avx2Set() kernelSet {
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX2
 	k.expLanes = expLanesAVX2Asm
+	k.div = divAVX2
 	return k
 }
 
@@ -267,3 +268,13 @@ func dotsF32AVX2Asm(out, q, keys []float32, stride int)
 //
 //go:noescape
 func axpyRowsAVX2Asm(y, w, rows []float32, stride int)
+
+// divAVX2 is Div: whole groups of eight in divAVX2Asm, the rest in Go.
+func divAVX2(x []float32, d float32) {
+	n := len(x) &^ 7
+	divAVX2Asm(x[:n], d)
+	divGeneric(x[n:], d)
+}
+
+//go:noescape
+func divAVX2Asm(x []float32, d float32)

@@ -49,6 +49,7 @@ func avx512Set() kernelSet {
 	k.quantQ8K = quantizeQ8KAVX2
 	k.gelu = geluAVX512
 	k.expLanes = expLanesAVX512Asm
+	k.div = divAVX512Asm
 	if hasAVX512VNNI {
 		k.q8_0 = quantKernels{
 			dot:     dotQ8_0AVX512,
@@ -309,3 +310,6 @@ func expLanesAVX512Asm(x []float32, mx float32, l *[16]float32)
 
 //go:noescape
 func expLanesAVX2Asm(x []float32, mx float32, l *[16]float32)
+
+//go:noescape
+func divAVX512Asm(x []float32, d float32)

@@ -66,10 +66,7 @@ func Softmax(x []float32) {
 			mx = v
 		}
 	}
-	sum := expSum(x, mx)
-	for i := range x {
-		x[i] /= sum
-	}
+	Div(x, expSum(x, mx))
 }
 
 // Axpy computes y += a*x.

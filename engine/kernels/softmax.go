@@ -57,6 +57,16 @@ func expSum(x []float32, mx float32) float32 {
 	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
+// Div sets x[i] /= d for every i: attention's scaling of its scores and
+// the softmax's normalization, a vector division where the set has one.
+func Div(x []float32, d float32) { active.div(x, d) }
+
+func divGeneric(x []float32, d float32) {
+	for i := range x {
+		x[i] /= d
+	}
+}
+
 // expLanesGeneric is the kernel for len(x) a multiple of 16: each x[i]
 // replaced by expF32(x[i] − mx) and added to l[i mod 16].
 func expLanesGeneric(x []float32, mx float32, l *[16]float32) {

@@ -208,3 +208,57 @@ loop:
 
 done:
 	RET
+
+// func divAVX512Asm(x []float32, d float32)
+// x[i] /= d, sixteen at a time, the last ones masked: each quotient
+// rounded once, as the Go loop rounds it.
+TEXT ·divAVX512Asm(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS d+24(FP), Z1
+
+dloop:
+	CMPQ    CX, $16
+	JB      dtail
+	VMOVUPS (SI), Z0
+	VDIVPS  Z1, Z0, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     dloop
+
+dtail:
+	TESTQ     CX, CX
+	JZ        ddone
+	MOVL      $1, AX
+	SHLL      CX, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VDIVPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (SI)
+
+ddone:
+	VZEROUPPER
+	RET
+
+// func divAVX2Asm(x []float32, d float32)
+// x[i] /= d for the whole groups of eight; the caller does the rest.
+TEXT ·divAVX2Asm(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $3, CX
+	JZ           d2done
+	VBROADCASTSS d+24(FP), Y1
+
+d2loop:
+	VMOVUPS (SI), Y0
+	VDIVPS  Y1, Y0, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     d2loop
+	VZEROUPPER
+
+d2done:
+	RET

@@ -92,6 +92,34 @@ func TestExpSumSets(t *testing.T) {
 	})
 }
 
+// Every set's Div rounds each quotient once, as the Go loop does: the same
+// bits for every length around the vector widths, NaN, infinities and
+// zeros included.
+func TestDivSets(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	withEachKernelSet(t, func(t *testing.T) {
+		for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 33, 2049} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 1e3)
+			}
+			if n > 4 {
+				x[1], x[2], x[3] = float32(math.NaN()), float32(math.Inf(-1)), 0
+			}
+			for _, d := range []float32{8.944272, 3e-39, -7, float32(math.Inf(1))} {
+				got, want := append([]float32(nil), x...), append([]float32(nil), x...)
+				Div(got, d)
+				divGeneric(want, d)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+						t.Fatalf("n=%d d=%v: [%d] %v, want %v", n, d, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
 func BenchmarkSoftmax(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, k := range kernelSets() {

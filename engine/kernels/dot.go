@@ -121,6 +121,9 @@ type kernelSet struct {
 	expLanes func(x []float32, mx float32, l *[16]float32)
 	// div is Div (every quotient rounded once, so every set's bits).
 	div func(x []float32, d float32)
+	// max is the largest value of x's whole vector steps (softmax.go's
+	// softMax does the rest), −Inf when there are none; a NaN never wins.
+	max func(x []float32) float32
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)
 }
@@ -191,6 +194,7 @@ var genericKernels = kernelSet{
 	gelu:      geluNewGeneric,
 	expLanes:  expLanesGeneric,
 	div:       divGeneric,
+	max:       maxGeneric,
 }
 
 // KernelsEnv names the environment variable that picks a kernel set by name

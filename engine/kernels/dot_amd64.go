@@ -40,6 +40,7 @@ func avx2Set() kernelSet {
 	k.gelu = geluAVX2
 	k.expLanes = expLanesAVX2Asm
 	k.div = divAVX2
+	k.max = maxAVX2Asm
 	return k
 }
 
@@ -278,3 +279,8 @@ func divAVX2(x []float32, d float32) {
 
 //go:noescape
 func divAVX2Asm(x []float32, d float32)
+
+// maxAVX2Asm is the max kernel for whole steps of eight values.
+//
+//go:noescape
+func maxAVX2Asm(x []float32) float32

@@ -50,6 +50,7 @@ func avx512Set() kernelSet {
 	k.gelu = geluAVX512
 	k.expLanes = expLanesAVX512Asm
 	k.div = divAVX512Asm
+	k.max = maxAVX512Asm
 	if hasAVX512VNNI {
 		k.q8_0 = quantKernels{
 			dot:     dotQ8_0AVX512,
@@ -313,3 +314,8 @@ func expLanesAVX2Asm(x []float32, mx float32, l *[16]float32)
 
 //go:noescape
 func divAVX512Asm(x []float32, d float32)
+
+// maxAVX512Asm is the max kernel for whole steps of sixteen values.
+//
+//go:noescape
+func maxAVX512Asm(x []float32) float32

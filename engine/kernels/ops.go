@@ -55,18 +55,13 @@ func geluNewGeneric(x []float32) {
 // Softmax replaces x by its softmax, in float32 like torch: exp(x − max)
 // by one recipe in every set (softmax.go: within an ulp of float32's exp,
 // the same bits on every CPU), summed in sixteen lanes, each divided by the
-// sum. Entries equal to -Inf get probability 0.
+// sum; the maximum, the exponentials and the divisions vectorized where the
+// set has them. Entries equal to -Inf get probability 0.
 func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	mx := float32(math.Inf(-1))
-	for _, v := range x {
-		if v > mx {
-			mx = v
-		}
-	}
-	Div(x, expSum(x, mx))
+	Div(x, expSum(x, softMax(x)))
 }
 
 // Axpy computes y += a*x.

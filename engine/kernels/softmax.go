@@ -57,6 +57,31 @@ func expSum(x []float32, mx float32) float32 {
 	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
+// softMax is the largest value of x, −Inf if none (a NaN never wins): the
+// set's kernel over whole vector steps, the rest here. Which of +0 and −0
+// it returns when both are the largest may depend on the set; the softmax
+// does not: exp(v − mx) differs only for v = ±0, where both give 1.
+func softMax(x []float32) float32 {
+	n := len(x) &^ 15
+	mx := active.max(x[:n])
+	for _, v := range x[n:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	return mx
+}
+
+func maxGeneric(x []float32) float32 {
+	mx := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > mx {
+			mx = v
+		}
+	}
+	return mx
+}
+
 // Div sets x[i] /= d for every i: attention's scaling of its scores and
 // the softmax's normalization, a vector division where the set has one.
 func Div(x []float32, d float32) { active.div(x, d) }

@@ -262,3 +262,66 @@ d2loop:
 
 d2done:
 	RET
+
+// func maxAVX512Asm(x []float32) float32
+// The largest of the whole steps of sixteen values: per lane, a value
+// replaces the lane's maximum only if it is greater (so a NaN never does,
+// as in the Go loop), from −Inf; then the lanes the same way.
+TEXT ·maxAVX512Asm(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $4, CX
+	MOVL         $0xff800000, AX
+	VPBROADCASTD AX, Z0
+	TESTQ        CX, CX
+	JZ           mdone
+
+mloop:
+	VMOVUPS (SI), Z1
+	VMAXPS  Z0, Z1, Z0
+	ADDQ    $64, SI
+	DECQ    CX
+	JNZ     mloop
+
+mdone:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS        Y0, Y1, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VMAXPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VMAXPS        X0, X1, X0
+	VMOVSHDUP     X0, X1
+	VMAXSS        X0, X1, X0
+	VMOVSS        X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func maxAVX2Asm(x []float32) float32
+// maxAVX512Asm in eight lanes, over whole steps of eight values.
+TEXT ·maxAVX2Asm(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $3, CX
+	MOVL         $0xff800000, AX
+	VMOVD        AX, X0
+	VBROADCASTSS X0, Y0
+	TESTQ        CX, CX
+	JZ           m2done
+
+m2loop:
+	VMOVUPS (SI), Y1
+	VMAXPS  Y0, Y1, Y0
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     m2loop
+
+m2done:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VMAXPS       X0, X1, X0
+	VMOVSHDUP    X0, X1
+	VMAXSS       X0, X1, X0
+	VMOVSS       X0, ret+24(FP)
+	VZEROUPPER
+	RET

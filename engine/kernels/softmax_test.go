@@ -120,6 +120,55 @@ func TestDivSets(t *testing.T) {
 	})
 }
 
+// Softmax gives the generic bits on every set: lengths around the vector
+// steps, the largest value at either end, ties of +0 and −0 for the
+// largest, −Inf entries, and a NaN (which makes every output NaN, as in
+// the Go loop).
+func TestSoftmaxSets(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	var cases [][]float32
+	for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 6)
+		}
+		cases = append(cases, x)
+		y := append([]float32(nil), x...)
+		y[n-1] = 40 // the largest last
+		cases = append(cases, y)
+		z := make([]float32, n)
+		for i := range z {
+			z[i] = -float32(r.Float64()) - 1
+		}
+		z[0], z[n-1] = float32(math.Copysign(0, -1)), 0 // -0 and +0 tie for the largest
+		cases = append(cases, z)
+		if n > 2 {
+			w := append([]float32(nil), x...)
+			w[1] = float32(math.Inf(-1))
+			cases = append(cases, w)
+			v := append([]float32(nil), x...)
+			v[n/2] = float32(math.NaN())
+			cases = append(cases, v)
+		}
+	}
+	want := make([][]float32, len(cases))
+	withEachKernelSet(t, func(t *testing.T) {
+		for ci, c := range cases {
+			got := append([]float32(nil), c...)
+			Softmax(got)
+			if want[ci] == nil { // the first set is the generic one
+				want[ci] = got
+				continue
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[ci][i]) && !(got[i] != got[i] && want[ci][i] != want[ci][i]) {
+					t.Fatalf("case %d (n=%d): [%d] %v, generic %v", ci, len(c), i, got[i], want[ci][i])
+				}
+			}
+		}
+	})
+}
+
 func BenchmarkSoftmax(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, k := range kernelSets() {

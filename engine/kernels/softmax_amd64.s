@@ -68,6 +68,19 @@ DATA expc4<>+304(SB)/8, $0x3ec71de3a556c734
 DATA expc4<>+312(SB)/8, $0x3ec71de3a556c734
 GLOBL expc4<>(SB), RODATA|NOPTR, $320
 
+// MAX8END ends the max kernels: the eight lanes of Y0 folded as the loop
+// folds values (the greater wins), the result returned.
+#define MAX8END \
+	VEXTRACTF128 $1, Y0, X1; \
+	VMAXPS       X0, X1, X0; \
+	VMOVHLPS     X0, X0, X1; \
+	VMAXPS       X0, X1, X0; \
+	VMOVSHDUP    X0, X1; \
+	VMAXSS       X0, X1, X0; \
+	VMOVSS       X0, ret+24(FP); \
+	VZEROUPPER; \
+	RET
+
 // EXP8 computes the exp of the eight float64 in z into z; Z20–Z24 and
 // Z9–Z19 hold the constants, t and u are scratch.
 #define EXP8(z, t, u) \
@@ -286,15 +299,7 @@ mloop:
 mdone:
 	VEXTRACTF64X4 $1, Z0, Y1
 	VMAXPS        Y0, Y1, Y0
-	VEXTRACTF128  $1, Y0, X1
-	VMAXPS        X0, X1, X0
-	VMOVHLPS      X0, X0, X1
-	VMAXPS        X0, X1, X0
-	VMOVSHDUP     X0, X1
-	VMAXSS        X0, X1, X0
-	VMOVSS        X0, ret+24(FP)
-	VZEROUPPER
-	RET
+	MAX8END
 
 // func maxAVX2Asm(x []float32) float32
 // maxAVX512Asm in eight lanes, over whole steps of eight values.
@@ -316,12 +321,4 @@ m2loop:
 	JNZ     m2loop
 
 m2done:
-	VEXTRACTF128 $1, Y0, X1
-	VMAXPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VMAXPS       X0, X1, X0
-	VMOVSHDUP    X0, X1
-	VMAXSS       X0, X1, X0
-	VMOVSS       X0, ret+24(FP)
-	VZEROUPPER
-	RET
+	MAX8END

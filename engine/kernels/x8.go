@@ -320,7 +320,18 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 		}
 		y[t*m.Rows+r] = v
 	}
-	gemv, tile, tile2, pair, dot := q.x8Gemv, q.x8Tile, q.x8Tile2, q.kx8Pair, q.dot
+	gemv, tile, dot := q.x8Gemv, q.x8Tile, q.dot
+	// two, where the set has one, computes twoK tokens of two groups at
+	// once (w2 both groups): group A's token k at o[8k:], B's at
+	// o[8(twoK+k):].
+	var two func(o *[64]float32, w2, p []byte)
+	twoK := 0
+	switch {
+	case q.kx8Pair != nil:
+		twoK, two = 2, func(o *[64]float32, w2, p []byte) { q.kx8Pair((*[32]float32)(o[:32]), w2, p, blocks, pstride) }
+	case q.x8Tile2 != nil:
+		twoK, two = x8Tokens, func(o *[64]float32, w2, p []byte) { q.x8Tile2(o, w2, p, blocks, pstride) }
+	}
 	return chunks + min(rest, 1), func(_, c int) {
 		if c == chunks { // rows past the last group: the plain dot
 			for r := groups * x8Rows; r < m.Rows; r++ {
@@ -350,34 +361,15 @@ func (m Matrix) planX8(p *Pool, k *kernelSet, q *quantKernels, y []float32, xq [
 			w := m.x8[g*gb : (g+1)*gb]
 			r0 := g * x8Rows
 			t := 0
-			if pair != nil && g+1 < end && tokens >= 2 {
-				// K-quant groups two at a time, two tokens a call.
+			if two != nil && g+1 < end && tokens >= twoK {
+				// Two groups a call: each token's activations are
+				// loaded (or spread) once for sixteen rows.
 				w2 := m.x8[g*gb : (g+2)*gb]
-				for ; t+2 <= tokens; t += 2 {
-					pair(&o32, w2, prep[t*pstride:], blocks, pstride)
-					put(t, r0, o32[0:])
-					put(t+1, r0, o32[8:])
-					put(t, r0+x8Rows, o32[16:])
-					put(t+1, r0+x8Rows, o32[24:])
-				}
-				if t < tokens {
-					gemv(&o8, w, prep[t*pstride:(t+1)*pstride], blocks)
-					put(t, r0, o8[:])
-					gemv(&o8, w2[gb:], prep[t*pstride:(t+1)*pstride], blocks)
-					put(t, r0+x8Rows, o8[:])
-				}
-				g++
-				continue
-			}
-			if tile2 != nil && g+1 < end && tokens >= x8Tokens {
-				// Two groups per tile: each token's activations are
-				// loaded once for sixteen rows.
-				w2 := m.x8[g*gb : (g+2)*gb]
-				for ; t+x8Tokens <= tokens; t += x8Tokens {
-					tile2(&o64, w2, prep[t*pstride:], blocks, pstride)
-					for k := 0; k < x8Tokens; k++ {
+				for ; t+twoK <= tokens; t += twoK {
+					two(&o64, w2, prep[t*pstride:])
+					for k := 0; k < twoK; k++ {
 						put(t+k, r0, o64[k*x8Rows:])
-						put(t+k, r0+x8Rows, o64[32+k*x8Rows:])
+						put(t+k, r0+x8Rows, o64[(twoK+k)*x8Rows:])
 					}
 				}
 				for ; t < tokens; t++ {

@@ -123,21 +123,26 @@ GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 	VPADDD    Y8, Y10, Y10; \
 	VPADDD    Y9, Y10, Y10
 
-// KX8STEP4 ends a Q4_K/Q5_K super-block on eight lanes as kStep4: Y10
-// holds Σ sc·q·x, Y11 Σ m·bsum; the rows' d and dmin are at 0(SI) and
-// 16(SI); Y12 += d·float(Σ sc·q·x) − dm·float(Σ m·bsum).
-#define KX8STEP4 \
-	VCVTDQ2PS    Y10, Y10; \
-	VCVTDQ2PS    Y11, Y11; \
+// KX8FSTEP ends a Q4_K/Q5_K super-block on eight lanes as kStep4, for the
+// token whose Q8_K row is at x: ys holds Σ sc·q·x, ym Σ m·bsum (both
+// int32, clobbered); the rows' d and dmin are at 0(SI) and 16(SI);
+// acc += d·float(Σ sc·q·x) − dm·float(Σ m·bsum). Y0–Y2 are clobbered.
+#define KX8FSTEP(x, ys, ym, acc) \
+	VCVTDQ2PS    ys, ys; \
+	VCVTDQ2PS    ym, ym; \
 	VCVTPH2PS    0(SI), Y0; \
 	VCVTPH2PS    16(SI), Y1; \
-	VBROADCASTSS 0(DI), Y2; \
+	VBROADCASTSS 0(x), Y2; \
 	VMULPS       Y2, Y0, Y0; \
 	VMULPS       Y2, Y1, Y1; \
-	VMULPS       Y10, Y0, Y0; \
-	VMULPS       Y11, Y1, Y1; \
+	VMULPS       ys, Y0, Y0; \
+	VMULPS       ym, Y1, Y1; \
 	VSUBPS       Y1, Y0, Y0; \
-	VADDPS       Y0, Y12, Y12
+	VADDPS       Y0, acc, acc
+
+// KX8STEP4 is KX8FSTEP for the gemvs: the token at DI, Y10 and Y11 its
+// sums, Y12 its accumulator.
+#define KX8STEP4 KX8FSTEP(DI, Y10, Y11, Y12)
 
 // KX8T4ENTER loads a tile's arguments (R13: the bytes of a group, bb per
 // super-block), zeroes its float accumulators Y12, Y13, a2, a3 and leaves
@@ -267,17 +272,7 @@ GLOBL kx8m30<>(SB), RODATA|NOPTR, $32
 	VEXTRACTI64X4 $1, zs, Y2; \
 	VPADDD        Y2, ys, ys; \
 	KX8T4MINS(x, zm, ym, so); \
-	VCVTDQ2PS     ys, ys; \
-	VCVTDQ2PS     ym, ym; \
-	VCVTPH2PS     0(SI), Y0; \
-	VCVTPH2PS     16(SI), Y1; \
-	VBROADCASTSS  0(x), Y2; \
-	VMULPS        Y2, Y0, Y0; \
-	VMULPS        Y2, Y1, Y1; \
-	VMULPS        ys, Y0, Y0; \
-	VMULPS        ym, Y1, Y1; \
-	VSUBPS        Y1, Y0, Y0; \
-	VADDPS        Y0, acc, acc
+	KX8FSTEP(x, ys, ym, acc)
 
 // func q4Kx8GemvAVX2Asm(out *[8]float32, w, x []byte, nb int)
 TEXT ·q4Kx8GemvAVX2Asm(SB), NOSPLIT, $256-64

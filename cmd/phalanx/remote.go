@@ -20,6 +20,7 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/sample"
 	"github.com/phalanx-llm/phalanx/engine/textgen"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
 )
 
 // dial connects to a coordinator: plaintext, or TLS when $PHALANX_TLS_CA
@@ -185,18 +186,6 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// dtypeName is how the flags name a wire or KV cache dtype ("f32" for an
-// older coordinator that sends none).
-func dtypeName(d phalanxpb.DType) string {
-	switch d {
-	case phalanxpb.DType_DTYPE_F16:
-		return "f16"
-	case phalanxpb.DType_DTYPE_Q8:
-		return "q8"
-	}
-	return "f32"
-}
-
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
 
 func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
@@ -205,7 +194,7 @@ func printStatus(w io.Writer, st *phalanxpb.ClusterStatusResponse) {
 		st.GetActiveSessions(), st.GetMaxSessions(), st.GetQueueDepth(), plural(int(st.GetMicroBatches()), "micro-batch"), st.GetTokensPerSecond())
 	fmt.Fprintf(w, "admission queue %d of %d, %d requests refused (429 / RESOURCE_EXHAUSTED)\n", st.GetQueuedRequests(),
 		st.GetMaxQueuedRequests(), st.GetRefusedRequests())
-	fmt.Fprintf(w, "activations between stages %s, keys and values kept in %s\n\n", dtypeName(st.GetWire()), dtypeName(st.GetKvCache()))
+	fmt.Fprintf(w, "activations between stages %s, keys and values kept in %s\n\n", wire.Name(st.GetWire()), wire.Name(st.GetKvCache()))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STAGE\tWORKER\tADDRESS\tLAYERS\tREADY\tLAST STEP")
 	for i, s := range st.GetStages() {

@@ -47,6 +47,7 @@ import (
 	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/pipeline/weights"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
 
@@ -254,25 +255,13 @@ func Coordinator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var wdt phalanxpb.DType
-	switch *wireDT {
-	case "f32":
-		wdt = phalanxpb.DType_DTYPE_F32
-	case "f16":
-		wdt = phalanxpb.DType_DTYPE_F16
-	case "q8":
-		wdt = phalanxpb.DType_DTYPE_Q8
-	default:
-		return fmt.Errorf("%w: --wire %q (f32, f16 or q8)", ErrUsage, *wireDT)
+	wdt, err := wire.ParseName(*wireDT)
+	if err != nil {
+		return fmt.Errorf("%w: --wire %v", ErrUsage, err)
 	}
-	var kvdt phalanxpb.DType
-	switch *kvCache {
-	case "f32":
-		kvdt = phalanxpb.DType_DTYPE_F32
-	case "f16":
-		kvdt = phalanxpb.DType_DTYPE_F16
-	default:
-		return fmt.Errorf("%w: --kv-cache %q (f32 or f16)", ErrUsage, *kvCache)
+	kvdt, err := wire.ParseName(*kvCache, phalanxpb.DType_DTYPE_F32, phalanxpb.DType_DTYPE_F16)
+	if err != nil {
+		return fmt.Errorf("%w: --kv-cache %v", ErrUsage, err)
 	}
 	eps := endpoints(*etcdEps)
 	if *embedded != "" {

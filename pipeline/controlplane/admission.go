@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
-	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -39,14 +38,6 @@ const (
 	SpeedCalibrated = "calibrated"
 	SpeedGiven      = "given"
 )
-
-// kvName is how logs and status name a KV cache dtype.
-func kvName(dt phalanxpb.DType) string {
-	if dt == phalanxpb.DType_DTYPE_F16 {
-		return "f16"
-	}
-	return "f32"
-}
 
 // defaultMaxSessions is the session limit before a plan gives the workers'
 // budgets.

@@ -15,6 +15,7 @@ import (
 	"github.com/phalanx-llm/phalanx/pipeline/dataplane"
 	"github.com/phalanx-llm/phalanx/pipeline/stage"
 	"github.com/phalanx-llm/phalanx/proto/phalanxpb"
+	"github.com/phalanx-llm/phalanx/proto/wire"
 	"github.com/phalanx-llm/phalanx/shard"
 	"github.com/phalanx-llm/phalanx/shard/registry"
 )
@@ -172,7 +173,7 @@ func (c *Coordinator) updateRoute() {
 		limit = AutoMaxSessions(plan, byID, c.size, c.ends.Config.KVDim(), kvBytes)
 		c.admit.SetLimit(limit)
 	}
-	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit, "kv_cache", kvName(c.cfg.KVCache),
+	c.log.Info("routing to the new plan", "epoch", plan.Epoch, "stages", len(route.Stages), "max_sessions", limit, "kv_cache", wire.Name(c.cfg.KVCache),
 		"max_step_rows", route.MaxStepRows, "parallel_stages", route.Parallel)
 }
 

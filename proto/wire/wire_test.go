@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/phalanx-llm/phalanx/engine/kernels"
@@ -475,5 +476,25 @@ func TestQ8RoundTrip(t *testing.T) {
 	}
 	if _, err := EncodeF32(1, 48, make([]float32, 48), phalanxpb.DType_DTYPE_Q8); !errors.Is(err, ErrShape) {
 		t.Fatalf("rows of 48 values as Q8: %v", err)
+	}
+}
+
+// The flags' dtype names go both ways, and a name outside what a flag
+// allows is refused with the allowed ones listed.
+func TestDTypeNames(t *testing.T) {
+	for _, d := range []phalanxpb.DType{phalanxpb.DType_DTYPE_F32, phalanxpb.DType_DTYPE_F16, phalanxpb.DType_DTYPE_Q8} {
+		if got, err := ParseName(Name(d)); err != nil || got != d {
+			t.Errorf("%v: %q parses as %v, %v", d, Name(d), got, err)
+		}
+	}
+	if Name(phalanxpb.DType_DTYPE_UNSPECIFIED) != "f32" {
+		t.Errorf("unspecified is %q, want f32", Name(phalanxpb.DType_DTYPE_UNSPECIFIED))
+	}
+	_, err := ParseName("q8", phalanxpb.DType_DTYPE_F32, phalanxpb.DType_DTYPE_F16)
+	if err == nil || !strings.Contains(err.Error(), "want f32, f16") {
+		t.Errorf("q8 where f32 or f16 are allowed: %v", err)
+	}
+	if _, err := ParseName("F16"); err == nil {
+		t.Error("F16 accepted: the flags are lower case")
 	}
 }

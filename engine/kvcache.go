@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -44,11 +45,7 @@ type kvHeld struct {
 // NewCache returns an empty cache for the model's layers that keeps keys
 // and values as Options.KVCache says (float32 unless F16 was asked for).
 func (m *Model) NewCache() *KVCache {
-	dt := m.kvType
-	if dt == 0 {
-		dt = kernels.F32
-	}
-	c, err := m.NewCacheOf(dt)
+	c, err := m.NewCacheOf(cmp.Or(m.kvType, kernels.F32)) // a Model built without Load has none
 	if err != nil {
 		panic(err) // Load accepted m.kvType
 	}
@@ -61,13 +58,9 @@ func (m *Model) NewCache() *KVCache {
 // bytes attention reads a step, for a rounding of each key and value).
 // Caches of either type fill blocks of one size, from one pool.
 func (m *Model) NewCacheOf(dt kernels.DType) (*KVCache, error) {
-	per := kvBlockPositions
-	switch dt {
-	case kernels.F32:
-	case kernels.F16:
-		per *= 2
-	default:
-		return nil, fmt.Errorf("%w: a KV cache keeps keys and values as F32 or F16, not %v", ErrInput, dt)
+	per, err := kvPerBlock(dt)
+	if err != nil {
+		return nil, err
 	}
 	c := &KVCache{
 		layers:   m.Layers,
@@ -80,6 +73,18 @@ func (m *Model) NewCacheOf(dt kernels.DType) (*KVCache, error) {
 	c.held = &kvHeld{pool: kvPoolFor(m.kvBlockFloats())}
 	runtime.AddCleanup(c, func(h *kvHeld) { h.release() }, c.held)
 	return c, nil
+}
+
+// kvPerBlock is the positions a block holds in a cache that keeps keys and
+// values as dt, or an error for a dtype no cache keeps.
+func kvPerBlock(dt kernels.DType) (int, error) {
+	switch dt {
+	case kernels.F32:
+		return kvBlockPositions, nil
+	case kernels.F16:
+		return 2 * kvBlockPositions, nil
+	}
+	return 0, fmt.Errorf("%w: a KV cache keeps keys and values as F32 or F16, not %v", ErrInput, dt)
 }
 
 // DType is how the cache keeps keys and values: F32 or F16.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -135,13 +136,9 @@ func LoadFrom(cfg *Config, src TensorSource, opts Options) (*Model, error) {
 	if threads <= 0 {
 		threads = DefaultThreads()
 	}
-	kv := opts.KVCache
-	switch kv {
-	case 0:
-		kv = kernels.F32
-	case kernels.F32, kernels.F16:
-	default:
-		return nil, fmt.Errorf("%w: a KV cache keeps keys and values as F32 or F16, not %v", ErrInput, kv)
+	kv := cmp.Or(opts.KVCache, kernels.F32)
+	if _, err := kvPerBlock(kv); err != nil {
+		return nil, err
 	}
 	m := &Model{Config: cfg, Layers: r, closer: src, kvType: kv}
 	H, V := cfg.HiddenSize, cfg.VocabSize

@@ -122,7 +122,7 @@ type kernelSet struct {
 	// div is Div (every quotient rounded once, so every set's bits).
 	div func(x []float32, d float32)
 	// max is the largest value of x's whole vector steps (softmax.go's
-	// softMax does the rest), −Inf when there are none; a NaN never wins.
+	// maxValue does the rest), −Inf when there are none; a NaN never wins.
 	max func(x []float32) float32
 	// gelu is GELUNew's kernel.
 	gelu func(x []float32)

@@ -61,7 +61,7 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	Div(x, expSum(x, softMax(x)))
+	Div(x, expSum(x, maxValue(x)))
 }
 
 // Axpy computes y += a*x.

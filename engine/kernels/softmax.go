@@ -57,11 +57,11 @@ func expSum(x []float32, mx float32) float32 {
 	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
-// softMax is the largest value of x, −Inf if none (a NaN never wins): the
+// maxValue is the largest value of x, −Inf if none (a NaN never wins): the
 // set's kernel over whole vector steps, the rest here. Which of +0 and −0
 // it returns when both are the largest may depend on the set; the softmax
 // does not: exp(v − mx) differs only for v = ±0, where both give 1.
-func softMax(x []float32) float32 {
+func maxValue(x []float32) float32 {
 	n := len(x) &^ 15
 	mx := active.max(x[:n])
 	for _, v := range x[n:] {

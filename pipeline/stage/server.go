@@ -313,7 +313,8 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 	// restart holds the new caches of sessions that start again at
 	// position 0 with their keys and values kept otherwise than before:
 	// put in place only once the step is accepted.
-	restart := make(map[int]*engine.KVCache)
+	// (Rare: made only when needed, not on every step.)
+	var restart map[int]*engine.KVCache
 	var fresh []string
 	undo := func() { // on refusal: forget the sessions this step made
 		for _, id := range fresh {
@@ -354,6 +355,9 @@ func (s *Server) step(ctx context.Context, req *phalanxpb.StageRequest, resp *ph
 					id, cache.DType(), pos, kv)
 			}
 			cache, _ = m.NewCacheOf(kv)
+			if restart == nil {
+				restart = make(map[int]*engine.KVCache)
+			}
 			restart[i], held = cache, 0
 		}
 		grow += cache.BytesFor(pos+int(sp.GetTokens())) - cache.BytesFor(held)

@@ -46,11 +46,12 @@ func expSum(x []float32, mx float32) float32 {
 	var l [16]float32
 	n := len(x) &^ 15
 	active.expLanes(x[:n], mx, &l)
-	for i := n; i < len(x); i++ {
-		e := expF32(x[i] - mx)
-		x[i] = e
-		l[i&15] += e
-	}
+	expLanesGeneric(x[n:], mx, &l) // n is whole steps: value n+i goes to lane i
+	return laneSum(&l)
+}
+
+// laneSum adds the sixteen lanes as HSUM16 does: ((l0+l8)+(l4+l12)) + ….
+func laneSum(l *[16]float32) float32 {
 	for i := 0; i < 8; i++ {
 		l[i] += l[i+8]
 	}
@@ -64,10 +65,8 @@ func expSum(x []float32, mx float32) float32 {
 func maxValue(x []float32) float32 {
 	n := len(x) &^ 15
 	mx := active.max(x[:n])
-	for _, v := range x[n:] {
-		if v > mx {
-			mx = v
-		}
+	if t := maxGeneric(x[n:]); t > mx {
+		mx = t
 	}
 	return mx
 }

@@ -87,7 +87,7 @@ func loadOneLayer(b *testing.B) *Model {
 
 // BenchmarkAttention is one Phi-2-sized layer's attention alone (every head
 // of every stream over its cache, the new position's keys and values
-// already written), for one and eight streams at 500 and 2,000 positions:
+// written first, as in a step), for one and eight streams at 500 and 2,000 positions:
 // it reads each stream's cached keys and values once, so it is bound by
 // memory, and GB/s is that read's rate; float32 and F16 caches.
 func BenchmarkAttention(b *testing.B) {

@@ -246,13 +246,8 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	emit("k_rot", ws.k)
 	emit("v", ws.v)
 
-	// Append this layer's keys and values to each sequence's cache.
-	kvDim := cfg.KVDim()
-	r := 0
-	for _, s := range spans {
-		s.Cache.write(li, s.Cache.n, ws.k[r*kvDim:(r+s.Tokens)*kvDim], ws.v[r*kvDim:(r+s.Tokens)*kvDim])
-		r += s.Tokens
-	}
+	// attention appends this layer's keys and values to each sequence's
+	// cache, then attends.
 	m.attention(li, spans)
 	emit("attn_ctx", ws.ctx)
 	kernels.MatMul(m.pool, ws.attn, l.dense, ws.ctx, l.denseB, rows)
@@ -299,9 +294,10 @@ func (m *Model) rotate(v []float32, heads, rows int) {
 // 7.9–8.2 with eight; float32 10.0–10.3 and 9.7–10.4).
 const attnHeads = 8
 
-// attention computes ctx for every span and head, attnHeads heads of a span
-// a job, the jobs in parallel: causal attention of each new token over the
-// cache, scores and softmax in float32 (an F16 cache's keys and values
+// attention appends the spans' new keys and values (ws.k, ws.v) to their
+// caches and computes ctx for every span and head, attnHeads heads of a
+// span a job, the jobs in parallel: causal attention of each new token over
+// the cache, scores and softmax in float32 (an F16 cache's keys and values
 // widened a block at a time).
 func (m *Model) attention(li int, spans []Span) {
 	cfg := m.Config
@@ -320,11 +316,31 @@ func (m *Model) attention(li int, spans []Span) {
 	for nh%G != 0 {
 		G--
 	}
+	// The new positions' keys and values go into the caches first: each
+	// job writes the KV heads it reads, just before reading them (in
+	// parallel, and into the cache lines it is about to read), when its
+	// heads cover whole groups of query heads; otherwise here, in one pass.
+	kvDim := cfg.KVDim()
+	kv := func(si int) (k, v []float32) {
+		r, n := firstRow[si]*kvDim, spans[si].Tokens*kvDim
+		return ws.k[r : r+n], ws.v[r : r+n]
+	}
+	jobsWrite := G%group == 0
+	if !jobsWrite {
+		for si, s := range spans {
+			k, v := kv(si)
+			s.Cache.write(li, s.Cache.n, k, v)
+		}
+	}
 	m.pool.Run(len(spans)*nh/G, func(worker, job int) {
 		si, h0 := job/(nh/G), job%(nh/G)*G
 		s := spans[si]
 		c := s.Cache
 		past := c.n
+		if jobsWrite {
+			k, v := kv(si)
+			c.writeHeads(li, past, k, v, h0/group, (h0+G)/group)
+		}
 		sc, wide := ws.scores[worker], ws.wide[worker]
 		stride := past + s.Tokens
 		if cap(sc) < G*stride {

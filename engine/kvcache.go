@@ -214,8 +214,14 @@ func (c *KVCache) prefetchHead(li, h, p, n int, values bool) {
 // (rows of kvDim floats, every head's in turn), rounded to F16 in an F16
 // cache.
 func (c *KVCache) write(li, p int, k, v []float32) {
+	c.writeHeads(li, p, k, v, 0, c.kvDim/c.head)
+}
+
+// writeHeads is write for heads [h0, h1) only: attention's jobs each write
+// the heads they read, in parallel, just before reading them.
+func (c *KVCache) writeHeads(li, p int, k, v []float32, h0, h1 int) {
 	for r := 0; r < len(k)/c.kvDim; r++ {
-		for h := 0; h < c.kvDim/c.head; h++ {
+		for h := h0; h < h1; h++ {
 			sk, sv := k[r*c.kvDim+h*c.head:][:c.head], v[r*c.kvDim+h*c.head:][:c.head]
 			if c.dtype == kernels.F16 {
 				dk, dv := c.headRows16(li, h, p+r, 1)

@@ -15,7 +15,7 @@ import (
 	"github.com/phalanx-llm/phalanx/engine/tokenizer"
 )
 
-// `phalanx run DIR` starts a local cluster and chats on the terminal: two
+// `phalanx run --model DIR` (or `phalanx run DIR`) starts a local cluster and chats on the terminal: two
 // turns, each answer the one a single process gives for the conversation.
 func TestRunChat(t *testing.T) {
 	if testing.Short() {
@@ -28,7 +28,7 @@ func TestRunChat(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.phalanx, "run", model, "--workers", "2", "--listen", freeAddr(t),
+	cmd := exec.CommandContext(ctx, bin.phalanx, "run", "--model", model, "--workers", "2", "--listen", freeAddr(t),
 		"--temperature", "0", "--max-tokens", "10", "--threads", "1")
 	cmd.Stdin = strings.NewReader("Hi there\nHow are you?\n/exit\n")
 	var stdout, stderr bytes.Buffer

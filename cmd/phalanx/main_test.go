@@ -165,6 +165,8 @@ func TestBadInvocations(t *testing.T) {
 		{"generate", "--model", fixture, "--tokens", "1", "--kv-cache", "q8"},
 		{"bench", "--model", fixture, "--kv-cache", "bf16"},
 		{"logits", "--model", fixture, "--tokens", "1", "--kv-cache", "f8"},
+		{"run"},
+		{"run", "--model", fixture, fixture},
 	} {
 		if _, _, code := phalanx(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage)", args, code)

@@ -23,6 +23,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
+	modelFlag := fs.String("model", "", "the model, as the MODEL argument (which takes its place)")
 	workers := fs.Int("workers", 2, "number of local worker processes")
 	listen := fs.String("listen", "127.0.0.1:7070", "coordinator's Inference API address")
 	threads := fs.Int("threads", 0, "kernel threads per process (0: one per CPU; a single stream keeps one stage busy at a time)")
@@ -31,15 +32,18 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per answer")
 	params := samplingFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: phalanx run [flags] MODEL   (a directory, a .gguf file, ORG/NAME on Hugging Face, or a GGUF URL)\n\nflags:")
+		fmt.Fprintln(stderr, "usage: phalanx run [flags] MODEL   (a directory, a .gguf file, ORG/NAME on Hugging Face, or a GGUF URL; or --model MODEL)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
+	if *modelFlag != "" {
+		positional = append(positional, *modelFlag)
+	}
 	if len(positional) != 1 {
-		return usagef("want exactly one MODEL argument")
+		return usagef("want exactly one MODEL (an argument or --model)")
 	}
 	t, err := prompt.Parse(*tmpl)
 	if err != nil || (t != prompt.Chat && t != prompt.Instruct) {

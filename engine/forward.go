@@ -246,17 +246,18 @@ func (m *Model) layer(li int, x []float32, spans []Span, rows int, trace Tracer)
 	emit("k_rot", ws.k)
 	emit("v", ws.v)
 
-	// attention appends this layer's keys and values to each sequence's
-	// cache, then attends.
-	m.attention(li, spans)
-	emit("attn_ctx", ws.ctx)
-	kernels.MatMul(m.pool, ws.attn, l.dense, ws.ctx, l.denseB, rows)
-	emit("attn_out", ws.attn)
-
+	// Phi's attention and MLP read the same normalized input, so they are
+	// independent: attention (which appends this layer's keys and values
+	// to each sequence's cache, then attends; bound by reading the caches)
+	// runs in one queue with fc2's tiles (bound by arithmetic in a batch).
 	kernels.GELUNewPool(m.pool, ws.f1)
 	emit("mlp_act", ws.f1)
-	kernels.MatMul(m.pool, ws.mlp, l.fc2, ws.f1, l.fc2B, rows)
+	kernels.MatMulsBeside(m.pool, m.attentionJobs(li, spans), ws.f1, rows,
+		kernels.Product{M: l.fc2, Y: ws.mlp, Bias: l.fc2B})
+	emit("attn_ctx", ws.ctx)
 	emit("mlp_out", ws.mlp)
+	kernels.MatMul(m.pool, ws.attn, l.dense, ws.ctx, l.denseB, rows)
+	emit("attn_out", ws.attn)
 
 	for i := range x[:rows*cfg.HiddenSize] {
 		x[i] = (ws.attn[i] + ws.mlp[i]) + x[i] // HF's order: attn + mlp + residual
@@ -300,6 +301,13 @@ const attnHeads = 8
 // the cache, scores and softmax in float32 (an F16 cache's keys and values
 // widened a block at a time).
 func (m *Model) attention(li int, spans []Span) {
+	j := m.attentionJobs(li, spans)
+	m.pool.Run(j.N, j.Run)
+}
+
+// attentionJobs is attention as jobs for the model's pool (after writing
+// the caches itself when its jobs cannot).
+func (m *Model) attentionJobs(li int, spans []Span) kernels.Jobs {
 	cfg := m.Config
 	ws := &m.ws
 	D, nh := cfg.HeadDim, cfg.NumHeads
@@ -332,7 +340,7 @@ func (m *Model) attention(li int, spans []Span) {
 			s.Cache.write(li, s.Cache.n, k, v)
 		}
 	}
-	m.pool.Run(len(spans)*nh/G, func(worker, job int) {
+	return kernels.Jobs{N: len(spans) * nh / G, Run: func(worker, job int) {
 		si, h0 := job/(nh/G), job%(nh/G)*G
 		s := spans[si]
 		c := s.Cache
@@ -382,5 +390,5 @@ func (m *Model) attention(li int, spans []Span) {
 				}
 			}
 		}
-	})
+	}}
 }

@@ -427,3 +427,49 @@ func BenchmarkReadBandwidth(b *testing.B) {
 	}
 	b.ReportMetric(float64(8*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 }
+
+// MatMulsBeside runs every side job once, on a valid worker index, and gives
+// the products MatMuls' bits, for side queues shorter and longer than the
+// products' chunks, empty, and with no products at all.
+func TestMatMulsBeside(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	pool := NewPool(2)
+	defer pool.Close()
+	for _, c := range []struct{ rows, tokens, side int }{{64, 4, 0}, {64, 4, 3}, {64, 4, 500}, {512, 8, 37}, {24, 1, 1}} {
+		for _, dt := range []DType{F32, Q4_0} {
+			cols := 64
+			m := benchMatrix(dt, c.rows, cols, randVec(r, c.rows*cols))
+			x, bias := randVec(r, c.tokens*cols), randVec(r, c.rows)
+			want := make([]float32, c.tokens*c.rows)
+			MatMuls(pool, x, c.tokens, Product{M: m, Y: want, Bias: bias})
+			got := make([]float32, c.tokens*c.rows)
+			runs := make([]atomic.Int32, c.side)
+			var badWorker atomic.Bool
+			MatMulsBeside(pool, Jobs{N: c.side, Run: func(worker, j int) {
+				if worker < 0 || worker >= pool.Threads() {
+					badWorker.Store(true)
+				}
+				runs[j].Add(1)
+			}}, x, c.tokens, Product{M: m, Y: got, Bias: bias})
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%v %+v: y[%d] %v beside side jobs, %v alone", dt, c, i, got[i], want[i])
+				}
+			}
+			for j := range runs {
+				if n := runs[j].Load(); n != 1 {
+					t.Fatalf("%v %+v: side job %d ran %d times", dt, c, j, n)
+				}
+			}
+			if badWorker.Load() {
+				t.Fatalf("%v %+v: a side job ran with a worker index outside the pool", dt, c)
+			}
+			m.Free()
+		}
+	}
+	var ran atomic.Int32 // no products: the side jobs alone
+	MatMulsBeside(pool, Jobs{N: 5, Run: func(int, int) { ran.Add(1) }}, nil, 0)
+	if ran.Load() != 5 {
+		t.Fatalf("side jobs without products: %d ran, want 5", ran.Load())
+	}
+}

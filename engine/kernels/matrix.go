@@ -149,6 +149,40 @@ type Product struct {
 // of every product from one queue, so small products do not each pay a
 // hand-off. Every Y gets exactly MatMul's bits.
 func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
+	p.Run(products(p, x, tokens, prods))
+}
+
+// Jobs is work of another kind for MatMulsBeside: N jobs, Run(worker, job)
+// computing one; they may run in any order, on any thread, and may use
+// per-worker scratch of their own.
+type Jobs struct {
+	N   int
+	Run func(worker, job int)
+}
+
+// MatMulsBeside is MatMuls with side's jobs in the same queue, spread evenly
+// among the products' chunks, so the threads run both kinds at once: work
+// bound by memory (attention over KV caches) beside tiles bound by
+// arithmetic, where one after the other would leave each resource idle in
+// turn. The products get exactly MatMuls' bits.
+func MatMulsBeside(p *Pool, side Jobs, x []float32, tokens int, prods ...Product) {
+	chunks, run := products(p, x, tokens, prods)
+	S, T := int64(side.N), int64(chunks+side.N)
+	// Job j is side job ⌊j·S/T⌋ when ⌊(j+1)·S/T⌋ steps past it, else chunk
+	// j − ⌊(j+1)·S/T⌋ (the chunks before it less the side jobs up to it).
+	p.Run(int(T), func(worker, j int) {
+		a, b := int64(j)*S/T, (int64(j)+1)*S/T
+		if b > a {
+			side.Run(worker, int(a))
+			return
+		}
+		run(worker, j-int(b))
+	})
+}
+
+// products plans prods (MatMuls) as one queue: its chunks and the function
+// computing one.
+func products(p *Pool, x []float32, tokens int, prods []Product) (int, func(worker, c int)) {
 	k := &active
 	var act activations
 	var runs []func(worker, c int)
@@ -168,10 +202,9 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 		runs, ends = append(runs, run), append(ends, total)
 	}
 	if len(runs) == 1 {
-		p.Run(total, runs[0])
-		return
+		return total, runs[0]
 	}
-	p.Run(total, func(worker, c int) {
+	return total, func(worker, c int) {
 		i := 0
 		for c >= ends[i] {
 			i++
@@ -180,7 +213,7 @@ func MatMuls(p *Pool, x []float32, tokens int, prods ...Product) {
 			c -= ends[i-1]
 		}
 		runs[i](worker, c)
-	})
+	}
 }
 
 // activations holds the forms of one MatMuls call's activations that

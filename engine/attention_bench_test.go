@@ -123,7 +123,8 @@ func benchmarkAttention(b *testing.B, m *Model, r *rand.Rand, kv kernels.DType, 
 			}
 		}
 		for b.Loop() {
-			m.attention(0, spans)
+			j := m.attentionJobs(0, spans)
+			m.pool.Run(j.N, j.Run)
 		}
 		bytes := float64(streams) * float64(pos) * float64(2*m.Config.KVDim()*kv.Size())
 		b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")

@@ -295,18 +295,12 @@ func (m *Model) rotate(v []float32, heads, rows int) {
 // 7.9–8.2 with eight; float32 10.0–10.3 and 9.7–10.4).
 const attnHeads = 8
 
-// attention appends the spans' new keys and values (ws.k, ws.v) to their
-// caches and computes ctx for every span and head, attnHeads heads of a
-// span a job, the jobs in parallel: causal attention of each new token over
-// the cache, scores and softmax in float32 (an F16 cache's keys and values
-// widened a block at a time).
-func (m *Model) attention(li int, spans []Span) {
-	j := m.attentionJobs(li, spans)
-	m.pool.Run(j.N, j.Run)
-}
-
-// attentionJobs is attention as jobs for the model's pool (after writing
-// the caches itself when its jobs cannot).
+// attentionJobs is layer li's attention as jobs for the model's pool: they
+// append the spans' new keys and values (ws.k, ws.v) to their caches (or
+// attentionJobs does, before returning, when its jobs cannot) and compute
+// ctx for every span and head, attnHeads heads of a span a job: causal
+// attention of each new token over the cache, scores and softmax in float32
+// (an F16 cache's keys and values widened a block at a time).
 func (m *Model) attentionJobs(li int, spans []Span) kernels.Jobs {
 	cfg := m.Config
 	ws := &m.ws
